@@ -1,0 +1,40 @@
+# The two commands of README.md: `make quickstart` (the main job) and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+WORKDIR ?= runs/quickstart
+
+.PHONY: install quickstart train-quickstart colorize-sample test lint format clean
+
+$(BIN)/.installed: setup.cfg requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c requirements.lock -e '.[test,parity]'
+	touch $@
+
+install: $(BIN)/.installed
+
+# Train the quickstart config on the embedded samples, then colourise a sample clip.
+quickstart: train-quickstart colorize-sample
+
+train-quickstart: install
+	$(BIN)/python -m pix2pix_jax.main --config configs/quickstart.py --workdir $(WORKDIR)
+
+colorize-sample: install
+	$(BIN)/python -m pix2pix_jax.video make-sample runs/sample_clip.mp4 --overwrite
+	$(BIN)/python -m pix2pix_jax.colorize --workdir $(WORKDIR) runs/sample_clip.mp4 \
+		--output runs/sample_clip_colorized.mp4 --overwrite
+
+test: install lint
+	$(BIN)/python -m pytest -n 2
+
+lint: install
+	$(BIN)/ruff check pix2pix_jax configs experiments tests
+	$(BIN)/ruff format --check pix2pix_jax configs experiments tests
+
+format: install
+	$(BIN)/ruff check --fix pix2pix_jax configs experiments tests
+	$(BIN)/ruff format pix2pix_jax configs experiments tests
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

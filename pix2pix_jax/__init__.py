@@ -1,0 +1,1 @@
+"""pix2pix_jax: Pix2Pix colourisation in JAX/Flax."""

@@ -1,0 +1,151 @@
+"""Checkpoints with orbax: the full train state and its config, atomically.
+
+Layout: ``<workdir>/checkpoints/<step>/{state,config}``. orbax writes each step to
+a temporary directory and renames it when complete, so a crash mid-write leaves
+the previous checkpoint as the latest one that can be restored.
+"""
+
+import os
+from typing import Any
+
+import jax
+import ml_collections
+import orbax.checkpoint as ocp
+
+from pix2pix_jax import config_validation
+
+# Fields whose change makes an old checkpoint unusable (different parameter tree or meaning).
+ARCHITECTURE_FIELDS = (
+  "color_space",
+  "model.num_downs",
+  "model.ngf",
+  "model.norm",
+  "model.discriminator",
+  "model.ndf",
+  "model.n_layers_d",
+)
+
+
+class IncompatibleCheckpointError(ValueError):
+  """The workdir holds a checkpoint of a different architecture or colour space."""
+
+
+def checkpoint_dir(workdir: str) -> str:
+  return os.path.join(os.path.abspath(workdir), "checkpoints")
+
+
+def create_manager(
+  workdir: str, config: ml_collections.ConfigDict, *, best_metric: str | None = None
+) -> ocp.CheckpointManager:
+  """Saves every `checkpoint_every_steps`; keeps the latest, every
+  `keep_checkpoint_every_steps`-th and (if `best_metric` is set) the best by that metric."""
+  cm = ocp.checkpoint_managers
+  keep = [cm.LatestN(1), cm.EveryNSteps(config.keep_checkpoint_every_steps)]
+  if best_metric:
+    keep.append(
+      cm.BestN(
+        get_metric_fn=lambda metrics: metrics[best_metric],
+        reverse=best_metric_lower_is_better(best_metric),
+        n=1,
+        keep_checkpoints_without_metrics=False,
+      )
+    )
+  options = ocp.CheckpointManagerOptions(
+    save_decision_policy=cm.FixedIntervalPolicy(config.checkpoint_every_steps),
+    preservation_policy=cm.AnyPreservationPolicy(keep),
+    cleanup_tmp_directories=True,
+  )
+  return ocp.CheckpointManager(
+    checkpoint_dir(workdir), options=options, item_names=("state", "config")
+  )
+
+
+def best_metric_lower_is_better(name: str) -> bool:
+  """BestN keeps the highest value unless reversed; distances and losses are lower-better."""
+  return any(word in name for word in ("ciede", "loss", "l1", "diff"))
+
+
+def save(
+  manager: ocp.CheckpointManager,
+  step: int,
+  state: Any,
+  config: ml_collections.ConfigDict,
+  *,
+  force: bool = False,
+  metrics: dict[str, float] | None = None,
+) -> bool:
+  """Saves asynchronously if the policy (or `force`) says so; returns whether it did."""
+  args = ocp.args.Composite(
+    state=ocp.args.PyTreeSave(state), config=ocp.args.JsonSave(config.to_dict())
+  )
+  return manager.save(step, args=args, force=force, metrics=metrics)
+
+
+def read_config(manager: ocp.CheckpointManager, step: int) -> ml_collections.ConfigDict:
+  restored = manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
+  return ml_collections.ConfigDict(restored["config"])
+
+
+def check_compatible(saved: ml_collections.ConfigDict, current: ml_collections.ConfigDict) -> None:
+  """Raises IncompatibleCheckpointError naming every architecture field that differs."""
+  diffs = []
+  for field in ARCHITECTURE_FIELDS:
+    old, new = config_validation.get(saved, field), config_validation.get(current, field)
+    if old != new:
+      diffs.append(f"{field}: checkpoint has {old!r}, config has {new!r}")
+  if diffs:
+    raise IncompatibleCheckpointError(
+      "the workdir's checkpoint was trained with a different architecture ("
+      + "; ".join(diffs)
+      + "); use a new --workdir or restore the original settings"
+    )
+
+
+def restore_state(manager: ocp.CheckpointManager, step: int, abstract_state: Any) -> Any:
+  """Restores the full state onto the shardings carried by `abstract_state`
+  (a pytree of jax.ShapeDtypeStruct)."""
+  restore_args = ocp.checkpoint_utils.construct_restore_args(abstract_state)
+  restored = manager.restore(
+    step,
+    args=ocp.args.Composite(
+      state=ocp.args.PyTreeRestore(item=abstract_state, restore_args=restore_args)
+    ),
+  )
+  return restored["state"]
+
+
+def restore_generator(
+  workdir: str, step: int | None = None
+) -> tuple[ml_collections.ConfigDict, dict[str, Any]]:
+  """Config and generator variables ({"params", "batch_stats"}) of a training workdir.
+
+  Reads only the generator's arrays: no discriminator or optimiser state is built or loaded.
+  `workdir` may also be a `checkpoints/` directory.
+  """
+  directory = checkpoint_dir(workdir)
+  if not os.path.isdir(directory) and os.path.basename(os.path.normpath(workdir)) == "checkpoints":
+    directory = os.path.abspath(workdir)
+  if not os.path.isdir(directory):
+    raise FileNotFoundError(f"{workdir}: no checkpoints/ directory (is it a training workdir?)")
+  # Explicit handlers: with item names alone, orbax cannot read the state's metadata in a
+  # process that has not saved or restored it yet.
+  handlers = {"state": ocp.PyTreeCheckpointHandler(), "config": ocp.JsonCheckpointHandler()}
+  with ocp.CheckpointManager(
+    directory, item_handlers=handlers, options=ocp.CheckpointManagerOptions(read_only=True)
+  ) as manager:
+    step = manager.latest_step() if step is None else step
+    if step is None:
+      raise FileNotFoundError(f"{workdir}: no complete checkpoint to restore")
+    config = read_config(manager, step)
+    wanted = {"g_params": None, "g_batch_stats": None}
+    metadata = manager.item_metadata(step)["state"]
+    tree = metadata.tree if hasattr(metadata, "tree") else metadata
+    item = {k: tree[k] for k in wanted}
+    restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=jax.Array), item)
+    restored = manager.restore(
+      step,
+      args=ocp.args.Composite(
+        state=ocp.args.PyTreeRestore(item=item, restore_args=restore_args, partial_restore=True)
+      ),
+    )["state"]
+  return config, {"params": restored["g_params"], "batch_stats": restored["g_batch_stats"] or {}}

@@ -1,0 +1,172 @@
+"""Colour conversions: sRGB <-> CIE Lab, grayscale, and the model's input/output encodings.
+
+Everything is pure `jax.numpy`, jit-able, batched over leading dimensions and computed in
+float32. The piecewise branches (sRGB gamma, the Lab f() function) are written so that the
+branch not taken never sees an argument that would give an infinite or NaN gradient: a NaN in
+the unused branch of `jnp.where` still poisons the gradient.
+
+Colour spaces of the model ("rgb" or "lab"):
+  rgb: input 0.3 R + 0.59 G + 0.11 B scaled to [-1, 1]; output RGB scaled to [-1, 1].
+  lab: input L / 50 - 1; output ab / 110.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+# sRGB (IEC 61966-2-1) primaries with the D65 white point: linear RGB -> CIE XYZ.
+_XYZ_FROM_RGB = np.array(
+  [
+    [0.412453, 0.357580, 0.180423],
+    [0.212671, 0.715160, 0.072169],
+    [0.019334, 0.119193, 0.950227],
+  ]
+)
+_RGB_FROM_XYZ = np.linalg.inv(_XYZ_FROM_RGB)
+# CIE standard illuminant D65, 2 degree observer, Y normalised to 1.
+_WHITE_D65 = np.array([0.95047, 1.0, 1.08883])
+
+# CIE Lab constants: f(t) = cbrt(t) above (6/29)^3, linear below.
+_DELTA = 6.0 / 29.0
+_LAB_EPSILON = _DELTA**3
+_LAB_SLOPE = 1.0 / (3.0 * _DELTA**2)
+
+# sRGB transfer function thresholds.
+_SRGB_ENCODED_THRESHOLD = 0.04045
+_SRGB_LINEAR_THRESHOLD = 0.0031308
+
+_COLOR_SPACES = ("rgb", "lab")
+_L_SCALE = 50.0  # model input: L / 50 - 1 spans [-1, 1]
+_AB_SCALE = 110.0  # model output: ab / 110 keeps the sRGB gamut inside [-1, 1]
+
+
+def _f32(x: jax.Array) -> jax.Array:
+  return jnp.asarray(x, jnp.float32)
+
+
+def _mix(x: jax.Array, matrix: np.ndarray) -> jax.Array:
+  """x @ matrix.T over the last axis, as explicit float32 sums.
+
+  Not a matmul: on accelerators a float32 matmul may run at reduced (TF32 / bfloat16)
+  precision by default, which costs about 1e-2 in Lab.
+  """
+  return jnp.stack(
+    [sum(float(m) * x[..., j] for j, m in enumerate(row)) for row in matrix], axis=-1
+  )
+
+
+def _srgb_to_linear(c: jax.Array) -> jax.Array:
+  """Removes the sRGB gamma."""
+  # The power branch only sees arguments above the threshold, so its gradient stays finite.
+  high = ((jnp.maximum(c, _SRGB_ENCODED_THRESHOLD) + 0.055) / 1.055) ** 2.4
+  return jnp.where(c > _SRGB_ENCODED_THRESHOLD, high, c / 12.92)
+
+
+def _linear_to_srgb(c: jax.Array) -> jax.Array:
+  """Applies the sRGB gamma."""
+  high = 1.055 * jnp.maximum(c, _SRGB_LINEAR_THRESHOLD) ** (1.0 / 2.4) - 0.055
+  return jnp.where(c > _SRGB_LINEAR_THRESHOLD, high, 12.92 * c)
+
+
+def _lab_f(t: jax.Array) -> jax.Array:
+  # cbrt has an infinite derivative at 0; clamping keeps it away from there.
+  return jnp.where(
+    t > _LAB_EPSILON, jnp.cbrt(jnp.maximum(t, _LAB_EPSILON)), t * _LAB_SLOPE + 4.0 / 29.0
+  )
+
+
+def _lab_f_inv(t: jax.Array) -> jax.Array:
+  return jnp.where(t > _DELTA, t**3, (t - 4.0 / 29.0) / _LAB_SLOPE)
+
+
+def rgb_to_lab(rgb: jax.Array) -> jax.Array:
+  """sRGB in [0, 1], shape [..., 3] -> CIE Lab (D65, 2 degree); L in [0, 100]."""
+  linear = _srgb_to_linear(_f32(rgb))
+  xyz = _mix(linear, _XYZ_FROM_RGB)
+  f = _lab_f(xyz / jnp.asarray(_WHITE_D65, jnp.float32))
+  fx, fy, fz = f[..., 0], f[..., 1], f[..., 2]
+  return jnp.stack([116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)], axis=-1)
+
+
+def lab_to_rgb(lab: jax.Array) -> jax.Array:
+  """CIE Lab (D65, 2 degree), shape [..., 3] -> sRGB clipped to [0, 1]."""
+  lab = _f32(lab)
+  fy = (lab[..., 0] + 16.0) / 116.0
+  fx = fy + lab[..., 1] / 500.0
+  # Very large b gives f(Z) < 0, which no colour has; like skimage, clamp it to 0.
+  fz = jnp.maximum(fy - lab[..., 2] / 200.0, 0.0)
+  xyz = _lab_f_inv(jnp.stack([fx, fy, fz], axis=-1)) * jnp.asarray(_WHITE_D65, jnp.float32)
+  linear = _mix(xyz, _RGB_FROM_XYZ)
+  return jnp.clip(_linear_to_srgb(linear), 0.0, 1.0)
+
+
+def rgb_to_gray(rgb: jax.Array) -> jax.Array:
+  """0.3 R + 0.59 G + 0.11 B, shape [..., 1]: the grayscale of the original seed experiment."""
+  rgb = _f32(rgb)
+  return 0.3 * rgb[..., 0:1] + 0.59 * rgb[..., 1:2] + 0.11 * rgb[..., 2:3]
+
+
+def luminance(rgb: jax.Array) -> jax.Array:
+  """Lab lightness L in [0, 100] of sRGB in [0, 1], shape [..., 1]."""
+  linear = _srgb_to_linear(_f32(rgb))
+  y = _mix(linear, _XYZ_FROM_RGB[1:2])  # the white's Y is 1
+  return 116.0 * _lab_f(y) - 16.0
+
+
+def combine(L: jax.Array, ab: jax.Array) -> jax.Array:  # noqa: N803 (L is the Lab name)
+  """Lab lightness [..., 1] and chroma [..., 2] (Lab units) -> sRGB in [0, 1].
+
+  Used to put predicted (possibly upsampled) chroma on the original full-resolution lightness.
+  """
+  return lab_to_rgb(jnp.concatenate([_f32(L), _f32(ab)], axis=-1))
+
+
+def num_output_channels(color_space: str) -> int:
+  """Channels the generator predicts: 3 for "rgb", 2 (ab) for "lab"."""
+  if color_space == "rgb":
+    return 3
+  if color_space == "lab":
+    return 2
+  raise ValueError(f"Unknown color_space {color_space!r}; expected one of {_COLOR_SPACES}.")
+
+
+def model_input(rgb: jax.Array, color_space: str) -> jax.Array:
+  """sRGB [..., 3] in [0, 1] -> the generator's one-channel input in [-1, 1]."""
+  num_output_channels(color_space)  # validates the name
+  if color_space == "rgb":
+    return rgb_to_gray(rgb) * 2.0 - 1.0
+  return luminance(rgb) / _L_SCALE - 1.0
+
+
+def model_target(rgb: jax.Array, color_space: str) -> jax.Array:
+  """sRGB [..., 3] in [0, 1] -> what the generator should output (rgb*2-1, or ab/110)."""
+  num_output_channels(color_space)
+  if color_space == "rgb":
+    return _f32(rgb) * 2.0 - 1.0
+  return rgb_to_lab(rgb)[..., 1:] / _AB_SCALE
+
+
+def to_rgb(inputs: jax.Array, outputs: jax.Array, color_space: str) -> jax.Array:
+  """Model input [..., 1] and output [..., C] -> sRGB in [0, 1]."""
+  num_output_channels(color_space)
+  if color_space == "rgb":
+    return jnp.clip((_f32(outputs) + 1.0) * 0.5, 0.0, 1.0)
+  return combine((_f32(inputs) + 1.0) * _L_SCALE, _f32(outputs) * _AB_SCALE)
+
+
+def predicted_ab(inputs: jax.Array, outputs: jax.Array, color_space: str) -> jax.Array:
+  """Lab ab (Lab units), [..., 2], of the prediction; for rgb models, the ab of `to_rgb`."""
+  num_output_channels(color_space)
+  if color_space == "lab":
+    return _f32(outputs) * _AB_SCALE
+  return rgb_to_lab(to_rgb(inputs, outputs, color_space))[..., 1:]
+
+
+def uint8_to_float(x: jax.Array) -> jax.Array:
+  """[0, 255] integers -> float32 in [0, 1]."""
+  return jnp.asarray(x, jnp.float32) / 255.0
+
+
+def float_to_uint8(x: jax.Array) -> jax.Array:
+  """Float in [0, 1] -> uint8 in [0, 255], rounded to nearest and clipped."""
+  return jnp.round(jnp.clip(_f32(x), 0.0, 1.0) * 255.0).astype(jnp.uint8)

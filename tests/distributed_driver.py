@@ -1,0 +1,47 @@
+"""Runs a few train steps as one process of a (possibly) multi-process jax program.
+
+Used by distributed_test.py: every process feeds its slice of the same global
+batches, and process 0 writes the final parameters to --out.
+"""
+
+import argparse
+
+import jax
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--process-id", type=int, default=0)
+parser.add_argument("--num-processes", type=int, default=1)
+parser.add_argument("--port", type=int, default=0)
+parser.add_argument("--steps", type=int, default=3)
+parser.add_argument("--out", required=True)
+args = parser.parse_args()
+
+if args.num_processes > 1:
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  jax.distributed.initialize(
+    f"localhost:{args.port}", num_processes=args.num_processes, process_id=args.process_id
+  )
+
+import numpy as np  # noqa: E402
+from conftest import tiny_config  # noqa: E402
+
+from pix2pix_jax import parallel, train  # noqa: E402
+
+config = tiny_config(batch_size=4)
+mesh = parallel.make_mesh()
+nets = train.make_networks(config, steps_per_epoch=10)
+state = jax.jit(
+  lambda key: train.init_state(nets, key, config.data.crop_size),
+  out_shardings=parallel.replicated(mesh),
+)(jax.random.key(0))
+step = train.compile_step(nets, mesh)
+local = config.batch_size // jax.process_count()
+rows = slice(jax.process_index() * local, (jax.process_index() + 1) * local)
+for i in range(args.steps):
+  images = np.random.default_rng(i).integers(0, 256, (config.batch_size, 32, 32, 3), np.uint8)
+  state, metrics = step(state, parallel.to_global({"image": images[rows]}, mesh), jax.random.key(1))
+params = jax.device_get((state.g_params, state.d_params, state.g_batch_stats))
+if jax.process_index() == 0:
+  leaves = jax.tree.leaves(params)
+  np.savez(args.out, *leaves)
+print(f"process {jax.process_index()} done, {jax.device_count()} devices", flush=True)

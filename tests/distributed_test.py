@@ -1,0 +1,162 @@
+"""Several processes on localhost (CPU devices, gloo collectives) behave as one program."""
+
+import functools
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+TESTS = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(TESTS)
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("localhost", 0))
+    return s.getsockname()[1]
+
+
+def _env(local_devices: int) -> dict:
+  env = dict(os.environ)
+  env.update(
+    XLA_FLAGS=f"--xla_force_host_platform_device_count={local_devices}",
+    JAX_PLATFORMS="cpu",
+    PYTHONPATH=os.pathsep.join([REPO, TESTS]),
+    PIX2PIX_HEARTBEAT_TIMEOUT="10",
+  )
+  return env
+
+
+def _launch(args_for, n, local_devices, **kw):
+  return [
+    subprocess.Popen(
+      args_for(i),
+      env=_env(local_devices),
+      stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT,
+      text=True,
+      **kw,
+    )
+    for i in range(n)
+  ]
+
+
+def _wait(procs, timeout=300):
+  outs = []
+  for p in procs:
+    out, _ = p.communicate(timeout=timeout)
+    outs.append(out)
+  return [p.returncode for p in procs], outs
+
+
+def test_two_processes_match_one_process(tmp_path):
+  driver = os.path.join(TESTS, "distributed_driver.py")
+  one = tmp_path / "one.npz"
+  codes, outs = _wait(_launch(lambda i: [sys.executable, driver, "--out", str(one)], 1, 4))
+  assert codes == [0], outs
+  two = tmp_path / "two.npz"
+  port = _free_port()
+  codes, outs = _wait(
+    _launch(
+      lambda i: [
+        sys.executable,
+        driver,
+        "--out",
+        str(two),
+        "--process-id",
+        str(i),
+        "--num-processes",
+        "2",
+        "--port",
+        str(port),
+      ],
+      2,
+      2,
+    )
+  )
+  assert codes == [0, 0], outs
+  assert "4 devices" in outs[1]
+  a, b = np.load(one), np.load(two)
+  assert len(a.files) == len(b.files) > 10
+  for name in a.files:
+    # Same global batch and devices; only the all-reduce implementation differs (gloo vs
+    # in-process), which can change float summation order.
+    np.testing.assert_allclose(a[name], b[name], rtol=1e-4, atol=1e-6, err_msg=name)
+
+
+def _photo_folder(root, n=16):
+  rng = np.random.default_rng(0)
+  root.mkdir()
+  for i in range(n):
+    Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(root / f"{i}.png")
+  return root
+
+
+def _main_args(workdir, folder, port, steps, process_id):
+  return [
+    sys.executable,
+    "-m",
+    "pix2pix_jax.main",
+    f"--config={REPO}/configs/default.py",
+    f"--workdir={workdir}",
+    "--config.data.source=folder",
+    f"--config.data.folder={folder}",
+    "--config.model.num_downs=5",
+    "--config.model.ngf=4",
+    "--config.model.ndf=4",
+    "--config.data.crop_size=32",
+    "--config.data.load_size=36",
+    "--config.batch_size=4",
+    "--config.data.max_eval_examples=4",
+    "--config.num_sample_images=2",
+    f"--config.num_train_steps={steps}",
+    "--config.log_every_steps=1",
+    "--config.checkpoint_every_steps=2",
+    "--config.eval_every_steps=1000",
+    "--config.sample_every_steps=1000",
+    "--config.num_epochs=100",
+    f"--coordinator_address=localhost:{port}",
+    "--num_processes=2",
+    f"--process_id={process_id}",
+  ]
+
+
+def test_two_process_training_checkpoints_and_resumes(tmp_path):
+  folder = _photo_folder(tmp_path / "photos")
+  workdir = tmp_path / "run"
+  for steps in (2, 4):
+    port = _free_port()
+    codes, outs = _wait(
+      _launch(functools.partial(_main_args, workdir, folder, port, steps), 2, 1, cwd=REPO)
+    )
+    assert codes == [0, 0], outs
+  assert sorted(os.listdir(workdir / "checkpoints")) == ["2", "4"]
+  assert "resumed from step 2" in outs[0]
+  # Only process 0 writes logs.
+  assert len([f for f in os.listdir(workdir) if f.startswith("events.out")]) == 1
+
+
+def test_surviving_process_exits_when_its_peer_dies(tmp_path):
+  folder = _photo_folder(tmp_path / "photos")
+  port = _free_port()
+  procs = _launch(lambda i: _main_args(tmp_path / "run", folder, port, 100000, i), 2, 1, cwd=REPO)
+  deadline = time.time() + 240
+  while not os.path.isdir(tmp_path / "run" / "checkpoints" / "2"):
+    assert time.time() < deadline, "training never reached step 2"
+    assert all(p.poll() is None for p in procs)
+    time.sleep(0.5)
+  procs[1].send_signal(signal.SIGKILL)
+  start = time.time()
+  try:
+    procs[0].wait(timeout=120)
+  except subprocess.TimeoutExpired:
+    procs[0].kill()
+    pytest.fail("process 0 hung after its peer died")
+  assert procs[0].returncode != 0
+  assert time.time() - start < 120
