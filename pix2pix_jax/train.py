@@ -317,7 +317,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   writer = metric_writers.create_default_writer(workdir, just_logging=not is_chief)
   if start_step == 0:
     writer.write_hparams(_flatten(config.to_dict()))
-  sample_images = _sample_images(config)
+  has_eval = _has_eval_data(config)
+  sample_images = _sample_images(config) if has_eval else None
   train_iter = input_pipeline.create_train_iterator(config, start_step=start_step)
 
   history: list[tuple[int, dict[str, Any]]] = []
@@ -351,7 +352,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         _write_samples(predict_fn, state, sample_images, workdir, writer, step, is_chief)
 
       eval_metrics = None
-      if step % config.eval_every_steps == 0 or is_last:
+      if has_eval and (step % config.eval_every_steps == 0 or is_last):
         eval_metrics = evaluate.evaluate_batches(
           functools.partial(predict_fn, state.generator_variables),
           input_pipeline.create_eval_iterator(config),
@@ -372,6 +373,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   manager.close()
   writer.flush()
   return state
+
+
+def _has_eval_data(config: ml_collections.ConfigDict) -> bool:
+  """Whether the eval split has any example; training goes on without one (with a warning)."""
+  try:
+    next(iter(input_pipeline.create_eval_iterator(config)))
+  except (ValueError, StopIteration) as e:
+    logging.warning("no evaluation data, so no evaluation or sample grids: %s", e)
+    return False
+  return True
 
 
 def _sample_images(config: ml_collections.ConfigDict) -> np.ndarray | None:

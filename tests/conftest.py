@@ -41,3 +41,60 @@ def tiny_config(**overrides):
 @pytest.fixture
 def make_tiny_config():
   return tiny_config
+
+
+TINY_FLAGS = (
+  "--config.model.num_downs=5",
+  "--config.model.ngf=4",
+  "--config.model.ndf=4",
+  "--config.data.crop_size=32",
+  "--config.data.load_size=36",
+  "--config.batch_size=4",
+  "--config.data.max_eval_examples=4",
+  "--config.num_sample_images=2",
+  "--config.log_every_steps=1",
+  "--config.eval_every_steps=1000",
+  "--config.sample_every_steps=1000",
+  "--config.num_epochs=100",
+)
+
+
+def main_command(workdir, folder, steps, *extra):
+  """`python -m pix2pix_jax.main` on a tiny model and an image folder, for subprocess tests."""
+  import sys
+
+  return [
+    sys.executable,
+    "-m",
+    "pix2pix_jax.main",
+    f"--config={REPO}/configs/default.py",
+    f"--workdir={workdir}",
+    "--config.data.source=folder",
+    f"--config.data.folder={folder}",
+    f"--config.num_train_steps={steps}",
+    *TINY_FLAGS,
+    *extra,
+  ]
+
+
+def subprocess_env(local_devices=1, **extra):
+  env = dict(os.environ)
+  env.update(
+    XLA_FLAGS=f"--xla_force_host_platform_device_count={local_devices}",
+    JAX_PLATFORMS="cpu",
+    PYTHONPATH=os.pathsep.join([REPO, os.path.join(REPO, "tests")]),
+    **extra,
+  )
+  return env
+
+
+def write_photo_folder(root, n=16, size=(40, 40)):
+  """`n` random RGB PNGs in `root` (created)."""
+  import numpy as np
+  from PIL import Image
+
+  rng = np.random.default_rng(0)
+  root.mkdir(parents=True, exist_ok=True)
+  for i in range(n):
+    Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(root / f"{i}.png")
+  return root

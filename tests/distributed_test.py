@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 import pytest
-from PIL import Image
+from conftest import main_command, subprocess_env, write_photo_folder
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(TESTS)
@@ -22,22 +22,11 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-def _env(local_devices: int) -> dict:
-  env = dict(os.environ)
-  env.update(
-    XLA_FLAGS=f"--xla_force_host_platform_device_count={local_devices}",
-    JAX_PLATFORMS="cpu",
-    PYTHONPATH=os.pathsep.join([REPO, TESTS]),
-    PIX2PIX_HEARTBEAT_TIMEOUT="10",
-  )
-  return env
-
-
 def _launch(args_for, n, local_devices, **kw):
   return [
     subprocess.Popen(
       args_for(i),
-      env=_env(local_devices),
+      env=subprocess_env(local_devices, PIX2PIX_HEARTBEAT_TIMEOUT="10"),
       stdout=subprocess.PIPE,
       stderr=subprocess.STDOUT,
       text=True,
@@ -90,45 +79,20 @@ def test_two_processes_match_one_process(tmp_path):
     np.testing.assert_allclose(a[name], b[name], rtol=1e-4, atol=1e-6, err_msg=name)
 
 
-def _photo_folder(root, n=16):
-  rng = np.random.default_rng(0)
-  root.mkdir()
-  for i in range(n):
-    Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(root / f"{i}.png")
-  return root
-
-
 def _main_args(workdir, folder, port, steps, process_id):
-  return [
-    sys.executable,
-    "-m",
-    "pix2pix_jax.main",
-    f"--config={REPO}/configs/default.py",
-    f"--workdir={workdir}",
-    "--config.data.source=folder",
-    f"--config.data.folder={folder}",
-    "--config.model.num_downs=5",
-    "--config.model.ngf=4",
-    "--config.model.ndf=4",
-    "--config.data.crop_size=32",
-    "--config.data.load_size=36",
-    "--config.batch_size=4",
-    "--config.data.max_eval_examples=4",
-    "--config.num_sample_images=2",
-    f"--config.num_train_steps={steps}",
-    "--config.log_every_steps=1",
+  return main_command(
+    workdir,
+    folder,
+    steps,
     "--config.checkpoint_every_steps=2",
-    "--config.eval_every_steps=1000",
-    "--config.sample_every_steps=1000",
-    "--config.num_epochs=100",
     f"--coordinator_address=localhost:{port}",
     "--num_processes=2",
     f"--process_id={process_id}",
-  ]
+  )
 
 
 def test_two_process_training_checkpoints_and_resumes(tmp_path):
-  folder = _photo_folder(tmp_path / "photos")
+  folder = write_photo_folder(tmp_path / "photos")
   workdir = tmp_path / "run"
   for steps in (2, 4):
     port = _free_port()
@@ -143,7 +107,7 @@ def test_two_process_training_checkpoints_and_resumes(tmp_path):
 
 
 def test_surviving_process_exits_when_its_peer_dies(tmp_path):
-  folder = _photo_folder(tmp_path / "photos")
+  folder = write_photo_folder(tmp_path / "photos")
   port = _free_port()
   procs = _launch(lambda i: _main_args(tmp_path / "run", folder, port, 100000, i), 2, 1, cwd=REPO)
   deadline = time.time() + 240
