@@ -35,7 +35,10 @@ def test_step_on_one_and_four_devices_agree(color_space):
   device count. Plain SGD makes parameter differences proportional to gradient differences
   (Adam's normalisation would amplify float noise in near-zero gradients up to the step size)."""
   assert jax.device_count() == 4
-  config = tiny_config(color_space=color_space)
+  # 6 levels at 64 px, so the generator's dropout (levels 4..num_downs-2) is exercised too.
+  config = tiny_config(
+    color_space=color_space, **{"model.num_downs": 6, "data.crop_size": 64, "data.load_size": 64}
+  )
   results = []
   for devices in (jax.devices()[:1], jax.devices()):
     mesh = parallel.make_mesh(devices)
