@@ -141,7 +141,9 @@ def restore_generator(
     metadata = manager.item_metadata(step)["state"]
     tree = metadata.tree if hasattr(metadata, "tree") else metadata
     item = {k: tree[k] for k in wanted}
-    restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=jax.Array), item)
+    # Onto one local device, whatever the device count that saved it.
+    sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    restore_args = jax.tree.map(lambda _: ocp.ArrayRestoreArgs(sharding=sharding), item)
     restored = manager.restore(
       step,
       args=ocp.args.Composite(

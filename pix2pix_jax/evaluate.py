@@ -1,12 +1,38 @@
-"""Evaluation: colourisation metrics of a model over a stream of batches."""
+"""Evaluation: colourisation metrics of a model over a stream of batches, and the
+``pix2pix-evaluate`` command.
 
+``python -m pix2pix_jax.evaluate --workdir W --data samples|FOLDER|tfds_name[split]`` restores
+the latest generator of ``W``, colourises the data at the model's training crop size, and writes
+to ``--output`` (default ``W/eval/<data name>/``):
+
+- ``metrics.json``: mean, std and 95% confidence interval of every metric for the model and two
+  trivial baselines: ``gray`` (the input's Lab L with a = b = 0) and ``mean_chroma`` (the input's
+  L with the mean ab of the evaluated images: optimistic, as it knows the eval set's average);
+- ``per_image.csv``: one row per image (index, file or tfds index, every metric of every
+  predictor);
+- ``gallery.html``: input / output / ground truth thumbnails with the model's metrics, sortable
+  by clicking a column header; self-contained (images inlined, no external assets).
+"""
+
+import argparse
+import csv
+import dataclasses
+import io
+import json
+import os
+import re
+import sys
+import tempfile
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
+from PIL import Image
 
-from pix2pix_jax import color, metrics, parallel
+from pix2pix_jax import checkpoint, color, config_files, input_pipeline, metrics, parallel
 
 
 def image_metrics(predicted: jax.Array, real_uint8: jax.Array) -> dict[str, jax.Array]:
@@ -47,3 +73,303 @@ def evaluate_batches(
 ) -> dict[str, float]:
   """Mean of each metric over the examples (see `per_image_values`)."""
   return {k: float(np.mean(v)) for k, v in per_image_values(predict_fn, batches, mesh).items()}
+
+
+# --------------------------------------------------------------------------------------------
+# The evaluation command: a trained workdir on a dataset, against trivial baselines.
+
+PREDICTORS = ("model", "gray", "mean_chroma")
+DEFAULT_EVAL_BATCH = 8
+GALLERY_SIZE = 500  # at most this many images in the HTML gallery (all are in the CSV)
+THUMBNAIL_SIZE = 128
+
+
+class EvaluationError(ValueError):
+  """The evaluation cannot run: missing workdir or checkpoint, unknown or empty data."""
+
+
+@dataclasses.dataclass
+class EvalResult:
+  """Everything the evaluation command writes."""
+
+  values: dict[str, dict[str, np.ndarray]]  # predictor -> metric -> [num_images]
+  labels: list[str]  # file (relative path) or tfds "split[index]" of each image
+  thumbnails: list[dict[str, bytes]]  # JPEGs of "input", "model", "target", first images only
+  mean_ab: tuple[float, float]  # the chroma of the mean-chroma baseline (eval-set mean)
+  info: dict[str, Any]  # workdir, step, data, crop size, ...
+
+
+def data_overrides(data: str, config: ml_collections.ConfigDict) -> tuple[str, dict[str, Any]]:
+  """`--data` -> (a short name for the output folder, overrides of the `data.*` config fields).
+
+  "samples": the embedded samples' eval split. An existing folder: its eval/ subfolder if it has
+  train/ and eval/ subfolders, else every image in it. Anything else is a tfds name with an
+  optional split, "places365_small[validation]" (default: the training config's eval split).
+  """
+  if data == "samples":
+    return "samples", {"data.source": "samples"}
+  path = os.path.expanduser(data)
+  if os.path.isdir(path):
+    folder = os.path.abspath(path)
+    # eval_fraction 1: without train/ and eval/ subfolders every file falls in the eval split.
+    overrides = {"data.source": "folder", "data.folder": folder, "data.eval_fraction": 1.0}
+    return os.path.basename(folder) or "folder", overrides
+  if os.sep in data or data.startswith(".") or os.path.exists(path):
+    raise EvaluationError(f"{data}: no such folder")
+  match = re.fullmatch(r"([\w.:/-]+?)(?:\[(.+)\])?", data)
+  if not match:
+    raise EvaluationError(f"--data {data!r} is neither 'samples', a folder, nor 'tfds_name[split]'")
+  name, split = match.group(1), match.group(2) or config.data.eval_split
+  slug = re.sub(r"[^\w.-]+", "_", f"{name}_{split}").strip("_")
+  return slug, {"data.source": "tfds", "data.name": name, "data.eval_split": split}
+
+
+def image_labels(config: ml_collections.ConfigDict, count: int) -> list[str]:
+  """What each evaluated image is called in the CSV and gallery, in iteration order."""
+  if config.data.source == "tfds":
+    return [f"{config.data.eval_split}[{i}]" for i in range(count)]
+  folder = input_pipeline.SAMPLES_DIR if config.data.source == "samples" else config.data.folder
+  listing = input_pipeline.list_images(folder, "eval", float(config.data.eval_fraction))
+  return [os.path.relpath(p, listing.folder) for p in listing.files[:count]]
+
+
+def latest_step(workdir: str) -> int | None:
+  """The newest finished checkpoint step of a workdir (orbax names steps by number)."""
+  directory = checkpoint.checkpoint_dir(workdir)
+  steps = [int(n) for n in os.listdir(directory) if n.isdigit()] if os.path.isdir(directory) else []
+  return max(steps) if steps else None
+
+
+def _baselines(images: jax.Array, mean_ab: jax.Array) -> dict[str, jax.Array]:
+  """Trivial colourisations of uint8 images: L with zero chroma, and L with the mean chroma."""
+  lightness = color.luminance(color.uint8_to_float(images))
+  zeros = jnp.zeros(lightness.shape[:-1] + (2,), jnp.float32)
+  return {
+    "gray": color.combine(lightness, zeros),
+    "mean_chroma": color.combine(lightness, zeros + mean_ab),
+  }
+
+
+def _mean_ab_sums(images: jax.Array, mask: jax.Array) -> jax.Array:
+  """[sum over real images of each image's mean a, ... of mean b, number of real images]."""
+  ab = jnp.mean(color.rgb_to_lab(color.uint8_to_float(images))[..., 1:], axis=(1, 2))
+  weights = mask.astype(jnp.float32)
+  return jnp.concatenate([jnp.sum(ab * weights[:, None], axis=0), jnp.sum(weights)[None]])
+
+
+def _thumbnail(image: np.ndarray) -> bytes:
+  picture = Image.fromarray(image)
+  picture.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE), Image.Resampling.BICUBIC)
+  buffer = io.BytesIO()
+  picture.save(buffer, format="JPEG", quality=85)
+  return buffer.getvalue()
+
+
+def evaluate_workdir(
+  workdir: str,
+  data: str,
+  *,
+  batch_size: int | None = None,
+  max_examples: int = -1,
+  gallery_size: int = GALLERY_SIZE,
+  step: int | None = None,
+) -> EvalResult:
+  """Per-image metrics of the workdir's generator (latest checkpoint, or `step`) and of the two
+  baselines on `data`.
+
+  Images are resized to the model's training crop size, as the training-time evaluation does.
+  The mean-chroma baseline uses the mean ab of the evaluated images (a first pass over them):
+  an optimistic baseline, since it has seen the evaluation set's average colour.
+  """
+  if not os.path.isdir(workdir):
+    raise EvaluationError(f"{workdir}: workdir does not exist")
+  try:
+    config, variables = checkpoint.restore_generator(workdir, step)
+  except FileNotFoundError as e:
+    raise EvaluationError(str(e)) from e
+  data_name, overrides = data_overrides(data, config)
+  mesh = parallel.make_mesh()
+  devices = jax.device_count()
+  batch = batch_size or DEFAULT_EVAL_BATCH
+  batch = -(-batch // devices) * devices  # a multiple of the device count
+  overrides.update({"batch_size": batch, "data.max_eval_examples": int(max_examples)})
+  config = config_files.apply_overrides(config, overrides)
+
+  from pix2pix_jax import train  # train imports this module
+
+  nets = train.make_networks(config, steps_per_epoch=1)
+  replicated = parallel.replicated(mesh)
+  variables = jax.device_put(variables, replicated)
+
+  def batches():
+    try:
+      yield from input_pipeline.create_eval_iterator(config)
+    except ValueError as e:
+      raise EvaluationError(str(e)) from e
+
+  sums = jax.jit(_mean_ab_sums, out_shardings=replicated)
+  total = np.zeros(3)
+  for host_batch in batches():
+    global_batch = parallel.to_global(host_batch, mesh)
+    total += np.asarray(jax.device_get(sums(global_batch["image"], global_batch["mask"])))
+  if total[2] == 0:
+    raise EvaluationError(f"--data {data}: no images to evaluate")
+  mean_ab = total[:2] / total[2]
+
+  def compute(variables, images, mean_ab):
+    outputs = {"model": train.predict_rgb(nets, variables, images), **_baselines(images, mean_ab)}
+    per_image = {name: image_metrics(out, images) for name, out in outputs.items()}
+    shown = {name: color.float_to_uint8(outputs[name]) for name in ("model", "gray")}
+    return per_image, shown, images
+
+  compute = jax.jit(compute, out_shardings=replicated)
+  gather = jax.jit(lambda m: m, out_shardings=replicated)
+  values: dict[str, dict[str, list[np.ndarray]]] = {p: {} for p in PREDICTORS}
+  thumbnails: list[dict[str, bytes]] = []
+  mean_ab_device = jnp.asarray(mean_ab, jnp.float32)
+  for host_batch in batches():
+    global_batch = parallel.to_global(host_batch, mesh)
+    per_image, shown, images = jax.device_get(
+      compute(variables, global_batch["image"], mean_ab_device)
+    )
+    mask = np.asarray(jax.device_get(gather(global_batch["mask"])))
+    for predictor, named in per_image.items():
+      for name, v in named.items():
+        values[predictor].setdefault(name, []).append(np.asarray(v)[mask])
+    for i in np.flatnonzero(mask):
+      if len(thumbnails) < gallery_size:
+        thumbnails.append(
+          {
+            "input": _thumbnail(np.asarray(shown["gray"][i])),
+            "model": _thumbnail(np.asarray(shown["model"][i])),
+            "target": _thumbnail(np.asarray(images[i])),
+          }
+        )
+  stacked = {p: {k: np.concatenate(v) for k, v in named.items()} for p, named in values.items()}
+  count = len(next(iter(stacked["model"].values())))
+  info = {
+    "workdir": os.path.abspath(workdir),
+    "step": latest_step(workdir) if step is None else step,
+    "data": data,
+    "data_name": data_name,
+    "num_images": count,
+    "crop_size": int(config.data.crop_size),
+    "color_space": config.color_space,
+    "mean_chroma_ab": [float(mean_ab[0]), float(mean_ab[1])],
+    "mean_chroma_source": "mean ab of the evaluated images",
+  }
+  return EvalResult(stacked, image_labels(config, count), thumbnails, tuple(mean_ab), info)
+
+
+def _write_atomic(path: str, data: str | bytes) -> None:
+  """Writes to a temporary file in the same folder, then renames it over `path`."""
+  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+  mode = "wb" if isinstance(data, bytes) else "w"
+  with tempfile.NamedTemporaryFile(
+    mode, dir=os.path.dirname(path) or ".", prefix=".tmp-", delete=False
+  ) as f:
+    f.write(data)
+  os.chmod(f.name, 0o644)  # NamedTemporaryFile creates 0600
+  os.replace(f.name, path)
+
+
+def metric_names(result: EvalResult) -> list[str]:
+  return list(result.values["model"])
+
+
+def summary_json(result: EvalResult) -> dict[str, Any]:
+  """The contents of metrics.json: run info, then mean and 95% CI per metric per predictor."""
+  return {**result.info, **{p: metrics.summarize(result.values[p]) for p in PREDICTORS}}
+
+
+def per_image_csv(result: EvalResult) -> str:
+  """One row per image: index, file, then `<predictor>_<metric>` for every predictor."""
+  columns = [(p, m) for p in PREDICTORS for m in metric_names(result)]
+  out = io.StringIO()
+  writer = csv.writer(out, lineterminator="\n")
+  writer.writerow(["index", "file"] + [f"{p}_{m}" for p, m in columns])
+  for i, label in enumerate(result.labels):
+    writer.writerow([i, label] + [f"{result.values[p][m][i]:.6g}" for p, m in columns])
+  return out.getvalue()
+
+
+def write_outputs(result: EvalResult, output_dir: str) -> dict[str, str]:
+  """Writes metrics.json, per_image.csv and gallery.html (each atomically); returns the paths."""
+  from pix2pix_jax import gallery
+
+  paths = {
+    "metrics": os.path.join(output_dir, "metrics.json"),
+    "csv": os.path.join(output_dir, "per_image.csv"),
+    "gallery": os.path.join(output_dir, "gallery.html"),
+  }
+  _write_atomic(paths["metrics"], json.dumps(summary_json(result), indent=2) + "\n")
+  _write_atomic(paths["csv"], per_image_csv(result))
+  html = gallery.render(
+    title=f"{result.info['workdir']} on {result.info['data']} (step {result.info['step']})",
+    labels=result.labels,
+    thumbnails=result.thumbnails,
+    values=result.values["model"],
+    summary=summary_json(result),
+    predictors=PREDICTORS,
+  )
+  _write_atomic(paths["gallery"], html)
+  return paths
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+  """A small text table of means and CIs: one row per metric, one column per predictor."""
+  names = list(summary["model"])
+  lines = [f"{'metric':<18}" + "".join(f"{p:>26}" for p in PREDICTORS)]
+  for name in names:
+    cells = []
+    for p in PREDICTORS:
+      s = summary[p][name]
+      cells.append(f"{s['mean']:>10.4g} [{s['ci95_low']:.4g}, {s['ci95_high']:.4g}]".rjust(26))
+    lines.append(f"{name:<18}" + "".join(cells))
+  return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+  """`pix2pix-evaluate`: metrics.json, per_image.csv and gallery.html for a workdir on data."""
+  parser = argparse.ArgumentParser(
+    prog="pix2pix-evaluate",
+    description="Evaluate a trained workdir against gray and mean-chroma baselines.",
+  )
+  parser.add_argument("--workdir", required=True, help="training workdir (with checkpoints/)")
+  parser.add_argument(
+    "--data", required=True, help="'samples', an image folder, or a tfds name[split]"
+  )
+  parser.add_argument("--output", help="output folder (default: WORKDIR/eval/<data name>/)")
+  parser.add_argument("--batch-size", type=int, default=None, help="global eval batch size")
+  parser.add_argument("--max-examples", type=int, default=-1, help="-1: every image")
+  parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
+  parser.add_argument("--gallery-size", type=int, default=GALLERY_SIZE, help="images in gallery")
+  args = parser.parse_args(argv)
+  try:
+    result = evaluate_workdir(
+      args.workdir,
+      args.data,
+      batch_size=args.batch_size,
+      max_examples=args.max_examples,
+      gallery_size=args.gallery_size,
+      step=args.step,
+    )
+    output = args.output or os.path.join(args.workdir, "eval", result.info["data_name"])
+    paths = write_outputs(result, output)
+  except (EvaluationError, ValueError, OSError, KeyError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 1
+  print(format_summary(summary_json(result)))
+  for path in paths.values():
+    print(f"wrote {path}")
+  return 0
+
+
+def run() -> None:
+  """Console entry point (pix2pix-evaluate)."""
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  sys.exit(main())
+
+
+if __name__ == "__main__":
+  run()

@@ -310,6 +310,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       f"{models.count_params(state.d_params):,}",
     )
   start_step = int(state.step)
+  if start_step >= total_steps:
+    logging.warning(
+      "the checkpoint in %s is at step %d, past num_train_steps=%d: nothing to train",
+      workdir,
+      start_step,
+      total_steps,
+    )
 
   step_fn = compile_step(nets, mesh)
   predict_fn = jax.jit(functools.partial(predict_rgb, nets))

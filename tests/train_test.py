@@ -2,13 +2,15 @@
 
 import glob
 import os
+import subprocess
+import sys
 
 import jax
 import numpy as np
 import optax
 import pytest
 import tensorflow_datasets as tfds
-from conftest import tiny_config
+from conftest import subprocess_env, tiny_config
 from PIL import Image
 
 from pix2pix_jax import checkpoint, config_validation, input_pipeline, parallel, train
@@ -209,6 +211,19 @@ def test_generator_only_restore_matches_training_state(tmp_path):
     jax.device_get(state.generator_variables),
     jax.device_get(variables),
   )
+  # Saved by 4 devices, restored by a process with 1.
+  script = (
+    "import numpy as np, jax; from pix2pix_jax import checkpoint; "
+    f"v = checkpoint.restore_generator({workdir!r})[1]; "
+    "print(jax.device_count(), sum(np.asarray(x).sum() for x in jax.tree.leaves(v)))"
+  )
+  out = subprocess.run(
+    [sys.executable, "-c", script], env=subprocess_env(1), capture_output=True, text=True
+  )
+  assert out.returncode == 0, out.stderr
+  count, total = out.stdout.split()
+  expected = sum(np.asarray(x).sum() for x in jax.tree.leaves(jax.device_get(variables)))
+  assert count == "1" and float(total) == pytest.approx(float(expected), rel=1e-6)
 
 
 def test_incompatible_resume_fails_before_touching_checkpoints(tmp_path):

@@ -1,0 +1,26 @@
+"""Colour space sweep: predict RGB from a 0.3R+0.59G+0.11B gray (the original experiment) or
+predict Lab ab from L (the colourisation literature's choice).
+
+Quickstart scale (default): configs/quickstart.py cut to 40 + 20 epochs (240 steps).
+Full scale (`--scale full`): configs/default.py (Pix2Pix paper settings on places365_small).
+"""
+
+
+def get_sweep():
+  return {
+    "name": "color_space",
+    "description": "Output colour space: rgb (3 channels) vs lab (ab, 2 channels).",
+    "base_config": "../configs/quickstart.py",
+    "overrides": {
+      # 40 + 20 epochs of the 17 samples at batch 4: 240 steps, a few minutes a run on a CPU.
+      "num_epochs": 40,
+      "num_epochs_decay": 20,
+      "eval_every_steps": 60,
+      "checkpoint_every_steps": 60,
+      "sample_every_steps": 60,
+      "log_every_steps": 20,
+    },
+    "grid": {"color_space": ["rgb", "lab"]},
+    "metric": "ciede2000",
+    "scales": {"full": {"base_config": "../configs/default.py", "overrides": {}}},
+  }

@@ -1,0 +1,25 @@
+"""GAN objective sweep: vanilla (BCE, the paper), least squares (LSGAN) and hinge.
+
+Quickstart scale (default): configs/quickstart.py cut to 40 + 20 epochs (240 steps).
+Full scale (`--scale full`): configs/default.py (Pix2Pix paper settings on places365_small).
+"""
+
+
+def get_sweep():
+  return {
+    "name": "gan_loss",
+    "description": "GAN loss: vanilla / lsgan / hinge, everything else as the base config.",
+    "base_config": "../configs/quickstart.py",
+    "overrides": {
+      # 40 + 20 epochs of the 17 samples at batch 4: 240 steps, a few minutes a run on a CPU.
+      "num_epochs": 40,
+      "num_epochs_decay": 20,
+      "eval_every_steps": 60,
+      "checkpoint_every_steps": 60,
+      "sample_every_steps": 60,
+      "log_every_steps": 20,
+    },
+    "grid": {"loss.gan": ["vanilla", "lsgan", "hinge"]},
+    "metric": "ciede2000",
+    "scales": {"full": {"base_config": "../configs/default.py", "overrides": {}}},
+  }

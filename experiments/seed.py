@@ -1,0 +1,28 @@
+"""The original experiment (configs/seed.py): RGB output from a 0.3R+0.59G+0.11B gray input,
+L1 weight 100, Adam 2e-4 / 0.5, batch size 1, 2000 Places365 images at 256x256.
+
+Quickstart scale (default): the same losses and colour space on the embedded samples at 128 px
+(configs/quickstart.py with color_space="rgb") cut to 40 + 20 epochs (240 steps).
+Full scale (`--scale full`): configs/seed.py unchanged (200 epochs of 2000 images).
+"""
+
+
+def get_sweep():
+  return {
+    "name": "seed",
+    "description": "The original seed experiment: one run, no swept field.",
+    "base_config": "../configs/quickstart.py",
+    "overrides": {
+      "color_space": "rgb",
+      "loss.l1_weight": 100.0,
+      # 40 + 20 epochs of the 17 samples at batch 4: 240 steps, a few minutes a run on a CPU.
+      "num_epochs": 40,
+      "num_epochs_decay": 20,
+      "eval_every_steps": 60,
+      "checkpoint_every_steps": 60,
+      "sample_every_steps": 60,
+      "log_every_steps": 20,
+    },
+    "metric": "ciede2000",
+    "scales": {"full": {"base_config": "../configs/seed.py", "overrides": {}}},
+  }
