@@ -100,7 +100,7 @@ def test_two_process_training_checkpoints_and_resumes(tmp_path):
       _launch(functools.partial(_main_args, workdir, folder, port, steps), 2, 1, cwd=REPO)
     )
     assert codes == [0, 0], outs
-  assert sorted(os.listdir(workdir / "checkpoints")) == ["2", "4"]
+  assert sorted(os.listdir(workdir / "checkpoints")) == ["4"]  # only the latest is kept
   assert "resumed from step 2" in outs[0]
   # Only process 0 writes logs.
   assert len([f for f in os.listdir(workdir) if f.startswith("events.out")]) == 1
