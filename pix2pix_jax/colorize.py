@@ -1,0 +1,236 @@
+"""Command line: colourise images, videos, folders and globs with a trained generator.
+
+  pix2pix-colorize --workdir runs/x INPUT... --output OUT
+  python -m pix2pix_jax.colorize --workdir runs/x INPUT... --output OUT
+
+INPUT is any mix of image files (jpg, png, webp, bmp, tiff), video files (anything ffmpeg
+decodes), folders (searched recursively for those extensions) and glob patterns (`**` allowed).
+
+Output layout:
+  * one INPUT that is a file, and OUT has an extension (and is not an existing folder):
+    OUT is that output file;
+  * otherwise OUT is a folder: each file keeps its name (OUT/name.ext); files found in a folder
+    INPUT keep their path relative to that folder (OUT/sub/dir/name.ext).
+Images keep their format and exact width and height (as displayed: EXIF orientation is applied
+to the pixels); output is 8-bit RGB, with the alpha channel kept for PNG, WebP and TIFF. Videos
+keep their container, frame count, size, average frame rate and audio (see video.py).
+
+An existing output is never replaced without --overwrite, and outputs are written to a temporary
+file beside the destination and renamed on success. A failing input prints one line naming the
+file and the cause, the others still run, and the exit code is 1 if any input failed.
+"""
+
+import argparse
+import dataclasses
+import glob
+import os
+import sys
+import time
+
+from pix2pix_jax import inference, media, video
+
+
+@dataclasses.dataclass
+class Job:
+  src: str
+  dst: str | None  # None when `error` is set
+  kind: str | None = None  # "image" | "video"
+  error: str | None = None
+
+
+def _has_glob(text: str) -> bool:
+  return any(ch in text for ch in "*?[")
+
+
+def _media_files(folder: str) -> list[str]:
+  found = []
+  for root, dirs, files in os.walk(folder):
+    dirs.sort()
+    found += [os.path.join(root, f) for f in sorted(files) if media.kind_of(f)]
+  return found
+
+
+def plan(inputs: list[str], output: str) -> list[Job]:
+  """Expands INPUTs and decides every output path (see the module docstring)."""
+  single = (
+    len(inputs) == 1
+    and os.path.isfile(inputs[0])
+    and bool(os.path.splitext(output)[1])
+    and not os.path.isdir(output)
+  )
+  if single:
+    return [Job(inputs[0], output)]
+  jobs: list[Job] = []
+  for item in inputs:
+    if os.path.isdir(item):
+      files = _media_files(item)
+      if not files:
+        jobs.append(Job(item, None, error=f"{item}: folder holds no image or video files"))
+      jobs += [Job(f, os.path.join(output, os.path.relpath(f, item))) for f in files]
+    elif os.path.exists(item):
+      jobs.append(Job(item, os.path.join(output, os.path.basename(item))))
+    elif _has_glob(item):
+      files = sorted(f for f in glob.glob(item, recursive=True) if os.path.isfile(f))
+      if not files:
+        jobs.append(Job(item, None, error=f"{item}: no file matches"))
+      jobs += [Job(f, os.path.join(output, os.path.basename(f))) for f in files]
+    else:
+      jobs.append(Job(item, None, error=f"{item}: no such file or directory"))
+  seen: dict[str, str] = {}
+  for job in jobs:
+    if job.dst is None:
+      continue
+    key = os.path.abspath(job.dst)
+    if key in seen:
+      job.error = f"{job.src}: output {job.dst} would also be written by {seen[key]}"
+      job.dst = None
+    else:
+      seen[key] = job.src
+  return jobs
+
+
+def classify(job: Job) -> None:
+  """Sets job.kind from the extension, or from ffmpeg for files without a known one."""
+  if job.error:
+    return
+  kind = media.kind_of(job.src)
+  if kind is None:
+    try:
+      media.probe(job.src)
+      kind = "video"
+    except media.MediaError:
+      job.error = f"{job.src}: not an image or video file"
+      return
+  out_kind = media.kind_of(job.dst)
+  if out_kind is None and kind == "video":
+    out_kind = "video"  # e.g. an extension-less input copied to OUT/name
+  if out_kind != kind:
+    job.error = f"{job.dst}: output extension does not suit a {kind} input"
+    return
+  job.kind = kind
+
+
+def run_images(colorizer: inference.Colorizer, jobs: list[Job], overwrite: bool) -> None:
+  """Colourises image jobs in groups of batch_size; sets job.error on failure."""
+  for start in range(0, len(jobs), colorizer.batch_size):
+    group, loaded = [], []
+    for job in jobs[start : start + colorizer.batch_size]:
+      try:
+        media.check_output(job.dst, overwrite=overwrite)
+        loaded.append(media.load_image(job.src))
+        group.append(job)
+      except media.MediaError as e:
+        fail(job, str(e))
+    if not group:
+      continue
+    outputs = colorizer.colorize_images([im.rgb for im in loaded])
+    for job, image, rgb in zip(group, loaded, outputs, strict=True):
+      try:
+        with media.atomic_output(job.dst, overwrite=overwrite) as tmp:
+          media.save_image(tmp, rgb, alpha=image.alpha)
+        h, w = rgb.shape[:2]
+        print(f"{job.src} -> {job.dst}: {w}x{h} image", flush=True)
+      except media.MediaError as e:
+        fail(job, str(e))
+
+
+def fail(job: Job, message: str) -> None:
+  job.error = message
+  print(f"error: {message}", file=sys.stderr, flush=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(
+    prog="pix2pix-colorize",
+    description="Colourise images and videos with a trained pix2pix_jax generator.",
+  )
+  parser.add_argument("inputs", nargs="+", metavar="INPUT", help="files, folders or globs")
+  parser.add_argument("--workdir", required=True, help="training workdir (its checkpoints/)")
+  parser.add_argument("--output", "-o", required=True, help="output file or folder")
+  parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
+  parser.add_argument(
+    "--render-size", type=int, default=None, help="model resolution (default: training size)"
+  )
+  parser.add_argument("--batch-size", type=int, default=8)
+  parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+  parser.add_argument("--codec", default="auto", help="h264 (default; vp9 for .webm), h265, ...")
+  parser.add_argument("--crf", type=int, default=None, help="quality (default: codec's, 18 H.264)")
+  parser.add_argument("--preset", default=video.DEFAULT_PRESET, help="x264/x265 preset")
+  parser.add_argument("--pix-fmt", default="yuv420p")
+  parser.add_argument(
+    "--smoothing",
+    type=float,
+    default=video.DEFAULT_SMOOTHING,
+    help="temporal chroma smoothing for video, 0 (off) to <1 (weight of the previous frame); "
+    "default %(default)s",
+  )
+  parser.add_argument("--cut-threshold", type=float, default=inference.DEFAULT_CUT_THRESHOLD)
+  parser.add_argument(
+    "--consistency", action="store_true", help="report temporal consistency of each video"
+  )
+  parser.add_argument("--no-progress", action="store_true")
+  return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+  args = build_parser().parse_args(argv)
+  if not 0.0 <= args.smoothing < 1.0:
+    print("error: --smoothing must be in [0, 1)", file=sys.stderr)
+    return 2
+  jobs = plan(args.inputs, args.output)
+  for job in jobs:
+    classify(job)
+    if job.error:
+      print(f"error: {job.error}", file=sys.stderr, flush=True)
+  todo = [job for job in jobs if not job.error]
+  if todo:
+    try:
+      colorizer = inference.Colorizer.from_workdir(
+        args.workdir, step=args.step, render_size=args.render_size, batch_size=args.batch_size
+      )
+    except (OSError, ValueError) as e:
+      print(f"error: {args.workdir}: cannot restore the generator ({e})", file=sys.stderr)
+      return 1
+    start = time.perf_counter()
+    run_images(colorizer, [job for job in todo if job.kind == "image"], args.overwrite)
+    encode = video.EncodeOptions(
+      codec=args.codec, crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt
+    )
+    for job in (job for job in todo if job.kind == "video"):
+      try:
+        result = video.colorize_video(
+          colorizer,
+          job.src,
+          job.dst,
+          overwrite=args.overwrite,
+          encode=encode,
+          smoothing=args.smoothing,
+          cut_threshold=args.cut_threshold,
+          consistency=args.consistency,
+          progress=not args.no_progress,
+        )
+        print(result.summary(), flush=True)
+      except media.MediaError as e:
+        fail(job, str(e))
+      except OSError as e:
+        fail(job, f"{job.src}: {media.describe_os_error(e)}")
+    elapsed = time.perf_counter() - start
+  else:
+    elapsed = 0.0
+  failed = [job for job in jobs if job.error]
+  print(f"done: {len(jobs) - len(failed)} of {len(jobs)} inputs colourised in {elapsed:.1f} s")
+  if failed:
+    print(f"{len(failed)} failed:", file=sys.stderr)
+    for job in failed:
+      print(f"  {job.error}", file=sys.stderr)
+    return 1
+  return 0
+
+
+def run() -> None:
+  """The `pix2pix-colorize` console entry point."""
+  sys.exit(main())
+
+
+if __name__ == "__main__":
+  run()

@@ -1,0 +1,245 @@
+"""Colorizer: a trained generator applied to frames of any size, batched and sharded.
+
+The generator sees only luminance, resized to a square render size (by default the training
+crop size). Its chroma (Lab ab; for RGB models the ab of the predicted RGB) is upsampled back to
+the frame's size and put on the frame's own full-resolution lightness, so the detail and
+brightness of the source are kept exactly; only the colour comes from the model.
+
+Three jit'd functions, so that a new frame size never recompiles the generator:
+  prepare  (per frame shape)  uint8 frames -> full-res L, render-size model input
+  predict  (once)             model input -> ab at render size (the generator)
+  compose  (per frame shape)  full-res L + ab -> uint8 RGB
+Batches have a fixed size (the last one is padded), a multiple of the device count, and are
+sharded over the ("data",) mesh; the generator's variables are replicated.
+
+Optional temporal smoothing (video): an exponential moving average of the predicted ab across
+consecutive frames, reset at scene cuts, detected as a large change of the luminance histogram.
+"""
+
+import functools
+import math
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from pix2pix_jax import checkpoint, color, models, parallel
+
+_HIST_BINS = 32
+# Total-variation distance between consecutive luminance histograms above which a frame starts
+# a new shot (0: identical histograms, 1: disjoint). Pans and fades stay well below this.
+DEFAULT_CUT_THRESHOLD = 0.3
+
+
+class SmoothState(NamedTuple):
+  """What temporal smoothing carries from one batch to the next."""
+
+  ab: jax.Array  # [r, r, 2] smoothed ab of the last frame
+  hist: jax.Array  # [bins] luminance histogram of the last frame
+  started: jax.Array  # bool: whether a previous frame exists
+
+
+def _prepare(frames: jax.Array, *, color_space: str, size: int) -> tuple[jax.Array, jax.Array]:
+  """uint8 [B,H,W,3|1] -> (Lab L [B,H,W,1], model input [B,size,size,1])."""
+  rgb = color.uint8_to_float(frames)
+  if rgb.shape[-1] == 1:
+    rgb = jnp.broadcast_to(rgb, rgb.shape[:-1] + (3,))
+  lightness = color.luminance(rgb)
+  x = color.model_input(rgb, color_space)
+  x = jax.image.resize(x, (x.shape[0], size, size, 1), "linear", antialias=True)
+  return lightness, jnp.clip(x, -1.0, 1.0)
+
+
+def _compose(lightness: jax.Array, ab: jax.Array) -> jax.Array:
+  """Lab L [B,H,W,1] + ab [B,r,r,2] -> uint8 RGB [B,H,W,3] (ab upsampled to H, W)."""
+  b, h, w, _ = lightness.shape
+  ab = jax.image.resize(ab, (b, h, w, 2), "linear")
+  return color.float_to_uint8(color.combine(lightness, ab))
+
+
+def luminance_histograms(x: jax.Array) -> jax.Array:
+  """Normalised histograms [B, bins] of model inputs [B,r,r,1] in [-1, 1]."""
+  x = x[:, ::2, ::2, 0]
+  bins = jnp.clip(jnp.floor((x + 1.0) * 0.5 * _HIST_BINS), 0, _HIST_BINS - 1).astype(jnp.int32)
+  counts = jax.nn.one_hot(bins, _HIST_BINS, dtype=jnp.float32).sum(axis=(1, 2))
+  return counts / counts.sum(axis=-1, keepdims=True)
+
+
+def _smooth(
+  ab: jax.Array,
+  x: jax.Array,
+  num_valid: jax.Array,
+  state: SmoothState,
+  strength: jax.Array,
+  cut_threshold: jax.Array,
+  *,
+  replicated: jax.sharding.NamedSharding,
+) -> tuple[jax.Array, jax.Array, SmoothState]:
+  """EMA of ab over the batch's frames in order, continuing from `state`.
+
+  Returns (smoothed ab, per-frame cut flags, new state); frames at index >= num_valid are
+  padding and leave the state unchanged.
+  """
+  # The scan runs along the batch axis, so the (small, render-size) ab is gathered first.
+  ab = jax.sharding.reshard(ab, replicated)
+  hists = jax.sharding.reshard(luminance_histograms(x), replicated)
+  valid = jnp.arange(ab.shape[0]) < num_valid
+
+  def step(carry: SmoothState, inputs: tuple[jax.Array, ...]) -> tuple[SmoothState, Any]:
+    ab_t, hist_t, valid_t = inputs
+    distance = 0.5 * jnp.abs(hist_t - carry.hist).sum()
+    cut = jnp.logical_not(carry.started) | (distance > cut_threshold)
+    smoothed = jnp.where(cut, ab_t, strength * carry.ab + (1.0 - strength) * ab_t)
+    new = SmoothState(
+      ab=jnp.where(valid_t, smoothed, carry.ab),
+      hist=jnp.where(valid_t, hist_t, carry.hist),
+      started=carry.started | valid_t,
+    )
+    return new, (smoothed, cut & valid_t)
+
+  state, (smoothed, cuts) = jax.lax.scan(step, state, (ab, hists, valid))
+  return smoothed, cuts, state
+
+
+class Colorizer:
+  """Colourises uint8 frames with a generator; see the module docstring."""
+
+  def __init__(
+    self,
+    config: ml_collections.ConfigDict,
+    variables: dict[str, Any],
+    *,
+    render_size: int | None = None,
+    batch_size: int = 8,
+  ):
+    self.config = config
+    self.color_space = config.color_space
+    size = int(render_size or config.data.crop_size)
+    multiple = 2**config.model.num_downs
+    if size <= 0 or size % multiple:
+      raise ValueError(
+        f"render size {size} must be a positive multiple of 2**num_downs = {multiple}"
+      )
+    self.render_size = size
+    devices = jax.device_count()
+    self.batch_size = max(1, math.ceil(batch_size / devices)) * devices
+    self.mesh = parallel.make_mesh()
+    self._batch_sharding = parallel.batch_sharding(self.mesh)
+    self._x_sharding = NamedSharding(self.mesh, P("data", None, None, None))
+    self.variables = jax.device_put(
+      {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})},
+      parallel.replicated(self.mesh),
+    )
+    generator = models.make_generator(config)
+    color_space = self.color_space
+
+    def predict(variables: dict[str, Any], x: jax.Array) -> jax.Array:
+      outputs = generator.apply(variables, x, train=False)
+      return color.predicted_ab(x, outputs.astype(jnp.float32), color_space)
+
+    self._prepare = jax.jit(functools.partial(_prepare, color_space=color_space, size=size))
+    self._predict = jax.jit(predict)
+    self._compose = jax.jit(_compose)
+    self._smooth = jax.jit(functools.partial(_smooth, replicated=parallel.replicated(self.mesh)))
+
+  @classmethod
+  def from_workdir(cls, workdir: str, *, step: int | None = None, **kwargs: Any) -> "Colorizer":
+    """Restores the generator (only) and its config from a training workdir."""
+    config, variables = checkpoint.restore_generator(workdir, step)
+    return cls(config, variables, **kwargs)
+
+  def initial_state(self) -> SmoothState:
+    """The smoothing state before a clip's first frame."""
+    r = self.render_size
+    return SmoothState(
+      ab=jnp.zeros((r, r, 2), jnp.float32),
+      hist=jnp.zeros((_HIST_BINS,), jnp.float32),
+      started=jnp.zeros((), bool),
+    )
+
+  def _shard(self, batch: np.ndarray) -> jax.Array:
+    return jax.device_put(batch, self._batch_sharding)
+
+  def pad(self, frames: np.ndarray) -> np.ndarray:
+    """Pads [n<=B,...] to the batch size by repeating the last frame."""
+    n = len(frames)
+    if n == self.batch_size:
+      return frames
+    if n > self.batch_size or n == 0:
+      raise ValueError(f"expected 1..{self.batch_size} frames, got {n}")
+    reps = np.repeat(frames[-1:], self.batch_size - n, axis=0)
+    return np.concatenate([frames, reps], axis=0)
+
+  def colorize_batch(
+    self,
+    frames: np.ndarray,
+    *,
+    state: SmoothState | None = None,
+    strength: float = 0.0,
+    cut_threshold: float = DEFAULT_CUT_THRESHOLD,
+  ) -> tuple[jax.Array, SmoothState | None, jax.Array | None]:
+    """One batch of up to batch_size frames (uint8 [n,H,W,3]); does not block.
+
+    Returns (uint8 [batch_size,H,W,3] on device, padded; the new smoothing state or None;
+    per-frame scene-cut flags or None). Smoothing runs when `state` is given.
+    """
+    n = len(frames)
+    batch = self._shard(self.pad(_with_channels(frames)))
+    lightness, x = self._prepare(batch)
+    ab = self._predict(self.variables, x)
+    cuts = None
+    if state is not None:
+      ab, cuts, state = self._smooth(
+        ab, x, jnp.int32(n), state, jnp.float32(strength), jnp.float32(cut_threshold)
+      )
+      ab = jax.device_put(ab, self._batch_sharding)
+    return self._compose(lightness, ab), state, cuts
+
+  def __call__(self, frames: np.ndarray) -> np.ndarray:
+    """uint8 [N,H,W,3] or [N,H,W] -> uint8 [N,H,W,3], any N, frames colourised independently."""
+    frames = _with_channels(np.asarray(frames))
+    if frames.dtype != np.uint8:
+      raise TypeError(f"expected uint8 frames, got {frames.dtype}")
+    results = []
+    for start in range(0, len(frames), self.batch_size):
+      chunk = frames[start : start + self.batch_size]
+      out, _, _ = self.colorize_batch(chunk)
+      results.append(out)
+    if not results:
+      return np.zeros(frames.shape[:3] + (3,), np.uint8)
+    return np.concatenate([np.asarray(r) for r in results], axis=0)[: len(frames)]
+
+  def colorize_images(self, images: list[np.ndarray]) -> list[np.ndarray]:
+    """Images of different sizes (uint8 [H,W,3] or [H,W]) -> colourised uint8 [H,W,3].
+
+    The generator runs on full batches of render-size inputs; only the cheap prepare and
+    compose steps compile per image size.
+    """
+    prepared = [self._prepare(_with_channels(np.asarray(im)[None])) for im in images]
+    outputs = []
+    for start in range(0, len(prepared), self.batch_size):
+      group = prepared[start : start + self.batch_size]
+      x = jnp.concatenate([g[1] for g in group], axis=0)
+      pad = self.batch_size - x.shape[0]
+      x = jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)], axis=0) if pad else x
+      # The same sharding (spelled the same way) as prepare's output, so predict's cache hits.
+      ab = self._predict(self.variables, jax.device_put(x, self._x_sharding))
+      ab = np.asarray(ab)
+      for i, (lightness, _) in enumerate(group):
+        outputs.append(np.asarray(self._compose(lightness, ab[i : i + 1]))[0])
+    return outputs
+
+
+def _with_channels(frames: np.ndarray) -> np.ndarray:
+  """[N,H,W] -> [N,H,W,1]; [N,H,W,4] (RGBA) -> [N,H,W,3]; others unchanged."""
+  if frames.ndim == 3:
+    return frames[..., None]
+  if frames.ndim == 4 and frames.shape[-1] == 4:
+    return frames[..., :3]
+  if frames.ndim != 4 or frames.shape[-1] not in (1, 3):
+    raise ValueError(f"expected frames [N,H,W], [N,H,W,1] or [N,H,W,3], got {frames.shape}")
+  return frames

@@ -1,0 +1,236 @@
+"""Video colourisation on real clips made by ffmpeg: counts, rates, sizes, audio, luminance."""
+
+import os
+import subprocess
+import time
+
+import decord
+import numpy as np
+import pytest
+from inference_test import make_colorizer, psnr
+
+from pix2pix_jax import color, media, video
+
+
+def ffmpeg(*args):
+  cmd = [media.ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *args]
+  subprocess.run(cmd, check=True)
+
+
+def make_clip(path, *, size="64x48", rate=25, seconds=1.0, vcodec="libx264", audio=None, extra=()):
+  width, height = size.split("x")
+  args = ["-f", "lavfi", "-i", f"testsrc2=size=96x72:rate={rate}:duration={seconds}"]
+  if audio:
+    args += ["-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}", "-c:a", audio]
+  vf = f"scale={width}:{height},setsar=1"
+  pix = "yuvj420p" if vcodec == "mjpeg" else "yuv420p"
+  ffmpeg(*args, "-vf", vf, "-c:v", vcodec, "-pix_fmt", pix, *extra, path)
+  return path
+
+
+@pytest.fixture(scope="module")
+def colorizer():
+  from conftest import tiny_config
+
+  return make_colorizer(tiny_config(), batch_size=4)
+
+
+def decode(path):
+  """All frames as uint8 RGB, decoded by ffmpeg (independently of decord)."""
+  info = media.probe(path)
+  cmd = [media.ffmpeg_exe(), "-v", "error", "-i", path, "-f", "rawvideo", "-pix_fmt", "rgb24"]
+  cmd += ["-fps_mode", "passthrough", "-"]
+  data = subprocess.run(cmd, check=True, capture_output=True).stdout
+  return np.frombuffer(data, np.uint8).reshape(-1, info.height, info.width, 3)
+
+
+def has_audio(path):
+  return media.probe(path).audio_codec is not None
+
+
+def check_output(src, dst, result):
+  info_in, info_out = media.probe(src), media.probe(dst)
+  frames_in = media.count_frames(src)
+  assert media.count_frames(dst) == frames_in == result.frames
+  assert (info_out.width, info_out.height) == (info_in.width, info_in.height)
+  assert has_audio(dst) == has_audio(src)
+  reader_in = decord.VideoReader(src, ctx=decord.cpu(0), num_threads=1)
+  reader_out = decord.VideoReader(dst, ctx=decord.cpu(0), num_threads=1)
+  assert reader_out.get_avg_fps() == pytest.approx(reader_in.get_avg_fps(), rel=1e-3)
+  a, b = decode(src), decode(dst)
+  assert a.shape == b.shape
+  lum_a = np.asarray(color.luminance(a / 255.0))
+  lum_b = np.asarray(color.luminance(b / 255.0))
+  assert psnr(lum_a, lum_b, 100.0) > 40.0
+  assert not [f for f in os.listdir(os.path.dirname(dst)) if ".partial" in f or ".video" in f]
+
+
+LOSSLESS_ISH = video.EncodeOptions(crf=8)
+
+CASES = {
+  "h264_aac.mp4": dict(audio="aac"),
+  "vp9_odd.mkv": dict(size="65x49", vcodec="libvpx-vp9", audio="libopus"),
+  "vp8_vorbis.webm": dict(size="48x36", vcodec="libvpx", audio="libvorbis"),
+  "mjpeg_pcm_odd.avi": dict(size="33x25", vcodec="mjpeg", audio="pcm_s16le"),
+  "mpeg4_silent.avi": dict(vcodec="mpeg4", rate=30),
+  "h264_pcm.mov": dict(audio="pcm_s16le", rate=24),
+  "ntsc.mp4": dict(rate="30000/1001", seconds=0.5),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_containers_and_codecs(colorizer, tmp_path, name):
+  src = make_clip(str(tmp_path / name), **CASES[name])
+  dst = str(tmp_path / "out" / name)
+  # A low CRF: the sharp test pattern at 64x48 loses ~38 dB of lightness PSNR to CRF 18 alone;
+  # the pipeline itself is exact (see inference_test), the sample clip test uses the defaults.
+  result = video.colorize_video(colorizer, src, dst, encode=LOSSLESS_ISH, progress=False)
+  check_output(src, dst, result)
+  if CASES[name].get("audio") in ("aac", "libopus", "libvorbis", "pcm_s16le"):
+    assert result.audio == "copied"
+    assert media.probe(dst).audio_codec == media.probe(src).audio_codec
+
+
+def test_odd_h264_keeps_size(colorizer, tmp_path):
+  src = make_clip(str(tmp_path / "odd.mkv"), size="65x49", vcodec="libvpx-vp9")
+  dst = str(tmp_path / "odd_out.mp4")
+  video.colorize_video(colorizer, src, dst, progress=False)
+  info = media.probe(dst)
+  assert (info.codec, info.width, info.height) == ("h264", 65, 49)
+
+
+def test_variable_frame_rate(colorizer, tmp_path):
+  src = str(tmp_path / "vfr.mp4")
+  # Frames 0-10 at 25 fps, then at 12.5 fps.
+  ffmpeg(
+    "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25:duration=1",
+    "-vf", "setpts='(N+gt(N,10)*(N-10))/25/TB'", "-fps_mode", "vfr", "-c:v", "libx264", src,
+  )  # fmt: skip
+  assert video.is_variable_rate(decord.VideoReader(src, ctx=decord.cpu(0)))
+  dst = str(tmp_path / "vfr_out.mp4")
+  result = video.colorize_video(colorizer, src, dst, encode=LOSSLESS_ISH, progress=False)
+  check_output(src, dst, result)
+  # Constant rate at the average: the duration is kept.
+  assert media.probe(dst).duration == pytest.approx(media.probe(src).duration, abs=0.1)
+
+
+def test_one_frame_video(colorizer, tmp_path):
+  src = make_clip(str(tmp_path / "one.mp4"), extra=("-frames:v", "1"))
+  dst = str(tmp_path / "one_out.mp4")
+  result = video.colorize_video(colorizer, src, dst, encode=LOSSLESS_ISH, progress=False)
+  assert result.frames == 1
+  check_output(src, dst, result)
+
+
+def test_smoothing_and_consistency(colorizer, tmp_path):
+  src = video.make_sample_clip(str(tmp_path / "s.mp4"), seconds=2, fps=10, size=(64, 48))
+  plain = video.colorize_video(
+    colorizer, src, str(tmp_path / "a.mp4"), consistency=True, smoothing=0.0, progress=False
+  )
+  smooth = video.colorize_video(
+    colorizer,
+    src,
+    str(tmp_path / "b.mp4"),
+    consistency=True,
+    smoothing=0.8,
+    encode=LOSSLESS_ISH,
+    progress=False,
+  )
+  for r in (plain, smooth):
+    assert 0.0 <= r.consistency_out <= 1.0 and 0.0 <= r.consistency_in <= 1.0
+  assert smooth.scene_cuts == 2  # three photos, two hard cuts
+  assert smooth.consistency_out > plain.consistency_out
+  assert smooth.consistency_in == plain.consistency_in
+  check_output(src, str(tmp_path / "b.mp4"), smooth)
+
+
+def test_make_sample_clip(tmp_path):
+  path = video.make_sample_clip(str(tmp_path / "s.mp4"), seconds=1.2, fps=10, size=(40, 30))
+  info = media.probe(path)
+  assert (info.width, info.height, info.audio_codec) == (40, 30, "aac")
+  assert media.count_frames(path) == 12
+  silent = video.make_sample_clip(str(tmp_path / "s.webm"), seconds=1, fps=5, size=32, audio=False)
+  assert media.probe(silent).audio_codec is None and media.probe(silent).codec == "vp9"
+
+
+def test_reader_reopen_gives_the_same_frames(tmp_path):
+  src = make_clip(str(tmp_path / "c.mp4"), seconds=0.8)
+  once = np.concatenate(list(video.iter_chunks(src, 3, reopen_every=0)))
+  reopened = np.concatenate(list(video.iter_chunks(src, 3, reopen_every=1)))
+  np.testing.assert_array_equal(once, reopened)
+  assert len(once) == 20
+
+
+class _StallingReader:
+  """A real decord reader whose get_batch hangs, as decord does on some files."""
+
+  def __init__(self, path):
+    self._reader = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1)
+
+  def __len__(self):
+    return len(self._reader)
+
+  def get_batch(self, indices):
+    time.sleep(3)
+    return self._reader.get_batch(indices)
+
+
+def test_stalled_decoder_raises(tmp_path):
+  src = make_clip(str(tmp_path / "c.mp4"), seconds=0.2)
+  with pytest.raises(media.MediaError, match="stalled"):
+    list(video.iter_chunks(src, 2, timeout=0.5, reader=_StallingReader(src)))
+
+
+def test_truncated_video_keeps_decodable_frames(colorizer, tmp_path):
+  src = make_clip(
+    str(tmp_path / "full.mp4"), seconds=2, extra=("-g", "5", "-movflags", "+faststart")
+  )
+  data = open(src, "rb").read()
+  cut = str(tmp_path / "cut.mp4")
+  with open(cut, "wb") as f:
+    f.write(data[: len(data) * 2 // 3])
+  decodable = media.count_frames(cut)
+  assert 0 < decodable < 50
+  result = video.colorize_video(colorizer, cut, str(tmp_path / "o.mp4"), progress=False)
+  assert result.frames == media.count_frames(str(tmp_path / "o.mp4"))
+  assert abs(result.frames - decodable) <= 5
+
+
+@pytest.mark.parametrize("case", ["missing", "text", "audio_only", "no_frames_data"])
+def test_bad_inputs_leave_no_output(colorizer, tmp_path, case):
+  src = str(tmp_path / f"{case}.mp4")
+  if case == "text":
+    open(src, "w").write("hello\n" * 100)
+  elif case == "audio_only":
+    ffmpeg("-f", "lavfi", "-i", "sine=duration=0.5", "-c:a", "aac", src)
+  elif case == "no_frames_data":
+    data = open(make_clip(str(tmp_path / "x.mp4"), extra=("-movflags", "+faststart")), "rb")
+    open(src, "wb").write(data.read()[:2500])
+  dst = str(tmp_path / "out" / "o.mp4")
+  with pytest.raises(media.MediaError, match=os.path.basename(src)):
+    video.colorize_video(colorizer, src, dst, progress=False)
+  assert not os.path.exists(os.path.dirname(dst)) or not os.listdir(os.path.dirname(dst))
+
+
+def test_existing_output_is_kept(colorizer, tmp_path):
+  src = make_clip(str(tmp_path / "c.mp4"), seconds=0.2)
+  dst = tmp_path / "o.mp4"
+  dst.write_bytes(b"precious")
+  with pytest.raises(media.MediaError, match="exists"):
+    video.colorize_video(colorizer, src, str(dst), progress=False)
+  assert dst.read_bytes() == b"precious"
+  video.colorize_video(colorizer, src, str(dst), overwrite=True, progress=False)
+  assert media.count_frames(str(dst)) == 5
+
+
+def test_impossible_codec_for_container(colorizer, tmp_path):
+  src = make_clip(str(tmp_path / "c.mp4"), seconds=0.2)
+  with pytest.raises(media.MediaError, match="webm"):
+    video.colorize_video(
+      colorizer,
+      src,
+      str(tmp_path / "o.webm"),
+      encode=video.EncodeOptions(codec="h264"),
+      progress=False,
+    )
+  assert not os.path.exists(tmp_path / "o.webm")
