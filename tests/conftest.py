@@ -1,10 +1,18 @@
 """Test set-up: 4 virtual CPU devices, so data-parallel code runs really sharded."""
 
 import os
+import tempfile
 
 # Must happen before jax initialises its backends.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Many tests (and their subprocesses, which inherit this) compile the same tiny networks:
+# jax's persistent compilation cache compiles each program once per machine.
+os.environ.setdefault(
+  "JAX_COMPILATION_CACHE_DIR", os.path.join(tempfile.gettempdir(), "pix2pix_jax_test_xla_cache")
+)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 import pytest  # noqa: E402
 

@@ -82,15 +82,82 @@ def test_conv_down_matches_torch_definition():
   np.testing.assert_allclose(got, _np_conv(np.asarray(x), np.asarray(w), 2, 1), atol=1e-5)
 
 
-@pytest.mark.parametrize("fn", [models.conv_transpose, models.conv_transpose_fast])
-def test_conv_transpose_matches_scatter_add(fn):
-  x, w = _normal(0, (2, 5, 6, 3)), _normal(1, (4, 4, 3, 4))
-  got = fn(x, w)
-  assert got.shape == (2, 10, 12, 4)
+@pytest.fixture(params=["plain", "matmul"])
+def forward_form(request, monkeypatch):
+  """Forces the fast transposed convolution's forward onto one of its two formulations."""
+  if request.param == "plain":
+    monkeypatch.setattr(models, "MATMUL_MAX_PIXELS", 0)
+  else:
+    monkeypatch.setattr(models, "MATMUL_MAX_PIXELS", 10**9)
+    monkeypatch.setattr(models, "MATMUL_MIN_FEATURES", 0)
+  jax.clear_caches()  # the form is chosen at trace time
+  yield request.param
+  jax.clear_caches()
+
+
+@pytest.mark.parametrize(
+  "fn", [models.conv_transpose, models.conv_transpose_matmul, models.conv_transpose_fast]
+)
+@pytest.mark.parametrize("shape", [(2, 5, 6, 3), (1, 1, 1, 3)])
+def test_conv_transpose_matches_scatter_add(fn, shape, forward_form):
+  x, w = _normal(0, shape), _normal(1, (4, 4, 3, 4))
+  got = jax.jit(fn)(x, w)
+  assert got.shape == (shape[0], 2 * shape[1], 2 * shape[2], 4)
   np.testing.assert_allclose(got, _np_conv_transpose(np.asarray(x), np.asarray(w)), atol=1e-5)
 
 
-def test_conv_transpose_fast_gradients_equal_plain():
+def test_forward_form_chosen_by_shape():
+  n = models.MATMUL_MAX_PIXELS
+  deep = jax.make_jaxpr(models.conv_transpose_fast)(
+    jnp.zeros((n, 1, 1, 8)), jnp.zeros((4, 4, 8, 64))
+  )
+  wide = jax.make_jaxpr(models.conv_transpose_fast)(
+    jnp.zeros((n + 1, 1, 1, 8)), jnp.zeros((4, 4, 8, 64))
+  )
+  few = jax.make_jaxpr(models.conv_transpose_fast)(jnp.zeros((1, 1, 1, 8)), jnp.zeros((4, 4, 8, 3)))
+  assert "dot_general" in str(deep) and "conv_general_dilated" not in str(deep)
+  assert "conv_general_dilated" in str(wide) and "conv_general_dilated" in str(few)
+
+
+def test_fast_forms_under_an_explicit_batch_sharded_mesh(forward_form):
+  from pix2pix_jax import parallel
+
+  mesh = parallel.make_mesh()
+  x, w = _normal(0, (4, 2, 3, 8)), _normal(1, (4, 4, 8, 8))
+  xs = jax.device_put(x, parallel.batch_sharding(mesh))
+  ws = jax.device_put(w, parallel.replicated(mesh))
+
+  def loss(x, w):
+    up = models.conv_transpose_fast(x, w)
+    return jnp.sum(models.conv_down_fast(up, w) ** 2), up
+
+  (_, up), grads = jax.jit(jax.value_and_grad(loss, (0, 1), has_aux=True))(xs, ws)
+  assert up.sharding.spec[0] == "data"
+  (_, up_plain), grads_plain = jax.value_and_grad(
+    lambda x, w: (
+      jnp.sum(models.conv_down(models.conv_transpose(x, w), w) ** 2),
+      models.conv_transpose(x, w),
+    ),
+    (0, 1),
+    has_aux=True,
+  )(x, w)
+  np.testing.assert_allclose(up, up_plain, atol=1e-5)
+  for got, want in zip(grads, grads_plain, strict=True):
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3)
+
+
+def test_conv_down_fast_equals_plain_with_gradients(forward_form):
+  x, w = _normal(0, (2, 8, 6, 5)), _normal(1, (4, 4, 5, 7))
+  g = _normal(2, (2, 4, 3, 7))
+  y_plain, vjp_plain = jax.vjp(models.conv_down, x, w)
+  y_fast, vjp_fast = jax.vjp(models.conv_down_fast, x, w)
+  np.testing.assert_allclose(y_fast, y_plain, atol=1e-6)
+  for plain, fast in zip(vjp_plain(g), jax.jit(vjp_fast)(g), strict=True):
+    assert fast.shape == plain.shape and fast.dtype == plain.dtype
+    np.testing.assert_allclose(fast, plain, rtol=1e-5, atol=1e-4)
+
+
+def test_conv_transpose_fast_gradients_equal_plain(forward_form):
   x, w = _normal(0, (2, 6, 5, 7)), _normal(1, (4, 4, 7, 3))
   g = _normal(2, (2, 12, 10, 3))
   _, vjp_plain = jax.vjp(models.conv_transpose, x, w)
@@ -143,7 +210,7 @@ def test_generator_matches_numpy_reference():
   np.testing.assert_allclose(got, want, atol=1e-4)
 
 
-def test_generator_fast_equals_transpose_outputs_and_gradients():
+def test_generator_fast_equals_transpose_outputs_and_gradients(forward_form):
   x = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 1)), jnp.float32)
   target = _normal(1, (2, 32, 32, 3))
   fast, plain = _small_generator(upsample="fast"), _small_generator(upsample="transpose")

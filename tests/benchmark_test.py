@@ -1,0 +1,53 @@
+"""Smoke tests of the benchmark command line at a tiny size (batches divide the 4 test devices)."""
+
+import json
+
+import pytest
+
+from pix2pix_jax import benchmark
+
+TINY = ["--res", "32", "--ngf", "4", "--ndf", "4", "--num-downs", "5", "--steps", "1"]
+
+
+def _records(capsys) -> list[dict]:
+  return [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+
+
+@pytest.mark.parametrize("kind", ["train", "infer"])
+def test_train_and_infer_print_one_json_record(kind, capsys):
+  benchmark.main([kind, "--batch", "4", *TINY])
+  (record,) = _records(capsys)
+  assert record["bench"] == kind and record["batch"] == 4 and record["res"] == 32
+  assert record["img_per_s"] > 0 and record["compile_s"] > 0
+  assert record["img_per_s"] == pytest.approx(4 / record["step_s"])
+  assert record["gflop_per_img"] > 0 and record["gflop_per_s"] > 0
+  if record["platform"] == "cpu":
+    assert (
+      0
+      < record["ceiling_fraction"]
+      == pytest.approx(record["gflop_per_s"] / record["matmul_gflop_per_s"])
+    )
+
+
+def test_compare_runs_the_peer_and_reports_ratios(tmp_path, capsys, monkeypatch):
+  monkeypatch.setattr(benchmark, "matmul_ceiling", lambda dtype: 1e11)  # measured above
+  peer = tmp_path / "peer.py"
+  peer.write_text(
+    "import json, sys\n"
+    "b = int(sys.argv[sys.argv.index('--batch') + 1])\n"
+    "print('warming up')\n"
+    "print(json.dumps({'train_img_per_s': 1.0 * b, 'infer_img_per_s': 10.0 * b}))\n"
+  )
+  benchmark.main(["compare", "--batch-sizes", "4", "--peer", str(peer), *TINY])
+  records = _records(capsys)
+  assert [r["batch"] for r in records] == [4]
+  for r in records:
+    assert r["peer_train_img_per_s"] == r["batch"]
+    assert r["train_ratio"] == pytest.approx(r["ours_train_img_per_s"] / r["batch"])
+    assert r["infer_ratio"] == pytest.approx(r["ours_infer_img_per_s"] / (10 * r["batch"]))
+
+
+def test_peak_flops_matches_device_kind_prefixes():
+  assert benchmark.peak_flops("NVIDIA H100 80GB HBM3") == 989e12
+  assert benchmark.peak_flops("NVIDIA H100 PCIe") == 989e12
+  assert benchmark.peak_flops("cpu") is None
