@@ -4,11 +4,13 @@
   python -m pix2pix_jax.benchmark infer --batch 4 --res 256
   python -m pix2pix_jax.benchmark input --source samples --res 256
   python -m pix2pix_jax.benchmark video --seconds 4
-  python -m pix2pix_jax.benchmark compare --peer ../shared/bench/torch_pix2pix.py --batch 1 4
+  python -m pix2pix_jax.benchmark compare --peer ../shared/bench/torch_pix2pix.py --batch-sizes 1 4
 
 Times are medians over `--steps` runs after a warm-up; compile time is reported
-separately. GFLOP/s comes from XLA's cost analysis of the compiled program, and
-`ceiling_fraction` divides it by a large matmul's rate measured in the same process.
+separately. GFLOP/s comes from XLA's cost analysis of the compiled program; on CPU
+`ceiling_fraction` divides it by a large matmul's rate measured in the same process, on
+accelerators `mfu` divides it by the device kind's dense bf16 peak. `loadavg_1m` is recorded
+because other processes on the machine change CPU timings a lot: compare runs side by side.
 """
 
 import argparse
@@ -18,7 +20,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax
@@ -81,14 +83,25 @@ def matmul_ceiling(dtype=jnp.float32, n: int = 2048) -> float:
   return 2 * n**3 / seconds
 
 
-def compiled_flops(jitted, *args) -> tuple[float, float]:
-  """(XLA's FLOP count of one call, compile seconds)."""
+def compile_with_flops(jitted, *args) -> tuple[Any, float, float]:
+  """(the compiled program, XLA's FLOP count of one call, compile seconds).
+
+  Timing calls the returned program itself, so nothing is compiled twice.
+  """
   start = time.perf_counter()
   compiled = jitted.lower(*args).compile()
   compile_s = time.perf_counter() - start
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  return float(cost.get("flops", 0.0)), compile_s
+  return compiled, float((cost or {}).get("flops", 0.0)), compile_s
+
+
+def peak_flops(device_kind: str) -> float | None:
+  """Dense bf16 peak of one device of this kind, or None when unknown."""
+  if device_kind in BF16_PEAK_FLOPS:
+    return BF16_PEAK_FLOPS[device_kind]
+  matches = [k for k in BF16_PEAK_FLOPS if device_kind.startswith(k)]
+  return BF16_PEAK_FLOPS[max(matches, key=len)] if matches else None
 
 
 def describe(args, images_per_call: int, seconds: float, flops: float, compile_s: float) -> dict:
@@ -104,15 +117,19 @@ def describe(args, images_per_call: int, seconds: float, flops: float, compile_s
     "upsample": args.upsample,
     "img_per_s": images_per_call / seconds,
     "step_s": seconds,
+    "steps": args.steps,
     "compile_s": compile_s,
     "gflop_per_img": flops / images_per_call / 1e9,
     "gflop_per_s": achieved / 1e9,
+    "loadavg_1m": os.getloadavg()[0],
   }
   if device.platform == "cpu":
-    record["matmul_gflop_per_s"] = matmul_ceiling() / 1e9
+    record["matmul_gflop_per_s"] = matmul_ceiling(jnp.dtype(args.dtype)) / 1e9
     record["ceiling_fraction"] = achieved / (record["matmul_gflop_per_s"] * 1e9)
   else:
-    peak = BF16_PEAK_FLOPS.get(device.device_kind)
+    # Against the dense bf16 peak whatever --dtype is (float32 matmuls may run as TF32 there).
+    peak = peak_flops(device.device_kind)
+    record["peak_tflop_per_s"] = peak * jax.device_count() / 1e12 if peak else None
     record["mfu"] = achieved / (peak * jax.device_count()) if peak else None
   return record
 
@@ -128,9 +145,8 @@ def bench_train(args) -> dict:
   rng = np.random.default_rng(0)
   images = rng.integers(0, 256, (args.batch, args.res, args.res, 3), dtype=np.uint8)
   batch = parallel.to_global({"image": images}, mesh)
-  step = train.compile_step(nets, mesh)
   key = jax.random.key(0)
-  flops, compile_s = compiled_flops(step, state, batch, key)
+  step, flops, compile_s = compile_with_flops(train.compile_step(nets, mesh), state, batch, key)
   holder = [state]
 
   def one():
@@ -142,6 +158,7 @@ def bench_train(args) -> dict:
 
 
 def bench_infer(args) -> dict:
+  """The generator's forward pass in eval mode (running BatchNorm statistics, no dropout)."""
   config = bench_config(args)
   mesh = parallel.make_mesh()
   nets = train.make_networks(config, steps_per_epoch=1000)
@@ -149,9 +166,9 @@ def bench_infer(args) -> dict:
   gray = jax.device_put(
     jnp.zeros((args.batch, args.res, args.res, 1), jnp.float32), parallel.batch_sharding(mesh)
   )
-  forward = jax.jit(lambda v, x: nets.generator.apply(v, x, train=False))
   variables = state.generator_variables
-  flops, compile_s = compiled_flops(forward, variables, gray)
+  forward = jax.jit(lambda v, x: nets.generator.apply(v, x, train=False))
+  forward, flops, compile_s = compile_with_flops(forward, variables, gray)
   _, seconds = timed(lambda: forward(variables, gray), args.steps)
   return {"bench": "infer", **describe(args, args.batch, seconds, flops, compile_s)}
 
@@ -186,9 +203,9 @@ def bench_video(args) -> list[dict]:
   return video_benchmark.run(args)
 
 
-def bench_compare(args) -> list[dict]:
-  """Ours and the PyTorch peer on the same shapes, alternating in one run, with ratios."""
-  records = []
+def bench_compare(args) -> Iterator[dict]:
+  """Ours and the PyTorch peer on the same shapes, alternating in one run, with ratios; one
+  record per batch size, yielded as soon as it is measured."""
   for batch in args.batch_sizes:
     sub = argparse.Namespace(**{**vars(args), "batch": batch})
     ours_train = bench_train(sub)
@@ -213,23 +230,23 @@ def bench_compare(args) -> list[dict]:
       text=True,
     )
     peer = json.loads(out.stdout.strip().splitlines()[-1])
-    records.append(
-      {
-        "bench": "compare",
-        "batch": batch,
-        "res": args.res,
-        "device": ours_train["device"],
-        "ours_train_img_per_s": ours_train["img_per_s"],
-        "peer_train_img_per_s": peer["train_img_per_s"],
-        "train_ratio": ours_train["img_per_s"] / peer["train_img_per_s"],
-        "ours_infer_img_per_s": ours_infer["img_per_s"],
-        "peer_infer_img_per_s": peer["infer_img_per_s"],
-        "infer_ratio": ours_infer["img_per_s"] / peer["infer_img_per_s"],
-        "ours_train_ceiling_fraction": ours_train.get("ceiling_fraction"),
-        "ours_infer_ceiling_fraction": ours_infer.get("ceiling_fraction"),
-      }
-    )
-  return records
+    yield {
+      "bench": "compare",
+      "batch": batch,
+      "res": args.res,
+      "device": ours_train["device"],
+      "ours_train_img_per_s": ours_train["img_per_s"],
+      "peer_train_img_per_s": peer["train_img_per_s"],
+      "train_ratio": ours_train["img_per_s"] / peer["train_img_per_s"],
+      "ours_infer_img_per_s": ours_infer["img_per_s"],
+      "peer_infer_img_per_s": peer["infer_img_per_s"],
+      "infer_ratio": ours_infer["img_per_s"] / peer["infer_img_per_s"],
+      "ours_train_ceiling_fraction": ours_train.get("ceiling_fraction"),
+      "ours_infer_ceiling_fraction": ours_infer.get("ceiling_fraction"),
+      "ours_compile_s": {"train": ours_train["compile_s"], "infer": ours_infer["compile_s"]},
+      "peer_threads": peer.get("threads"),
+      "loadavg_1m": os.getloadavg()[0],
+    }
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -255,6 +272,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
   parser.add_argument("--images", type=int, default=200, help="input: images to time")
   parser.add_argument("--peer", default=os.path.join("..", "shared", "bench", "torch_pix2pix.py"))
   parser.add_argument("--seconds", type=float, default=4.0, help="video: clip length")
+  parser.add_argument("--size", default="320x240", help="video: clip width x height")
+  parser.add_argument("--preset", default="veryfast", help="video: x264 preset")
+  parser.add_argument("--workdir", default=None, help="video: a trained workdir (else random init)")
   return parser.parse_args(argv)
 
 
@@ -268,7 +288,7 @@ def main(argv: list[str] | None = None) -> None:
     "compare": bench_compare,
   }
   result = runners[args.kind](args)
-  for record in result if isinstance(result, list) else [result]:
+  for record in [result] if isinstance(result, dict) else result:
     print(json.dumps(record), flush=True)
 
 

@@ -30,7 +30,7 @@ def make_colorizer(args: Any) -> inference.Colorizer:
 
   from pix2pix_jax import models
 
-  workdir = getattr(args, "workdir", None)
+  workdir = args.workdir
   if workdir:
     return inference.Colorizer.from_workdir(workdir, render_size=args.res, batch_size=args.batch)
   config = config_files.apply_overrides(
@@ -40,8 +40,8 @@ def make_colorizer(args: Any) -> inference.Colorizer:
       "model.num_downs": args.num_downs,
       "data.crop_size": args.res,
       "data.load_size": args.res,
-      "color_space": getattr(args, "color_space", "rgb"),
-      "model.dtype": getattr(args, "dtype", "float32"),
+      "color_space": args.color_space,
+      "model.dtype": args.dtype,
     },
   )
   generator = models.make_generator(config)
@@ -51,7 +51,7 @@ def make_colorizer(args: Any) -> inference.Colorizer:
 
 
 def _size(args: Any) -> tuple[int, int]:
-  width, height = (int(v) for v in getattr(args, "size", "320x240").lower().split("x"))
+  width, height = (int(v) for v in args.size.lower().split("x"))
   return width, height
 
 
@@ -66,8 +66,9 @@ def _memory_in_subprocess(args: Any, clip: str) -> dict[str, Any]:
   """Peak RSS of colourising `clip` in a fresh interpreter (see `_memory_child`)."""
   cmd = [sys.executable, "-m", "pix2pix_jax.video_benchmark", "--clip", clip]
   cmd += ["--res", str(args.res), "--ngf", str(args.ngf), "--num-downs", str(args.num_downs)]
-  cmd += ["--batch", str(args.batch), "--preset", getattr(args, "preset", video.DEFAULT_PRESET)]
-  if getattr(args, "workdir", None):
+  cmd += ["--batch", str(args.batch), "--preset", args.preset]
+  cmd += ["--color-space", args.color_space, "--dtype", args.dtype]
+  if args.workdir:
     cmd += ["--workdir", args.workdir]
   proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
   if proc.returncode:
@@ -78,8 +79,8 @@ def _memory_in_subprocess(args: Any, clip: str) -> dict[str, Any]:
 def run(args: Any) -> list[dict]:
   """The records described in the module docstring."""
   width, height = _size(args)
-  repeats = max(1, min(getattr(args, "steps", 3), 3))
-  preset = getattr(args, "preset", video.DEFAULT_PRESET)
+  repeats = max(1, min(args.steps, 3))
+  preset = args.preset
   encode = video.EncodeOptions(preset=preset)
   shape = {
     "res": args.res,
@@ -139,6 +140,8 @@ def _memory_child(argv: list[str]) -> None:
   parser.add_argument("--batch", type=int, default=8)
   parser.add_argument("--preset", default=video.DEFAULT_PRESET)
   parser.add_argument("--workdir", default=None)
+  parser.add_argument("--color-space", default="rgb")
+  parser.add_argument("--dtype", default="float32")
   args = parser.parse_args(argv)
   colorizer = make_colorizer(args)
   result = video.time_end_to_end(
