@@ -140,7 +140,17 @@ def test_bad_config_fails_before_compute_naming_the_field(overrides, field, tmp_
 
 
 def _mock_places_config(**overrides):
-  return tiny_config(**{"data.source": "tfds", "data.name": "places365_small", **overrides})
+  # tfds's mock briefly patches file-system calls process-wide whenever a dataset is opened
+  # (the eval pass does that); an asynchronous checkpoint write in flight at that moment would
+  # be redirected. Checkpointing only at the last step (after the eval) keeps them apart.
+  return tiny_config(
+    **{
+      "data.source": "tfds",
+      "data.name": "places365_small",
+      "checkpoint_every_steps": 1000,
+      **overrides,
+    }
+  )
 
 
 def test_train_and_evaluate_on_mock_places365(tmp_path):
