@@ -897,13 +897,14 @@ def main(argv: list[str] | None = None) -> int:
   sample.add_argument("--fps", type=float, default=25.0)
   sample.add_argument("--size", default="320x240", help="WIDTHxHEIGHT")
   sample.add_argument("--no-audio", action="store_true")
+  sample.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
   args = parser.parse_args(argv)
   if args.command == "make-sample":
     width, height = (int(v) for v in args.size.lower().split("x"))
-    path = make_sample_clip(
-      args.output, args.photos, args.seconds, args.fps, (width, height), not args.no_audio
-    )
-    print(json.dumps({"output": path, "frames": int(round(args.seconds * args.fps))}))
+    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+    with media.atomic_output(args.output, overwrite=args.overwrite) as tmp:
+      make_sample_clip(tmp, args.photos, args.seconds, args.fps, (width, height), not args.no_audio)
+    print(json.dumps({"output": args.output, "frames": int(round(args.seconds * args.fps))}))
   return 0
 
 
