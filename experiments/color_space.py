@@ -10,16 +10,7 @@ def get_sweep():
   return {
     "name": "color_space",
     "description": "Output colour space: rgb (3 channels) vs lab (ab, 2 channels).",
-    "base_config": "../configs/quickstart.py",
-    "overrides": {
-      # 40 + 20 epochs of the 17 samples at batch 4: 240 steps, a few minutes a run on a CPU.
-      "num_epochs": 40,
-      "num_epochs_decay": 20,
-      "eval_every_steps": 60,
-      "checkpoint_every_steps": 60,
-      "sample_every_steps": 60,
-      "log_every_steps": 20,
-    },
+    "base_config": "quickstart_240.py",
     "grid": {"color_space": ["rgb", "lab"]},
     "metric": "ciede2000",
     "scales": {"full": {"base_config": "../configs/default.py", "overrides": {}}},

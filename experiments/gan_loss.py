@@ -9,16 +9,7 @@ def get_sweep():
   return {
     "name": "gan_loss",
     "description": "GAN loss: vanilla / lsgan / hinge, everything else as the base config.",
-    "base_config": "../configs/quickstart.py",
-    "overrides": {
-      # 40 + 20 epochs of the 17 samples at batch 4: 240 steps, a few minutes a run on a CPU.
-      "num_epochs": 40,
-      "num_epochs_decay": 20,
-      "eval_every_steps": 60,
-      "checkpoint_every_steps": 60,
-      "sample_every_steps": 60,
-      "log_every_steps": 20,
-    },
+    "base_config": "quickstart_240.py",
     "grid": {"loss.gan": ["vanilla", "lsgan", "hinge"]},
     "metric": "ciede2000",
     "scales": {"full": {"base_config": "../configs/default.py", "overrides": {}}},

@@ -11,17 +11,10 @@ def get_sweep():
   return {
     "name": "seed",
     "description": "The original seed experiment: one run, no swept field.",
-    "base_config": "../configs/quickstart.py",
+    "base_config": "quickstart_240.py",
     "overrides": {
       "color_space": "rgb",
       "loss.l1_weight": 100.0,
-      # 40 + 20 epochs of the 17 samples at batch 4: 240 steps, a few minutes a run on a CPU.
-      "num_epochs": 40,
-      "num_epochs_decay": 20,
-      "eval_every_steps": 60,
-      "checkpoint_every_steps": 60,
-      "sample_every_steps": 60,
-      "log_every_steps": 20,
     },
     "metric": "ciede2000",
     "scales": {"full": {"base_config": "../configs/seed.py", "overrides": {}}},
