@@ -10,9 +10,10 @@ gradient of the plain formulation is some 30x slower than its forward pass, whic
 about 10x slower than PyTorch. `upsample="fast"` computes exactly the same function with the
 same parameters, but with a hand-written gradient built from an ordinary stride-2 convolution
 and its weight gradient, both of which XLA:CPU runs quickly. Its forward pass, and the input
-gradient of the stride-2 down convolutions (also a transposed convolution), use one matmul per
-kernel tap instead of XLA's lhs-dilated convolution where the input has few pixels (the deep
-levels), which XLA:CPU runs up to 10x faster there.
+gradient of the stride-2 down convolutions (also a transposed convolution), pick by shape among
+equal formulations: one matmul per kernel tap on the deep levels with few pixels, one ordinary
+2x2 convolution computing all four output phases on large maps, XLA's lhs-dilated convolution
+otherwise; each is up to several times faster than the others where it is chosen.
 """
 
 from typing import Any
@@ -59,19 +60,18 @@ def conv_transpose(x: jax.Array, kernel: jax.Array) -> jax.Array:
 _PHASE_TAPS = (((1, 1), (3, 0)), ((2, 1), (0, 2)))
 
 
-def conv_transpose_matmul(x: jax.Array, kernel: jax.Array) -> jax.Array:
+def conv_transpose_matmul(x: jax.Array, kernel: jax.Array, swap_io: bool = False) -> jax.Array:
   """`conv_transpose` as one matmul per tap, then an overlap-add into the 2x2 output phases.
 
   Exact arithmetic (no multiplications by inserted zeros), and each tap's (Cin, Cout) kernel
   slice is used in place (a single matmul over all taps made XLA copy the kernel every call).
   XLA:CPU runs it much faster than the lhs-dilated convolution when the input has few pixels.
+  `swap_io`: `kernel` is (4, 4, Cout, Cin); it is read transposed, again without a copy.
   """
   n, h, w, _ = x.shape
+  spec = "nhwc,oc->nhwo" if swap_io else "nhwc,co->nhwo"
   pad = ((0, 0), (1, 1), (1, 1), (0, 0))
-  taps = [
-    [jnp.pad(jnp.einsum("nhwc,co->nhwo", x, kernel[ky, kx]), pad) for kx in range(4)]
-    for ky in range(4)
-  ]
+  taps = [[jnp.pad(jnp.einsum(spec, x, kernel[ky, kx]), pad) for kx in range(4)] for ky in range(4)]
   rows = []
   for row_taps in _PHASE_TAPS:
     cols = []
@@ -83,23 +83,101 @@ def conv_transpose_matmul(x: jax.Array, kernel: jax.Array) -> jax.Array:
     rows.append(jnp.stack(cols, axis=3))  # [n, h, w, rx, o]
   # [n, h, ry, w, rx, o] -> [n, 2h, 2w, o]; explicit meshes need the output sharding spelled out.
   out = jnp.stack(rows, axis=2)
-  shape = (n, 2 * h, 2 * w, kernel.shape[-1])
+  shape = (n, 2 * h, 2 * w, kernel.shape[2 if swap_io else 3])
   return lax.reshape(out, shape, out_sharding=_mesh_sharding(x))
 
 
-# The matmul form wins below about this many input pixels (batch included) on XLA:CPU; the
-# lhs-dilated convolution wins above it and for few output channels (the outermost level).
+def _phase_kernel(kernel: jax.Array, swap_io: bool) -> jax.Array:
+  """(4, 4, Cin, Cout) -> (2, 2, Cin, 4 * Cout): the 2x2 kernel of each output phase (ry, rx)
+  side by side, [a, b, c, (ry, rx, o)] = kernel[row tap a of phase ry, col tap b of rx, c, o].
+  With `swap_io`, `kernel` is (4, 4, Cout, Cin)."""
+  if swap_io:
+    kernel = kernel.transpose(0, 1, 3, 2)  # fused into the gather below
+  # Phase r reads the input padded by 1 at offsets r + (0, 1) with these kernel taps.
+  taps = ((3, 1), (2, 0))
+  rows = []
+  for a in range(2):
+    cols = []
+    for b in range(2):
+      phases = [kernel[taps[ry][a], taps[rx][b]] for ry in range(2) for rx in range(2)]
+      cols.append(jnp.stack(phases, axis=1))  # [c, 4, o]
+    rows.append(jnp.stack(cols))
+  cin, cout = kernel.shape[2:]
+  return jnp.stack(rows).reshape(2, 2, cin, 4 * cout)
+
+
+def conv_transpose_phases(x: jax.Array, kernel: jax.Array, swap_io: bool = False) -> jax.Array:
+  """`conv_transpose` as one stride-1 2x2 convolution producing all four output phases, then an
+  interleave: exact arithmetic up to one extra row and column, and an ordinary convolution,
+  which XLA:CPU runs several times faster than the lhs-dilated form at batch > 1 on large maps.
+
+  Phase (ry, rx) of the output at (m, m') is that convolution over the input padded by 1,
+  evaluated at (m + ry, m' + rx).
+  """
+  n, h, w, _ = x.shape
+  cout = kernel.shape[2 if swap_io else 3]
+  sharding = _mesh_sharding(x)
+  padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  y = lax.conv_general_dilated(
+    padded, _phase_kernel(kernel, swap_io), (1, 1), "VALID", dimension_numbers=_DIMS
+  )
+  y = lax.reshape(y, (n, h + 1, w + 1, 2, 2, cout), out_sharding=sharding)
+  rows = [
+    jnp.stack([y[:, ry : ry + h, rx : rx + w, ry, rx] for rx in range(2)], axis=3)
+    for ry in range(2)
+  ]
+  out = jnp.stack(rows, axis=2)  # [n, h, ry, w, rx, o]
+  return lax.reshape(out, (n, 2 * h, 2 * w, cout), out_sharding=sharding)
+
+
+# Measured on XLA:CPU (batch 1 and 4, 256x256 U-Net levels): the per-tap matmuls win at up to
+# this many input pixels (batch included), the phase convolution on maps of at least this many
+# pixels per image, and the lhs-dilated convolution otherwise and for few output channels.
 MATMUL_MAX_PIXELS = 1024
-MATMUL_MIN_FEATURES = 64
+PHASES_MIN_PIXELS = 32 * 32
+MIN_FEATURES = 64
 
 
-def _transpose_forward(x: jax.Array, kernel: jax.Array) -> jax.Array:
-  """The faster of the two equal forward formulations for this (per-device) shape."""
+def _transpose_forward(x: jax.Array, kernel: jax.Array, swap_io: bool = False) -> jax.Array:
+  """The fastest of the equal forward formulations for this (per-device) shape; `swap_io`:
+  `kernel` is (4, 4, Cout, Cin), as the adjoint of a down convolution has it."""
   sharding = _mesh_sharding(x)
   n, h, w, _ = x.shape if sharding is None else sharding.shard_shape(x.shape)
-  if n * h * w <= MATMUL_MAX_PIXELS and kernel.shape[-1] >= MATMUL_MIN_FEATURES:
-    return conv_transpose_matmul(x, kernel)
-  return conv_transpose(x, kernel)
+  if kernel.shape[2 if swap_io else 3] >= MIN_FEATURES:
+    if h * w >= PHASES_MIN_PIXELS:
+      return conv_transpose_phases(x, kernel, swap_io)
+    if n * h * w <= MATMUL_MAX_PIXELS:
+      return conv_transpose_matmul(x, kernel, swap_io)
+  return conv_transpose(x, kernel.transpose(0, 1, 3, 2) if swap_io else kernel)
+
+
+# XLA:CPU computes a stride-2 convolution's kernel gradient on large maps 1.3-2x faster one image
+# at a time than for a batch of 4 (64x64 to 256x256 inputs; slower on smaller maps).
+KGRAD_SPLIT_MIN_PIXELS = 64 * 64
+KGRAD_SPLIT_MAX_BATCH = 8
+
+
+def _down_kernel_grad(x: jax.Array, kernel: jax.Array, g: jax.Array) -> jax.Array:
+  """The kernel gradient of `conv_down(x, kernel)` at output cotangent `g`; small per-device
+  batches of large maps are summed image by image (the same sum, in another order)."""
+
+  def grad(x, g):
+    return jax.vjp(lambda k: conv_down(x, k), kernel)[1](g)[0]
+
+  sharding = _mesh_sharding(x)
+  n, h, w, _ = x.shape if sharding is None else sharding.shard_shape(x.shape)
+  if not (1 < n <= KGRAD_SPLIT_MAX_BATCH and h * w >= KGRAD_SPLIT_MIN_PIXELS):
+    return grad(x, g)
+  shards = x.shape[0] // n
+  split = None
+  if sharding is not None:
+    spec = jax.sharding.PartitionSpec(sharding.spec[0], None, *sharding.spec[1:])
+    split = jax.sharding.NamedSharding(sharding.mesh, spec)
+
+  def image(a, i):  # image i of every device's shard: [shards, h, w, c]
+    return lax.reshape(a, (shards, n, *a.shape[1:]), out_sharding=split)[:, i]
+
+  return sum(grad(image(x, i), image(g, i)) for i in range(n))
 
 
 @jax.custom_vjp
@@ -118,8 +196,9 @@ def _conv_transpose_fast_bwd(res, g):
   # So the input gradient is conv_down(g, k^T), and the kernel gradient is the kernel gradient of
   # that same stride-2 convolution with x as its output cotangent.
   x, kernel = res
-  dx, vjp = jax.vjp(lambda k: conv_down(g, k), kernel.transpose(0, 1, 3, 2))
-  (dk,) = vjp(x.astype(dx.dtype))
+  kt = kernel.transpose(0, 1, 3, 2)
+  dx = conv_down(g, kt)
+  dk = _down_kernel_grad(g, kt, x.astype(dx.dtype))
   return dx.astype(x.dtype), dk.transpose(0, 1, 3, 2).astype(kernel.dtype)
 
 
@@ -142,8 +221,8 @@ def _conv_down_fast_fwd(x, kernel):
 
 def _conv_down_fast_bwd(res, g):
   x, kernel = res
-  dx = _transpose_forward(g, kernel.transpose(0, 1, 3, 2))
-  (dk,) = jax.vjp(lambda k: conv_down(x, k), kernel)[1](g)
+  dx = _transpose_forward(g, kernel, swap_io=True)
+  dk = _down_kernel_grad(x, kernel, g)
   return dx.astype(x.dtype), dk.astype(kernel.dtype)
 
 
@@ -202,12 +281,11 @@ def dropout(x: jax.Array, rate: float, key: jax.Array) -> jax.Array:
   return jnp.where(keep, x / (1.0 - rate), 0).astype(x.dtype)
 
 
-def _conv(features: int, stride: int, use_bias: bool, dtype: Any, name: str) -> nn.Conv:
-  """4x4 convolution with torch padding 1."""
+def _conv(features: int, use_bias: bool, dtype: Any, name: str) -> nn.Conv:
+  """4x4 stride-1 convolution with torch padding 1."""
   return nn.Conv(
     features,
     (4, 4),
-    strides=stride,
     padding=((1, 1), (1, 1)),
     use_bias=use_bias,
     dtype=dtype,
@@ -299,19 +377,23 @@ class PatchDiscriminator(nn.Module):
   ndf: int = 64
   n_layers: int = 3
   norm: str = "batch"
+  mode: str = "fast"  # of the stride-2 convolutions: "transpose" (plain) | "fast", same function
   dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
     bias = _use_bias(self.norm)
-    h = _conv(self.ndf, 2, True, self.dtype, "conv0")(x.astype(self.dtype))
+    h = Downsample(self.ndf, True, self.mode, self.dtype, name="conv0")(x.astype(self.dtype))
     h = nn.leaky_relu(h, 0.2)
     for n in range(1, self.n_layers + 1):
-      stride = 2 if n < self.n_layers else 1
-      h = _conv(self.ndf * min(2**n, 8), stride, bias, self.dtype, f"conv{n}")(h)
+      features = self.ndf * min(2**n, 8)
+      if n < self.n_layers:
+        h = Downsample(features, bias, self.mode, self.dtype, name=f"conv{n}")(h)
+      else:
+        h = _conv(features, bias, self.dtype, f"conv{n}")(h)
       h = _norm(self.norm, train, self.dtype, f"norm{n}")(h)
       h = nn.leaky_relu(h, 0.2)
-    h = _conv(1, 1, True, self.dtype, f"conv{self.n_layers + 1}")(h)
+    h = _conv(1, True, self.dtype, f"conv{self.n_layers + 1}")(h)
     return h.astype(jnp.float32)
 
 
@@ -360,7 +442,9 @@ def make_discriminator(config) -> nn.Module:
   """The discriminator named by config.model.discriminator ("patch" | "pixel")."""
   m = config.model
   if m.discriminator == "patch":
-    return PatchDiscriminator(ndf=m.ndf, n_layers=m.n_layers_d, norm=m.norm, dtype=_dtype(m.dtype))
+    return PatchDiscriminator(
+      ndf=m.ndf, n_layers=m.n_layers_d, norm=m.norm, mode=m.upsample, dtype=_dtype(m.dtype)
+    )
   if m.discriminator == "pixel":
     return PixelDiscriminator(ndf=m.ndf, norm=m.norm, dtype=_dtype(m.dtype))
   raise ValueError(f"unknown discriminator {m.discriminator!r}")
