@@ -3,7 +3,7 @@
   python -m pix2pix_jax.benchmark train --batch 4 --res 256
   python -m pix2pix_jax.benchmark infer --batch 4 --res 256
   python -m pix2pix_jax.benchmark input --source samples --res 256
-  python -m pix2pix_jax.benchmark video --seconds 4
+  python -m pix2pix_jax.benchmark video --seconds 20
   python -m pix2pix_jax.benchmark compare --peer ../shared/bench/torch_pix2pix.py --batch-sizes 1 4
 
 Times are medians over `--steps` runs after a warm-up; compile time is reported
@@ -271,7 +271,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
   parser.add_argument("--folder", default=None)
   parser.add_argument("--images", type=int, default=200, help="input: images to time")
   parser.add_argument("--peer", default=os.path.join("..", "shared", "bench", "torch_pix2pix.py"))
-  parser.add_argument("--seconds", type=float, default=4.0, help="video: clip length")
+  parser.add_argument("--seconds", type=float, default=20.0, help="video: clip length")
   parser.add_argument("--size", default="320x240", help="video: clip width x height")
   parser.add_argument("--preset", default="veryfast", help="video: x264 preset")
   parser.add_argument("--workdir", default=None, help="video: a trained workdir (else random init)")

@@ -174,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
   args = build_parser().parse_args(argv)
+  video.tune_memory()
   if not 0.0 <= args.smoothing < 1.0:
     print("error: --smoothing must be in [0, 1)", file=sys.stderr)
     return 2

@@ -1,6 +1,6 @@
 """Video pipeline benchmark: decode, model, encode and end-to-end rates, and bounded memory.
 
-  python -m pix2pix_jax.benchmark video --seconds 4 --res 128 --ngf 32 --num-downs 7 --batch 8
+  python -m pix2pix_jax.benchmark video --seconds 20 --res 128 --ngf 32 --num-downs 7 --batch 8
 
 `run(args)` renders a sample clip (video.make_sample_clip) of `--seconds`, builds a Colorizer
 (random weights of the given ngf / num_downs at render size `--res`, or `--workdir`'s generator)
@@ -143,6 +143,7 @@ def _memory_child(argv: list[str]) -> None:
   parser.add_argument("--color-space", default="rgb")
   parser.add_argument("--dtype", default="float32")
   args = parser.parse_args(argv)
+  video.tune_memory()
   colorizer = make_colorizer(args)
   result = video.time_end_to_end(
     colorizer, args.clip, encode=video.EncodeOptions(preset=args.preset), reset_peak=False
