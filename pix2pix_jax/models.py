@@ -188,12 +188,17 @@ def conv_down_matmul(x: jax.Array, kernel: jax.Array, swap_io: bool = False) -> 
   return lax.dot_general(_taps(x), kernel, contract).sum(0)
 
 
-def _small(x: jax.Array, scale: int) -> bool:
-  """Whether the per-device map of `x`, divided by `scale` per side, is at most
-  MATMUL_MAX_PIXELS (batch included) and `x`'s sides are even."""
+# The stride-2 convolution's own per-tap matmul forms (forward, kernel gradient) win on XLA:CPU
+# up to this many output pixels (batch included); above it XLA's convolution does.
+DOWN_MATMUL_MAX_PIXELS = 64
+
+
+def _small_down(x: jax.Array) -> bool:
+  """Whether `conv_down(x, .)` has even input sides and at most DOWN_MATMUL_MAX_PIXELS output
+  pixels per device."""
   sharding = _mesh_sharding(x)
   n, h, w, _ = x.shape if sharding is None else sharding.shard_shape(x.shape)
-  return h % 2 == 0 and w % 2 == 0 and n * (h // scale) * (w // scale) <= MATMUL_MAX_PIXELS
+  return h % 2 == 0 and w % 2 == 0 and n * (h // 2) * (w // 2) <= DOWN_MATMUL_MAX_PIXELS
 
 
 # XLA:CPU computes a stride-2 convolution's kernel gradient on large maps 1.3-2x faster one image
@@ -206,7 +211,7 @@ def _down_kernel_grad(x: jax.Array, kernel: jax.Array, g: jax.Array) -> jax.Arra
   """The kernel gradient of `conv_down(x, kernel)` at output cotangent `g`: per-tap matmuls on
   small maps, and small per-device batches of large maps summed image by image (the same sum,
   in another order)."""
-  if _small(x, 2):
+  if _small_down(x):
     return _tap_products(_taps(x), _each_tap(g))
 
   def grad(x, g):
@@ -228,7 +233,7 @@ def _down_kernel_grad(x: jax.Array, kernel: jax.Array, g: jax.Array) -> jax.Arra
 
 
 def _down_forward(x: jax.Array, kernel: jax.Array, swap_io: bool = False) -> jax.Array:
-  if _small(x, 2):
+  if _small_down(x):
     return conv_down_matmul(x, kernel, swap_io)
   return conv_down(x, kernel.transpose(0, 1, 3, 2) if swap_io else kernel)
 
@@ -250,7 +255,7 @@ def _conv_transpose_fast_bwd(res, g):
   # that same stride-2 convolution with x as its output cotangent.
   x, kernel = res
   dx = _down_forward(g, kernel, swap_io=True)
-  if _small(g, 2):
+  if _small_down(g):
     dk = _tap_products(_each_tap(x.astype(dx.dtype)), _taps(g))
   else:
     kt = kernel.transpose(0, 1, 3, 2)

@@ -86,7 +86,9 @@ def test_conv_down_matches_torch_definition():
 def forward_form(request, monkeypatch):
   """Forces the fast transposed convolution's forward onto one of its formulations."""
   monkeypatch.setattr(models, "MIN_FEATURES", 0)
-  monkeypatch.setattr(models, "MATMUL_MAX_PIXELS", 10**9 if request.param == "matmul" else 0)
+  matmul = 10**9 if request.param == "matmul" else 0
+  monkeypatch.setattr(models, "MATMUL_MAX_PIXELS", matmul)
+  monkeypatch.setattr(models, "DOWN_MATMUL_MAX_PIXELS", matmul)
   monkeypatch.setattr(models, "PHASES_MIN_PIXELS", 0 if request.param == "phases" else 10**9)
   jax.clear_caches()  # the form is chosen at trace time
   yield request.param
