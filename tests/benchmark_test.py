@@ -51,3 +51,21 @@ def test_peak_flops_matches_device_kind_prefixes():
   assert benchmark.peak_flops("NVIDIA H100 80GB HBM3") == 989e12
   assert benchmark.peak_flops("NVIDIA H100 PCIe") == 989e12
   assert benchmark.peak_flops("cpu") is None
+
+
+def test_video_prints_each_rate_and_the_memory_of_a_clip_and_a_10x_longer_one(capsys):
+  benchmark.main(
+    ["video", "--seconds", "0.4", "--size", "64x48", "--batch", "4", "--color-space", "lab", *TINY]
+  )
+  records = {r["bench"]: r for r in _records(capsys)}
+  for name in ("decode", "model", "encode", "end_to_end"):
+    assert records[f"video_{name}"]["fps"] > 0
+  assert records["video_decode"]["frames"] == records["video_end_to_end"]["frames"] == 10
+  ratio = records["video_e2e_over_model"]["ratio"]
+  assert ratio == pytest.approx(records["video_end_to_end"]["fps"] / records["video_model"]["fps"])
+  memory = records["video_peak_rss"]
+  assert (memory["short_frames"], memory["long_frames"]) == (10, 100)
+  assert memory["long_over_short"] == pytest.approx(
+    memory["long_peak_rss_mb"] / memory["short_peak_rss_mb"]
+  )
+  assert memory["short_first_run_peak_rss_mb"] > 100
