@@ -390,8 +390,8 @@ ENCODER_NICENESS = 10
 
 def _lower_priority(cmd: list[str]) -> list[str]:
   """`cmd` run under `nice`, where there is one: the encoder then uses the CPU time the model
-  leaves, instead of stalling the model's threads (on a 2-core CPU host end-to-end went from
-  0.86 to 0.92 of model-only throughput); where CPU is not scarce it changes nothing."""
+  leaves instead of stalling the model's threads, which matters where the model runs on the
+  same CPU cores; where CPU is not scarce it changes nothing."""
   nice = shutil.which("nice")
   return [nice, "-n", str(ENCODER_NICENESS), *cmd] if nice else cmd
 
