@@ -259,7 +259,7 @@ def _conv_transpose_fast_bwd(res, g):
   # that same stride-2 convolution with x as its output cotangent.
   x, kernel = res
   dx = _down_forward(g, kernel, swap_io=True)
-  if _small_down(g):
+  if _small_down(g):  # _down_kernel_grad's matmul form, in the kernel's own layout (no copy)
     dk = _tap_products(_each_tap(x.astype(dx.dtype)), _taps(g))
   else:
     kt = kernel.transpose(0, 1, 3, 2)
