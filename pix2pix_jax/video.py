@@ -658,14 +658,14 @@ def colorize_video(
           measure_in.add(frames)
         if pending is not None:
           frames_done += _flush(pending, writer, measure_out, bar)
-        pending = (out, len(frames))
+          cuts += _cuts(pending)
+        # Read back one batch late, so that the next batch is queued before this one finishes.
+        pending = (out, len(frames), cut_flags)
         if k % 16 == 15:
           _release_freed_memory()
-        if cut_flags is not None:
-          # The first frame of the clip always "starts a shot"; it is not a cut.
-          cuts += int(np.asarray(cut_flags)[: len(frames)].sum()) - (k == 0)
       if pending is not None:
         frames_done += _flush(pending, writer, measure_out, bar)
+        cuts += _cuts(pending)
       if writer is None:
         raise media.MediaError(f"{src}: video has no frames")
       writer.close()
@@ -689,7 +689,7 @@ def colorize_video(
     fps=float(fps),
     seconds=time.perf_counter() - start,
     audio=audio,
-    scene_cuts=max(cuts, 0),
+    scene_cuts=max(cuts - 1, 0),  # the clip's first frame "starts a shot"; it is not a cut
     decoder=backend,
     consistency_in=measure_in.mean if measure_in else None,
     consistency_out=measure_out.mean if measure_out else None,
@@ -734,8 +734,13 @@ def _release_freed_memory() -> None:
     _LIBC.malloc_trim(0)
 
 
-def _flush(pending: tuple[Any, int], writer: FrameWriter, measure: Any, bar: Progress) -> int:
-  out, n = pending
+def _cuts(pending: tuple[Any, int, Any]) -> int:
+  _, n, cut_flags = pending
+  return 0 if cut_flags is None else int(np.asarray(cut_flags)[:n].sum())
+
+
+def _flush(pending: tuple[Any, int, Any], writer: FrameWriter, measure: Any, bar: Progress) -> int:
+  out, n, _ = pending
   frames = np.asarray(out)[:n]
   writer.write(frames)
   if measure is not None:
