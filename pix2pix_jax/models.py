@@ -205,7 +205,7 @@ def _small_down(x: jax.Array) -> bool:
   return h % 2 == 0 and w % 2 == 0 and n * (h // 2) * (w // 2) <= DOWN_MATMUL_MAX_PIXELS
 
 
-# XLA:CPU computes a stride-2 convolution's kernel gradient on large maps 1.3-2x faster one image
+# XLA:CPU computes a stride-2 convolution's kernel gradient on large maps 1.3-2.2x faster one image
 # at a time than for a batch of 4 (64x64 to 256x256 inputs; slower on smaller maps).
 KGRAD_SPLIT_MIN_PIXELS = 64 * 64
 KGRAD_SPLIT_MAX_BATCH = 8
