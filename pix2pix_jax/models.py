@@ -42,6 +42,12 @@ def _mesh_sharding(x: jax.Array) -> Any:
   return sharding if sharding.mesh.axis_names else None
 
 
+def _local_shape(x: jax.Array) -> tuple[int, ...]:
+  """`x`'s shape on one device (its shard's shape on a named mesh)."""
+  sharding = _mesh_sharding(x)
+  return x.shape if sharding is None else sharding.shard_shape(x.shape)
+
+
 def conv_down(x: jax.Array, kernel: jax.Array) -> jax.Array:
   """4x4 stride-2 convolution with padding 1 (torch Conv2d(k=4, s=2, p=1))."""
   return lax.conv_general_dilated(x, kernel, (2, 2), ((1, 1), (1, 1)), dimension_numbers=_DIMS)
@@ -150,8 +156,7 @@ MIN_FEATURES = 64
 def _transpose_forward(x: jax.Array, kernel: jax.Array, swap_io: bool = False) -> jax.Array:
   """The fastest of the equal forward formulations for this (per-device) shape; `swap_io`:
   `kernel` is (4, 4, Cout, Cin), as the adjoint of a down convolution has it."""
-  sharding = _mesh_sharding(x)
-  n, h, w, _ = x.shape if sharding is None else sharding.shard_shape(x.shape)
+  n, h, w, _ = _local_shape(x)
   if kernel.shape[2 if swap_io else 3] >= MIN_FEATURES:
     if h * w >= PHASES_MIN_PIXELS:
       return conv_transpose_phases(x, kernel, swap_io)
@@ -200,8 +205,7 @@ DOWN_MATMUL_MAX_PIXELS = 64
 def _small_down(x: jax.Array) -> bool:
   """Whether `conv_down(x, .)` has even input sides and at most DOWN_MATMUL_MAX_PIXELS output
   pixels per device."""
-  sharding = _mesh_sharding(x)
-  n, h, w, _ = x.shape if sharding is None else sharding.shard_shape(x.shape)
+  n, h, w, _ = _local_shape(x)
   return h % 2 == 0 and w % 2 == 0 and n * (h // 2) * (w // 2) <= DOWN_MATMUL_MAX_PIXELS
 
 
@@ -221,11 +225,11 @@ def _down_kernel_grad(x: jax.Array, kernel: jax.Array, g: jax.Array) -> jax.Arra
   def grad(x, g):
     return jax.vjp(lambda k: conv_down(x, k), kernel)[1](g)[0]
 
-  sharding = _mesh_sharding(x)
-  n, h, w, _ = x.shape if sharding is None else sharding.shard_shape(x.shape)
+  n, h, w, _ = _local_shape(x)
   if not (1 < n <= KGRAD_SPLIT_MAX_BATCH and h * w >= KGRAD_SPLIT_MIN_PIXELS):
     return grad(x, g)
   shards = x.shape[0] // n
+  sharding = _mesh_sharding(x)
   split = None
   if sharding is not None:
     split = jax.sharding.NamedSharding(sharding.mesh, P(sharding.spec[0], None))

@@ -657,15 +657,13 @@ def colorize_video(
         if measure_in is not None:
           measure_in.add(frames)
         if pending is not None:
-          frames_done += _flush(pending, writer, measure_out, bar)
-          cuts += _cuts(pending)
+          frames_done, cuts = _flush(pending, writer, measure_out, bar, frames_done, cuts)
         # Read back one batch late, so that the next batch is queued before this one finishes.
         pending = (out, len(frames), cut_flags)
         if k % 16 == 15:
           _release_freed_memory()
       if pending is not None:
-        frames_done += _flush(pending, writer, measure_out, bar)
-        cuts += _cuts(pending)
+        frames_done, cuts = _flush(pending, writer, measure_out, bar, frames_done, cuts)
       if writer is None:
         raise media.MediaError(f"{src}: video has no frames")
       writer.close()
@@ -734,19 +732,24 @@ def _release_freed_memory() -> None:
     _LIBC.malloc_trim(0)
 
 
-def _cuts(pending: tuple[Any, int, Any]) -> int:
-  _, n, cut_flags = pending
-  return 0 if cut_flags is None else int(np.asarray(cut_flags)[:n].sum())
-
-
-def _flush(pending: tuple[Any, int, Any], writer: FrameWriter, measure: Any, bar: Progress) -> int:
-  out, n, _ = pending
+def _flush(
+  pending: tuple[Any, int, Any],
+  writer: FrameWriter,
+  measure: Any,
+  bar: Progress,
+  frames_done: int,
+  cuts: int,
+) -> tuple[int, int]:
+  """Writes a colourised batch; returns the frame and scene-cut counts with it added."""
+  out, n, cut_flags = pending
   frames = np.asarray(out)[:n]
   writer.write(frames)
   if measure is not None:
     measure.add(frames)
   bar.update(n)
-  return n
+  if cut_flags is not None:
+    cuts += int(np.asarray(cut_flags)[:n].sum())
+  return frames_done + n, cuts
 
 
 # ---------------------------------------------------------------------------------------------
