@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pix2pix_jax import config_files, parallel, train
+from pix2pix_jax import config_files, parallel, train, xla_flags
 
 REPO_CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 
@@ -167,7 +167,10 @@ def bench_infer(args) -> dict:
     jnp.zeros((args.batch, args.res, args.res, 1), jnp.float32), parallel.batch_sharding(mesh)
   )
   variables = state.generator_variables
-  forward = jax.jit(lambda v, x: nets.generator.apply(v, x, train=False))
+  forward = jax.jit(
+    lambda v, x: nets.generator.apply(v, x, train=False),
+    compiler_options=xla_flags.forward_compiler_options(),
+  )
   forward, flops, compile_s = compile_with_flops(forward, variables, gray)
   _, seconds = timed(lambda: forward(variables, gray), args.steps)
   return {"bench": "infer", **describe(args, args.batch, seconds, flops, compile_s)}

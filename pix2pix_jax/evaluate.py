@@ -32,7 +32,15 @@ import ml_collections
 import numpy as np
 from PIL import Image
 
-from pix2pix_jax import checkpoint, color, config_files, input_pipeline, metrics, parallel
+from pix2pix_jax import (
+  checkpoint,
+  color,
+  config_files,
+  input_pipeline,
+  metrics,
+  parallel,
+  xla_flags,
+)
 
 
 def image_metrics(predicted: jax.Array, real_uint8: jax.Array) -> dict[str, jax.Array]:
@@ -222,7 +230,9 @@ def evaluate_workdir(
     shown = {name: color.float_to_uint8(outputs[name]) for name in ("model", "gray")}
     return per_image, shown, images
 
-  compute = jax.jit(compute, out_shardings=replicated)
+  compute = jax.jit(
+    compute, out_shardings=replicated, compiler_options=xla_flags.forward_compiler_options()
+  )
   gather = jax.jit(lambda m: m, out_shardings=replicated)
   values: dict[str, dict[str, list[np.ndarray]]] = {p: {} for p in PREDICTORS}
   thumbnails: list[dict[str, bytes]] = []

@@ -27,7 +27,7 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from pix2pix_jax import checkpoint, color, models, parallel
+from pix2pix_jax import checkpoint, color, models, parallel, xla_flags
 
 _HIST_BINS = 32
 # Total-variation distance between consecutive luminance histograms above which a frame starts
@@ -142,7 +142,7 @@ class Colorizer:
       return color.predicted_ab(x, outputs.astype(jnp.float32), color_space)
 
     self._prepare = jax.jit(functools.partial(_prepare, color_space=color_space, size=size))
-    self._predict = jax.jit(predict)
+    self._predict = jax.jit(predict, compiler_options=xla_flags.forward_compiler_options())
     self._compose = jax.jit(_compose)
     self._smooth = jax.jit(functools.partial(_smooth, replicated=parallel.replicated(self.mesh)))
 

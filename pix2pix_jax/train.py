@@ -27,6 +27,7 @@ from pix2pix_jax import (
   models,
   parallel,
   visualize,
+  xla_flags,
 )
 
 
@@ -319,7 +320,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     )
 
   step_fn = compile_step(nets, mesh)
-  predict_fn = jax.jit(functools.partial(predict_rgb, nets))
+  predict_fn = jax.jit(
+    functools.partial(predict_rgb, nets), compiler_options=xla_flags.forward_compiler_options()
+  )
 
   writer = metric_writers.create_default_writer(workdir, just_logging=not is_chief)
   if start_step == 0:

@@ -2,6 +2,10 @@ import os
 import subprocess
 import sys
 
+import jax
+import jax.numpy as jnp
+import numpy as np
+
 from pix2pix_jax import xla_flags
 
 
@@ -26,3 +30,21 @@ def test_importing_the_package_sets_them_and_xla_accepts_them():
   out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
   assert out.returncode == 0, out.stderr
   assert out.stdout.split() == list(xla_flags.DEFAULTS)
+
+
+def test_forward_options_compile_and_keep_convolutions_off_ynnpack():
+  def conv(x, k):
+    return jax.lax.conv_general_dilated(
+      x, k, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
+
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.standard_normal((2, 8, 8, 32)), jnp.float32)
+  k = jnp.asarray(rng.standard_normal((3, 3, 32, 32)), jnp.float32)
+  default = jax.jit(conv).lower(x, k).compile()
+  options = xla_flags.forward_compiler_options()
+  assert options  # the tests run on CPU with no user choice of YNNPACK fusions
+  forward = jax.jit(conv, compiler_options=options).lower(x, k).compile()
+  assert "__ynn_fusion" in default.as_text()
+  assert "__ynn_fusion" not in forward.as_text()
+  np.testing.assert_allclose(forward(x, k), default(x, k), rtol=1e-5, atol=1e-4)
