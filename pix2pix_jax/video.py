@@ -21,10 +21,17 @@ misreads the stream (seen here: VP8 in WebM comes back with 4 garbled channels, 
 and odd-sized VP9 come back with wrong values) or cannot open a file that ffmpeg still decodes
 (truncated MP4), frames are piped out of ffmpeg instead (`VideoResult.decoder` says which). A
 frame count that over-reports ends the clip at the first frame that fails to decode; a stalled
-decoder raises after `timeout` seconds instead of hanging. The reader can be re-opened every
-`reopen_every` chunks, but that is off by default: measured here, re-opening is what made memory
-grow (each closed decord reader keeps memory: 3000 frames peaked at 1093 MB re-opening every 16
-chunks, 885 MB every 64, 619 MB never), while one reader over a whole clip stays flat.
+decoder raises after `timeout` seconds instead of hanging. decord (0.6) also decodes ahead of
+its consumer without bound (dmlc/decord#157, #208): its reading loop pushes packets to its
+decoding thread for as long as no decoded frame is ready, and when the consumer (the model) is
+slower than decoding, those packets become decoded frames held in decord's queue, up to the
+rest of the clip: 1.45 GB for a 900-frame 720p clip read at 80 fps, 850-3500 frames of lead on
+a 320x240 clip whatever its thread count. So decord reads only clips whose decoded frames fit
+`DECORD_MAX_DECODED_BYTES`; longer or larger clips come from the ffmpeg pipe, whose memory is
+bounded by the pipe (as fast at 720p, 0.76x decord's rate at 320x240, both far above the
+model's). The reader can be re-opened every `reopen_every` chunks, but that is off by default:
+each re-open starts a new run-ahead (3000 frames peaked at 1093 MB re-opening every 16 chunks,
+885 MB every 64, 619 MB never).
 
 Temporal smoothing (default 0.7): an EMA of the predicted chroma, reset at scene cuts (see
 inference.py). Measured on 100-frame 320x240 sample clips with the quickstart model after 600
@@ -260,15 +267,22 @@ def first_frame_ffmpeg(path: str, width: int, height: int) -> np.ndarray | None:
   return np.frombuffer(proc.stdout, np.uint8).reshape(height, width, 3)
 
 
+# The most decoded RGB a clip may amount to for decord to read it (see the module docstring).
+DECORD_MAX_DECODED_BYTES = 512 << 20
+
+
 def choose_backend(path: str, info: media.VideoInfo) -> tuple[str, decord.VideoReader | None]:
-  """("decord", reader) where decord decodes the first frame as ffmpeg does, else ("ffmpeg",
-  None). decord misreads some streams (VP8 in WebM, full-range MJPEG, odd-sized VP9) and fails
-  to open some damaged files that ffmpeg still decodes."""
+  """("decord", reader) where the clip's decoded frames fit DECORD_MAX_DECODED_BYTES and decord
+  decodes the first frame as ffmpeg does, else ("ffmpeg", None). decord misreads some streams
+  (VP8 in WebM, full-range MJPEG, odd-sized VP9) and fails to open some damaged files that
+  ffmpeg still decodes."""
   try:
     reader = open_reader(path)
   except media.MediaError:
     if first_frame_ffmpeg(path, info.width, info.height) is None:
       raise
+    return "ffmpeg", None
+  if len(reader) * info.width * info.height * 3 > DECORD_MAX_DECODED_BYTES:
     return "ffmpeg", None
   reference = first_frame_ffmpeg(path, info.width, info.height)
   if reference is None:

@@ -28,6 +28,15 @@ def make_clip(path, *, size="64x48", rate=25, seconds=1.0, vcodec="libx264", aud
   return path
 
 
+def make_vfr_clip(path):
+  """64x48 H.264, frames 0-10 at 25 fps, then at 12.5 fps."""
+  ffmpeg(
+    "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25:duration=1",
+    "-vf", "setpts='(N+gt(N,10)*(N-10))/25/TB'", "-fps_mode", "vfr", "-c:v", "libx264", path,
+  )  # fmt: skip
+  return path
+
+
 @pytest.fixture(scope="module")
 def colorizer():
   from conftest import tiny_config
@@ -100,18 +109,33 @@ def test_odd_h264_keeps_size(colorizer, tmp_path):
 
 
 def test_variable_frame_rate(colorizer, tmp_path):
-  src = str(tmp_path / "vfr.mp4")
-  # Frames 0-10 at 25 fps, then at 12.5 fps.
-  ffmpeg(
-    "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25:duration=1",
-    "-vf", "setpts='(N+gt(N,10)*(N-10))/25/TB'", "-fps_mode", "vfr", "-c:v", "libx264", src,
-  )  # fmt: skip
+  src = make_vfr_clip(str(tmp_path / "vfr.mp4"))
   assert video.is_variable_rate(decord.VideoReader(src, ctx=decord.cpu(0)))
   dst = str(tmp_path / "vfr_out.mp4")
   result = video.colorize_video(colorizer, src, dst, encode=LOSSLESS_ISH, progress=False)
   check_output(src, dst, result)
   # Constant rate at the average: the duration is kept.
   assert media.probe(dst).duration == pytest.approx(media.probe(src).duration, abs=0.1)
+
+
+@pytest.mark.parametrize("clip", ["h264_aac", "vfr"])
+def test_clips_over_decords_budget_come_from_the_ffmpeg_pipe(
+  colorizer, tmp_path, monkeypatch, clip
+):
+  if clip == "vfr":
+    src = make_vfr_clip(str(tmp_path / "vfr.mp4"))
+  else:
+    src = make_clip(str(tmp_path / "c.mp4"), audio="aac")
+  frames = media.count_frames(src)
+  monkeypatch.setattr(video, "DECORD_MAX_DECODED_BYTES", frames * 64 * 48 * 3 - 1)
+  dst = str(tmp_path / "out.mp4")
+  result = video.colorize_video(colorizer, src, dst, encode=LOSSLESS_ISH, progress=False)
+  assert result.decoder == "ffmpeg"
+  check_output(src, dst, result)
+  assert media.probe(dst).duration == pytest.approx(media.probe(src).duration, abs=0.1)
+  monkeypatch.setattr(video, "DECORD_MAX_DECODED_BYTES", frames * 64 * 48 * 3)
+  result = video.colorize_video(colorizer, src, dst, overwrite=True, progress=False)
+  assert result.decoder == "decord"
 
 
 def test_one_frame_video(colorizer, tmp_path):
