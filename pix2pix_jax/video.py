@@ -728,11 +728,13 @@ def tune_memory() -> None:
   Frames, model inputs and outputs (megabytes each) are allocated and freed on different
   threads (reader, XLA's pool, main, writer). With glibc's defaults each thread gets its own
   arena that keeps what it freed, and the mmap threshold rises after the first big free, so
-  ever more big buffers come from fragmenting heaps: peak RSS grew from 837 MB (100 frames) to
-  1248 MB (5000 frames; quickstart model, 320x240). At most two arenas and a fixed 32 MiB mmap
-  threshold keep it at 849 and 957 MB at the same speed; the trim threshold is raised because
-  fixing the mmap threshold also pins it at 128 KiB, which returned and re-faulted XLA's
-  buffers on every call and halved the model's throughput (`colorize_video` trims explicitly).
+  more big buffers come from fragmenting heaps. At most two arenas and a fixed 32 MiB mmap
+  threshold: peak RSS 823-849 MB instead of 897-907 MB over a 5000-frame 320x240 clip
+  (quickstart model, two runs each), at the same speed. (An earlier measurement here, 837 MB
+  at 100 frames growing to 1248 MB at 5000, was mostly decord's read-ahead; see the module
+  docstring.) The trim threshold is raised because fixing the mmap threshold also pins it at
+  128 KiB, which returned and re-faulted XLA's buffers on every call and halved the model's
+  throughput (`colorize_video` trims explicitly).
   """
   if _LIBC is not None:
     _LIBC.mallopt(_M_ARENA_MAX, 2)
