@@ -2,7 +2,9 @@
 
 Layout: ``<workdir>/checkpoints/<step>/{state,config}``. orbax writes each step to
 a temporary directory and renames it when complete, so a crash mid-write leaves
-the previous checkpoint as the latest one that can be restored.
+the previous checkpoint as the latest one that can be restored. This module is the only one
+that knows the layout and the state's key names: generator-only restore and save (colourising,
+evaluation, imported PyTorch weights) go through it.
 """
 
 import os
@@ -12,7 +14,7 @@ import jax
 import ml_collections
 import orbax.checkpoint as ocp
 
-from pix2pix_jax import config_validation
+from pix2pix_jax import config_validation, metrics
 
 # Fields whose change makes an old checkpoint unusable (different parameter tree or meaning).
 ARCHITECTURE_FIELDS = (
@@ -30,8 +32,20 @@ class IncompatibleCheckpointError(ValueError):
   """The workdir holds a checkpoint of a different architecture or colour space."""
 
 
+# The generator's entries of the saved state (the train state's field names) and the flax
+# collections they hold.
+_GENERATOR_ITEMS = {"g_params": "params", "g_batch_stats": "batch_stats"}
+
+
 def checkpoint_dir(workdir: str) -> str:
   return os.path.join(os.path.abspath(workdir), "checkpoints")
+
+
+def latest_step(workdir: str) -> int | None:
+  """The newest finished checkpoint step of a workdir (orbax names finished steps by number)."""
+  directory = checkpoint_dir(workdir)
+  steps = [int(n) for n in os.listdir(directory) if n.isdigit()] if os.path.isdir(directory) else []
+  return max(steps) if steps else None
 
 
 def create_manager(
@@ -45,7 +59,7 @@ def create_manager(
     keep.append(
       cm.BestN(
         get_metric_fn=lambda metrics: metrics[best_metric],
-        reverse=best_metric_lower_is_better(best_metric),
+        reverse=metrics.lower_is_better(best_metric),
         n=1,
         keep_checkpoints_without_metrics=False,
       )
@@ -58,11 +72,6 @@ def create_manager(
   return ocp.CheckpointManager(
     checkpoint_dir(workdir), options=options, item_names=("state", "config")
   )
-
-
-def best_metric_lower_is_better(name: str) -> bool:
-  """BestN keeps the highest value unless reversed; distances and losses are lower-better."""
-  return any(word in name for word in ("ciede", "loss", "l1", "diff"))
 
 
 def save(
@@ -137,10 +146,9 @@ def restore_generator(
     if step is None:
       raise FileNotFoundError(f"{workdir}: no complete checkpoint to restore")
     config = read_config(manager, step)
-    wanted = {"g_params": None, "g_batch_stats": None}
     metadata = manager.item_metadata(step)["state"]
     tree = metadata.tree if hasattr(metadata, "tree") else metadata
-    item = {k: tree[k] for k in wanted}
+    item = {k: tree[k] for k in _GENERATOR_ITEMS}
     # Onto one local device, whatever the device count that saved it.
     sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     restore_args = jax.tree.map(lambda _: ocp.ArrayRestoreArgs(sharding=sharding), item)
@@ -150,4 +158,21 @@ def restore_generator(
         state=ocp.args.PyTreeRestore(item=item, restore_args=restore_args, partial_restore=True)
       ),
     )["state"]
-  return config, {"params": restored["g_params"], "batch_stats": restored["g_batch_stats"] or {}}
+  return config, {name: restored[key] or {} for key, name in _GENERATOR_ITEMS.items()}
+
+
+def save_generator(
+  workdir: str, config: ml_collections.ConfigDict, variables: dict[str, Any], step: int = 0
+) -> None:
+  """Writes a generator-only checkpoint (e.g. imported weights) into a workdir without one; it
+  restores with `restore_generator` but cannot resume training."""
+  directory = checkpoint_dir(workdir)
+  if os.path.isdir(directory) and os.listdir(directory):
+    raise FileExistsError(f"{directory} already holds checkpoints; use a new --workdir")
+  state = {key: variables.get(name, {}) for key, name in _GENERATOR_ITEMS.items()}
+  with ocp.CheckpointManager(directory, item_names=("state", "config")) as manager:
+    args = ocp.args.Composite(
+      state=ocp.args.PyTreeSave(state), config=ocp.args.JsonSave(config.to_dict())
+    )
+    manager.save(step, args=args)
+    manager.wait_until_finished()

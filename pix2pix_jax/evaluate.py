@@ -23,7 +23,6 @@ import os
 import re
 import sys
 import tempfile
-from collections.abc import Callable, Iterable
 from typing import Any
 
 import jax
@@ -36,55 +35,13 @@ from pix2pix_jax import (
   checkpoint,
   color,
   config_files,
+  evaluation,
   input_pipeline,
   metrics,
+  models,
   parallel,
   xla_flags,
 )
-
-
-def image_metrics(predicted: jax.Array, real_uint8: jax.Array) -> dict[str, jax.Array]:
-  """Per-image metrics of sRGB predictions in [0, 1] against uint8 ground truth: each [N]."""
-  real = color.uint8_to_float(real_uint8)
-  return {
-    "psnr": metrics.psnr(predicted, real),
-    "ssim": metrics.ssim(predicted, real),
-    "ciede2000": metrics.ciede2000(predicted, real),
-    "colorfulness": metrics.colorfulness(predicted),
-    "colorfulness_diff": jnp.abs(metrics.colorfulness(predicted) - metrics.colorfulness(real)),
-  }
-
-
-def per_image_values(
-  predict_fn: Callable[[jax.Array], jax.Array],
-  batches: Iterable[dict[str, np.ndarray]],
-  mesh: jax.sharding.Mesh,
-) -> dict[str, np.ndarray]:
-  """Runs `predict_fn` (uint8 batch -> sRGB [0,1]) over padded eval batches; returns the
-  per-image metrics of the real (unpadded) examples, gathered on every process."""
-  compute = jax.jit(image_metrics, out_shardings=parallel.replicated(mesh))
-  gather = jax.jit(lambda m: m, out_shardings=parallel.replicated(mesh))
-  values: dict[str, list[np.ndarray]] = {}
-  for batch in batches:
-    global_batch = parallel.to_global(batch, mesh)
-    per_image = jax.device_get(compute(predict_fn(global_batch["image"]), global_batch["image"]))
-    mask = np.asarray(jax.device_get(gather(global_batch["mask"])))
-    for name, v in per_image.items():
-      values.setdefault(name, []).append(np.asarray(v)[mask])
-  return {name: np.concatenate(v) for name, v in values.items()}
-
-
-def evaluate_batches(
-  predict_fn: Callable[[jax.Array], jax.Array],
-  batches: Iterable[dict[str, np.ndarray]],
-  mesh: jax.sharding.Mesh,
-) -> dict[str, float]:
-  """Mean of each metric over the examples (see `per_image_values`)."""
-  return {k: float(np.mean(v)) for k, v in per_image_values(predict_fn, batches, mesh).items()}
-
-
-# --------------------------------------------------------------------------------------------
-# The evaluation command: a trained workdir on a dataset, against trivial baselines.
 
 PREDICTORS = ("model", "gray", "mean_chroma")
 DEFAULT_EVAL_BATCH = 8
@@ -141,30 +98,6 @@ def image_labels(config: ml_collections.ConfigDict, count: int) -> list[str]:
   return [os.path.relpath(p, listing.folder) for p in listing.files[:count]]
 
 
-def latest_step(workdir: str) -> int | None:
-  """The newest finished checkpoint step of a workdir (orbax names steps by number)."""
-  directory = checkpoint.checkpoint_dir(workdir)
-  steps = [int(n) for n in os.listdir(directory) if n.isdigit()] if os.path.isdir(directory) else []
-  return max(steps) if steps else None
-
-
-def _baselines(images: jax.Array, mean_ab: jax.Array) -> dict[str, jax.Array]:
-  """Trivial colourisations of uint8 images: L with zero chroma, and L with the mean chroma."""
-  lightness = color.luminance(color.uint8_to_float(images))
-  zeros = jnp.zeros(lightness.shape[:-1] + (2,), jnp.float32)
-  return {
-    "gray": color.combine(lightness, zeros),
-    "mean_chroma": color.combine(lightness, zeros + mean_ab),
-  }
-
-
-def _mean_ab_sums(images: jax.Array, mask: jax.Array) -> jax.Array:
-  """[sum over real images of each image's mean a, ... of mean b, number of real images]."""
-  ab = jnp.mean(color.rgb_to_lab(color.uint8_to_float(images))[..., 1:], axis=(1, 2))
-  weights = mask.astype(jnp.float32)
-  return jnp.concatenate([jnp.sum(ab * weights[:, None], axis=0), jnp.sum(weights)[None]])
-
-
 def _thumbnail(image: np.ndarray) -> bytes:
   picture = Image.fromarray(image)
   picture.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE), Image.Resampling.BICUBIC)
@@ -203,9 +136,7 @@ def evaluate_workdir(
   overrides.update({"batch_size": batch, "data.max_eval_examples": int(max_examples)})
   config = config_files.apply_overrides(config, overrides)
 
-  from pix2pix_jax import train  # train imports this module
-
-  nets = train.make_networks(config, steps_per_epoch=1)
+  generator = models.make_generator(config)
   replicated = parallel.replicated(mesh)
   variables = jax.device_put(variables, replicated)
 
@@ -215,7 +146,7 @@ def evaluate_workdir(
     except ValueError as e:
       raise EvaluationError(str(e)) from e
 
-  sums = jax.jit(_mean_ab_sums, out_shardings=replicated)
+  sums = jax.jit(evaluation.mean_ab_sums, out_shardings=replicated)
   total = np.zeros(3)
   for host_batch in batches():
     global_batch = parallel.to_global(host_batch, mesh)
@@ -225,8 +156,9 @@ def evaluate_workdir(
   mean_ab = total[:2] / total[2]
 
   def compute(variables, images, mean_ab):
-    outputs = {"model": train.predict_rgb(nets, variables, images), **_baselines(images, mean_ab)}
-    per_image = {name: image_metrics(out, images) for name, out in outputs.items()}
+    model = evaluation.predict_rgb(generator, config.color_space, variables, images)
+    outputs = {"model": model, **evaluation.baselines(images, mean_ab)}
+    per_image = {name: evaluation.image_metrics(out, images) for name, out in outputs.items()}
     shown = {name: color.float_to_uint8(outputs[name]) for name in ("model", "gray")}
     return per_image, shown, images
 
@@ -259,7 +191,7 @@ def evaluate_workdir(
   count = len(next(iter(stacked["model"].values())))
   info = {
     "workdir": os.path.abspath(workdir),
-    "step": latest_step(workdir) if step is None else step,
+    "step": checkpoint.latest_step(workdir) if step is None else step,
     "data": data,
     "data_name": data_name,
     "num_images": count,

@@ -216,3 +216,8 @@ def summarize(values: dict[str, np.ndarray]) -> dict[str, dict[str, float | int]
       "n": n,
     }
   return summary
+
+
+def lower_is_better(name: str) -> bool:
+  """Whether a smaller value of the metric called `name` is better (distances and losses)."""
+  return any(word in name for word in ("ciede", "loss", "l1", "diff"))

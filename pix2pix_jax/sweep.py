@@ -51,7 +51,7 @@ from typing import Any
 import ml_collections
 import numpy as np
 
-from pix2pix_jax import config_files, config_validation
+from pix2pix_jax import config_files, config_validation, metrics
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_METRIC = "ciede2000"
@@ -364,10 +364,6 @@ def read_scalars(workdir: str) -> dict[str, dict[int, float]]:
   return scalars
 
 
-def lower_is_better(metric: str) -> bool:
-  return any(word in metric for word in ("ciede", "loss", "l1", "diff"))
-
-
 def run_results(sweep: Sweep, run: Run, status: str | None = None) -> dict[str, Any]:
   """One row of results.csv: swept values, final/best metric, other final eval metrics,
   throughput (median logged images/s) and wall time."""
@@ -378,7 +374,7 @@ def run_results(sweep: Sweep, run: Run, status: str | None = None) -> dict[str, 
   row["steps"] = max((max(v) for v in scalars.values() if v), default=0)
   if curve:
     steps = sorted(curve)
-    pick = min if lower_is_better(sweep.metric) else max
+    pick = min if metrics.lower_is_better(sweep.metric) else max
     best_step = pick(steps, key=lambda s: curve[s])
     row[f"final_{sweep.metric}"] = curve[steps[-1]]
     row[f"best_{sweep.metric}"] = curve[best_step]
@@ -432,7 +428,7 @@ def results_markdown(sweep: Sweep, rows: list[dict[str, Any]]) -> str:
   extra = [k for k in extra if k != f"final_{m}"]
   columns = ["run", *sweep.swept, "status", "steps", f"final_{m}", f"best_{m}", "best_step"]
   columns += extra + ["images_per_sec", "wall_time_s"]
-  direction = "lower" if lower_is_better(m) else "higher"
+  direction = "lower" if metrics.lower_is_better(m) else "higher"
   lines = [
     f"# Sweep {sweep.name}",
     "",
@@ -483,7 +479,7 @@ def plot_params(sweep: Sweep, rows: list[dict[str, Any]], path: str) -> bool:
     ax.set_ylabel(m)
     ax.grid(alpha=0.3)
   axes[0].legend()
-  fig.suptitle(f"{sweep.name}: {m} ({'lower' if lower_is_better(m) else 'higher'} is better)")
+  fig.suptitle(f"{sweep.name}: {m} ({'lower' if metrics.lower_is_better(m) else 'higher'} is better)")
   fig.tight_layout()
   _save_figure(fig, path)
   plt.close(fig)

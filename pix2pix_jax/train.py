@@ -1,19 +1,15 @@
-"""Pix2Pix training: one state pytree, a jit'd data-parallel step, and the loop around it."""
+"""The training loop: input pipeline, the jit'd step, logging, sample grids, evaluation and
+checkpoints, with exact resume and clean stops on SIGTERM/SIGINT."""
 
 import functools
 import os
 import signal
 import time
-from collections.abc import Callable
 from typing import Any
 
-import flax
-import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 from absl import logging
 from clu import metric_writers
 
@@ -21,201 +17,14 @@ from pix2pix_jax import (
   checkpoint,
   color,
   config_validation,
-  evaluate,
+  evaluation,
   input_pipeline,
-  losses,
   models,
   parallel,
+  train_step,
   visualize,
   xla_flags,
 )
-
-
-@flax.struct.dataclass
-class TrainState:
-  """Everything training changes: both networks, their BatchNorm statistics and optimisers."""
-
-  step: jax.Array
-  g_params: Any
-  g_batch_stats: Any
-  g_opt_state: Any
-  d_params: Any
-  d_batch_stats: Any
-  d_opt_state: Any
-
-  @property
-  def generator_variables(self) -> dict[str, Any]:
-    return {"params": self.g_params, "batch_stats": self.g_batch_stats}
-
-
-@flax.struct.dataclass
-class Networks:
-  """The static half of training: modules, optimisers and loss settings (not saved)."""
-
-  generator: nn.Module = flax.struct.field(pytree_node=False)
-  discriminator: nn.Module = flax.struct.field(pytree_node=False)
-  g_tx: optax.GradientTransformation = flax.struct.field(pytree_node=False)
-  d_tx: optax.GradientTransformation = flax.struct.field(pytree_node=False)
-  learning_rate: Callable[[jax.Array], jax.Array] = flax.struct.field(pytree_node=False)
-  color_space: str = flax.struct.field(pytree_node=False)
-  gan: str = flax.struct.field(pytree_node=False)
-  l1_weight: float = flax.struct.field(pytree_node=False)
-
-
-def learning_rate_schedule(
-  config: ml_collections.ConfigDict, steps_per_epoch: int
-) -> Callable[[jax.Array], jax.Array]:
-  """Constant for `num_epochs`, then linear decay to 0 over `num_epochs_decay` (as the paper)."""
-  constant_steps = config.num_epochs * steps_per_epoch
-  decay_steps = max(config.num_epochs_decay * steps_per_epoch, 1)
-  base = config.optim.learning_rate
-
-  def schedule(step):
-    frac = jnp.clip((step - constant_steps) / decay_steps, 0.0, 1.0)
-    return base * (1.0 - frac)
-
-  return schedule
-
-
-def num_train_steps(config: ml_collections.ConfigDict, steps_per_epoch: int) -> int:
-  if config.num_train_steps > 0:
-    return config.num_train_steps
-  return (config.num_epochs + config.num_epochs_decay) * steps_per_epoch
-
-
-def make_networks(config: ml_collections.ConfigDict, steps_per_epoch: int) -> Networks:
-  lr = learning_rate_schedule(config, steps_per_epoch)
-
-  def adam():
-    return optax.adam(lr, b1=config.optim.b1, b2=config.optim.b2)
-
-  return Networks(
-    generator=models.make_generator(config),
-    discriminator=models.make_discriminator(config),
-    g_tx=adam(),
-    d_tx=adam(),
-    learning_rate=lr,
-    color_space=config.color_space,
-    gan=config.loss.gan,
-    l1_weight=float(config.loss.l1_weight),
-  )
-
-
-def init_state(nets: Networks, key: jax.Array, image_size: int) -> TrainState:
-  """Fresh parameters for a square `image_size` input (pure; jit it with output shardings)."""
-  g_key, d_key = jax.random.split(key)
-  gray = jnp.zeros((1, image_size, image_size, 1), jnp.float32)
-  pair = jnp.zeros((1, image_size, image_size, 1 + color.num_output_channels(nets.color_space)))
-  g_vars = nets.generator.init(g_key, gray, train=False)
-  d_vars = nets.discriminator.init(d_key, pair, train=False)
-  return TrainState(
-    step=jnp.zeros((), jnp.int32),
-    g_params=g_vars["params"],
-    g_batch_stats=g_vars.get("batch_stats", {}),
-    g_opt_state=nets.g_tx.init(g_vars["params"]),
-    d_params=d_vars["params"],
-    d_batch_stats=d_vars.get("batch_stats", {}),
-    d_opt_state=nets.d_tx.init(d_vars["params"]),
-  )
-
-
-def train_step(
-  state: TrainState, batch: dict[str, jax.Array], base_key: jax.Array, *, nets: Networks
-) -> tuple[TrainState, dict[str, jax.Array]]:
-  """One Pix2Pix update, as the reference: D on (real, detached fake), then G through the new D.
-
-  The generator runs forward once; its gradient comes from the vjp of that forward pass.
-  """
-  images = color.uint8_to_float(batch["image"])
-  inputs = color.model_input(images, nets.color_space)
-  targets = color.model_target(images, nets.color_space)
-  dropout_key = jax.random.fold_in(base_key, state.step)
-
-  def generate(g_params):
-    fake, updates = nets.generator.apply(
-      {"params": g_params, "batch_stats": state.g_batch_stats},
-      inputs,
-      train=True,
-      rngs={"dropout": dropout_key},
-      mutable=["batch_stats"],
-    )
-    return fake, updates.get("batch_stats", {})
-
-  fake, g_vjp, g_batch_stats = jax.vjp(generate, state.g_params, has_aux=True)
-
-  def discriminate(d_params, batch_stats, image):
-    logits, updates = nets.discriminator.apply(
-      {"params": d_params, "batch_stats": batch_stats},
-      jnp.concatenate([inputs, image], axis=-1),
-      train=True,
-      mutable=["batch_stats"],
-    )
-    return logits, updates.get("batch_stats", {})
-
-  def d_loss_fn(d_params):
-    fake_logits, stats = discriminate(d_params, state.d_batch_stats, jax.lax.stop_gradient(fake))
-    real_logits, stats = discriminate(d_params, stats, targets)
-    loss = losses.discriminator_loss(real_logits, fake_logits, nets.gan)
-    return loss, (stats, real_logits, fake_logits)
-
-  (d_loss, (d_batch_stats, real_logits, fake_logits)), d_grads = jax.value_and_grad(
-    d_loss_fn, has_aux=True
-  )(state.d_params)
-  d_updates, d_opt_state = nets.d_tx.update(d_grads, state.d_opt_state, state.d_params)
-  d_params = optax.apply_updates(state.d_params, d_updates)
-
-  def g_loss_fn(fake):
-    logits, stats = discriminate(d_params, d_batch_stats, fake)
-    gan_loss = losses.generator_gan_loss(logits, nets.gan)
-    l1 = losses.l1_loss(fake, targets)
-    return gan_loss + nets.l1_weight * l1, (stats, gan_loss, l1)
-
-  (g_loss, (d_batch_stats, g_gan, g_l1)), d_fake = jax.value_and_grad(g_loss_fn, has_aux=True)(fake)
-  (g_grads,) = g_vjp(d_fake)
-  g_updates, g_opt_state = nets.g_tx.update(g_grads, state.g_opt_state, state.g_params)
-  g_params = optax.apply_updates(state.g_params, g_updates)
-
-  new_state = TrainState(
-    step=state.step + 1,
-    g_params=g_params,
-    g_batch_stats=g_batch_stats,
-    g_opt_state=g_opt_state,
-    d_params=d_params,
-    d_batch_stats=d_batch_stats,
-    d_opt_state=d_opt_state,
-  )
-  metrics = {
-    "d_loss": d_loss,
-    "g_loss": g_loss,
-    "g_gan": g_gan,
-    "g_l1": g_l1,
-    "d_real_logits": jnp.mean(real_logits),
-    "d_fake_logits": jnp.mean(fake_logits),
-    "g_grad_norm": optax.global_norm(g_grads),
-    "d_grad_norm": optax.global_norm(d_grads),
-    "g_param_norm": optax.global_norm(g_params),
-    "d_param_norm": optax.global_norm(d_params),
-    "learning_rate": nets.learning_rate(state.step),
-  }
-  return new_state, metrics
-
-
-def compile_step(nets: Networks, mesh: jax.sharding.Mesh):
-  """`train_step` jit'd once for `mesh`: state replicated and donated, batch sharded."""
-  replicated = parallel.replicated(mesh)
-  return jax.jit(
-    functools.partial(train_step, nets=nets),
-    in_shardings=(replicated, parallel.batch_sharding(mesh), replicated),
-    out_shardings=(replicated, replicated),
-    donate_argnums=0,
-  )
-
-
-def predict_rgb(nets: Networks, g_variables: dict[str, Any], images: jax.Array) -> jax.Array:
-  """uint8 RGB batch -> the generator's colourisation of its luminance, sRGB in [0, 1]."""
-  inputs = color.model_input(color.uint8_to_float(images), nets.color_space)
-  outputs = nets.generator.apply(g_variables, inputs, train=False)
-  return color.to_rgb(inputs, outputs, nets.color_space)
 
 
 class NonFiniteError(FloatingPointError):
@@ -276,7 +85,7 @@ def format_progress(
   )
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train_step.TrainState:
   """Trains (resuming from `workdir` if it holds a checkpoint), logs, samples, evaluates."""
   config_validation.validate(config)
   parallel.local_batch_size(config.batch_size)  # fails early on an indivisible batch
@@ -285,12 +94,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   is_chief = jax.process_index() == 0
 
   steps_per_epoch = input_pipeline.steps_per_epoch(config)
-  total_steps = num_train_steps(config, steps_per_epoch)
-  nets = make_networks(config, steps_per_epoch)
+  total_steps = train_step.num_train_steps(config, steps_per_epoch)
+  nets = train_step.make_networks(config, steps_per_epoch)
   init_key, base_key = jax.random.split(jax.random.key(config.seed))
 
   init_fn = jax.jit(
-    functools.partial(init_state, nets, image_size=config.data.crop_size),
+    functools.partial(train_step.init_state, nets, image_size=config.data.crop_size),
     out_shardings=replicated,
   )
   manager = checkpoint.create_manager(workdir, config, best_metric=config.get("best_metric"))
@@ -319,9 +128,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       total_steps,
     )
 
-  step_fn = compile_step(nets, mesh)
+  step_fn = train_step.compile_step(nets, mesh)
   predict_fn = jax.jit(
-    functools.partial(predict_rgb, nets), compiler_options=xla_flags.forward_compiler_options()
+    functools.partial(evaluation.predict_rgb, nets.generator, nets.color_space),
+    compiler_options=xla_flags.forward_compiler_options(),
   )
 
   writer = metric_writers.create_default_writer(workdir, just_logging=not is_chief)
@@ -363,7 +173,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
 
       eval_metrics = None
       if has_eval and (step % config.eval_every_steps == 0 or is_last):
-        eval_metrics = evaluate.evaluate_batches(
+        eval_metrics = evaluation.evaluate_batches(
           functools.partial(predict_fn, state.generator_variables),
           input_pipeline.create_eval_iterator(config),
           mesh,

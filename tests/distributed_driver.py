@@ -26,19 +26,19 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 from conftest import tiny_config  # noqa: E402
 
-from pix2pix_jax import parallel, train  # noqa: E402
+from pix2pix_jax import parallel, train_step  # noqa: E402
 
 config = tiny_config(batch_size=4)
 mesh = parallel.make_mesh()
 # Plain SGD: parameter differences stay proportional to gradient differences (Adam's
 # normalisation would amplify float noise in near-zero gradients up to the step size).
-nets = train.make_networks(config, steps_per_epoch=10)
+nets = train_step.make_networks(config, steps_per_epoch=10)
 nets = nets.replace(g_tx=optax.sgd(0.1), d_tx=optax.sgd(0.1))
 state = jax.jit(
-  lambda key: train.init_state(nets, key, config.data.crop_size),
+  lambda key: train_step.init_state(nets, key, config.data.crop_size),
   out_shardings=parallel.replicated(mesh),
 )(jax.random.key(0))
-step = train.compile_step(nets, mesh)
+step = train_step.compile_step(nets, mesh)
 local = config.batch_size // jax.process_count()
 rows = slice(jax.process_index() * local, (jax.process_index() + 1) * local)
 for i in range(args.steps):

@@ -13,13 +13,13 @@ import tensorflow_datasets as tfds
 from conftest import subprocess_env, tiny_config
 from PIL import Image
 
-from pix2pix_jax import checkpoint, config_validation, input_pipeline, parallel, train
+from pix2pix_jax import checkpoint, config_validation, input_pipeline, parallel, train, train_step
 
 
 def _init(config, mesh):
-  nets = train.make_networks(config, steps_per_epoch=10)
+  nets = train_step.make_networks(config, steps_per_epoch=10)
   init = jax.jit(
-    lambda key: train.init_state(nets, key, config.data.crop_size),
+    lambda key: train_step.init_state(nets, key, config.data.crop_size),
     out_shardings=parallel.replicated(mesh),
   )
   return nets, init(jax.random.key(0))
@@ -49,7 +49,7 @@ def test_step_on_one_and_four_devices_agree(color_space):
     state = state.replace(
       g_opt_state=nets.g_tx.init(state.g_params), d_opt_state=nets.d_tx.init(state.d_params)
     )
-    step = train.compile_step(nets, mesh)
+    step = train_step.compile_step(nets, mesh)
     for i in range(2):
       batch = parallel.to_global(_random_batch(config, i), mesh)
       state, metrics = step(state, batch, jax.random.key(1))
@@ -71,7 +71,7 @@ def test_step_changes_both_networks_and_reports_metrics():
   mesh = parallel.make_mesh()
   nets, state = _init(config, mesh)
   before = jax.device_get(state)
-  state, metrics = train.compile_step(nets, mesh)(
+  state, metrics = train_step.compile_step(nets, mesh)(
     state, parallel.to_global(_random_batch(config), mesh), jax.random.key(0)
   )
   after = jax.device_get(state)
@@ -104,7 +104,7 @@ def test_step_compiles_once():
   config = tiny_config()
   mesh = parallel.make_mesh()
   nets, state = _init(config, mesh)
-  step = train.compile_step(nets, mesh)
+  step = train_step.compile_step(nets, mesh)
   for i in range(3):
     state, _ = step(state, parallel.to_global(_random_batch(config, i), mesh), jax.random.key(0))
   assert step._cache_size() == 1
@@ -112,13 +112,13 @@ def test_step_compiles_once():
 
 def test_learning_rate_is_constant_then_decays_linearly_to_zero():
   config = tiny_config(num_epochs=3, num_epochs_decay=2)
-  lr = train.learning_rate_schedule(config, steps_per_epoch=10)
+  lr = train_step.learning_rate_schedule(config, steps_per_epoch=10)
   base = config.optim.learning_rate
   assert float(lr(0)) == pytest.approx(base)
   assert float(lr(30)) == pytest.approx(base)
   assert float(lr(40)) == pytest.approx(base / 2)
   assert float(lr(50)) == pytest.approx(0.0)
-  assert train.num_train_steps(config, 10) == 50
+  assert train_step.num_train_steps(config, 10) == 50
 
 
 @pytest.mark.parametrize(
