@@ -201,7 +201,7 @@ def bench_input(args) -> dict:
 
 
 def bench_video(args) -> list[dict]:
-  from pix2pix_jax import video_benchmark
+  from pix2pix_jax.tools import video_benchmark
 
   return video_benchmark.run(args)
 

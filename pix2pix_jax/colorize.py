@@ -13,7 +13,7 @@ Output layout:
     INPUT keep their path relative to that folder (OUT/sub/dir/name.ext).
 Images keep their format and exact width and height (as displayed: EXIF orientation is applied
 to the pixels); output is 8-bit RGB, with the alpha channel kept for PNG, WebP and TIFF. Videos
-keep their container, frame count, size, average frame rate and audio (see video.py).
+keep their container, frame count, size, average frame rate and audio (see pix2pix_jax/video/).
 
 An existing output is never replaced without --overwrite, and outputs are written to a temporary
 file beside the destination and renamed on success. A failing input prints one line naming the
@@ -27,7 +27,8 @@ import os
 import sys
 import time
 
-from pix2pix_jax import inference, media, video
+from pix2pix_jax import files, images, inference
+from pix2pix_jax.video import memory, pipeline, probe, writer
 
 
 @dataclasses.dataclass
@@ -42,11 +43,21 @@ def _has_glob(text: str) -> bool:
   return any(ch in text for ch in "*?[")
 
 
+def kind_of(path: str) -> str | None:
+  """'image', 'video' or None (not a media file by its extension)."""
+  ext = os.path.splitext(path)[1].lower()
+  if ext in images.IMAGE_EXTENSIONS:
+    return "image"
+  if ext in probe.VIDEO_EXTENSIONS:
+    return "video"
+  return None
+
+
 def _media_files(folder: str) -> list[str]:
   found = []
-  for root, dirs, files in os.walk(folder):
+  for root, dirs, names in os.walk(folder):
     dirs.sort()
-    found += [os.path.join(root, f) for f in sorted(files) if media.kind_of(f)]
+    found += [os.path.join(root, f) for f in sorted(names) if kind_of(f)]
   return found
 
 
@@ -93,15 +104,15 @@ def classify(job: Job) -> None:
   """Sets job.kind from the extension, or from ffmpeg for files without a known one."""
   if job.error:
     return
-  kind = media.kind_of(job.src)
+  kind = kind_of(job.src)
   if kind is None:
     try:
-      media.probe(job.src)
+      probe.probe(job.src)
       kind = "video"
-    except media.MediaError:
+    except files.MediaError:
       job.error = f"{job.src}: not an image or video file"
       return
-  out_kind = media.kind_of(job.dst)
+  out_kind = kind_of(job.dst)
   if out_kind is None and kind == "video":
     out_kind = "video"  # e.g. an extension-less input copied to OUT/name
   if out_kind != kind:
@@ -116,21 +127,21 @@ def run_images(colorizer: inference.Colorizer, jobs: list[Job], overwrite: bool)
     group, loaded = [], []
     for job in jobs[start : start + colorizer.batch_size]:
       try:
-        media.check_output(job.dst, overwrite=overwrite)
-        loaded.append(media.load_image(job.src))
+        files.check_output(job.dst, overwrite=overwrite)
+        loaded.append(images.load_image(job.src))
         group.append(job)
-      except media.MediaError as e:
+      except files.MediaError as e:
         fail(job, str(e))
     if not group:
       continue
     outputs = colorizer.colorize_images([im.rgb for im in loaded])
     for job, image, rgb in zip(group, loaded, outputs, strict=True):
       try:
-        with media.atomic_output(job.dst, overwrite=overwrite) as tmp:
-          media.save_image(tmp, rgb, alpha=image.alpha)
+        with files.atomic_output(job.dst, overwrite=overwrite) as tmp:
+          images.save_image(tmp, rgb, alpha=image.alpha)
         h, w = rgb.shape[:2]
         print(f"{job.src} -> {job.dst}: {w}x{h} image", flush=True)
-      except media.MediaError as e:
+      except files.MediaError as e:
         fail(job, str(e))
 
 
@@ -155,12 +166,12 @@ def build_parser() -> argparse.ArgumentParser:
   parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
   parser.add_argument("--codec", default="auto", help="h264 (default; vp9 for .webm), h265, ...")
   parser.add_argument("--crf", type=int, default=None, help="quality (default: codec's, 18 H.264)")
-  parser.add_argument("--preset", default=video.DEFAULT_PRESET, help="x264/x265 preset")
+  parser.add_argument("--preset", default=writer.DEFAULT_PRESET, help="x264/x265 preset")
   parser.add_argument("--pix-fmt", default="yuv420p")
   parser.add_argument(
     "--smoothing",
     type=float,
-    default=video.DEFAULT_SMOOTHING,
+    default=pipeline.DEFAULT_SMOOTHING,
     help="temporal chroma smoothing for video, 0 (off) to <1 (weight of the previous frame); "
     "default %(default)s",
   )
@@ -174,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
   args = build_parser().parse_args(argv)
-  video.tune_memory()
+  memory.tune_memory()
   if not 0.0 <= args.smoothing < 1.0:
     print("error: --smoothing must be in [0, 1)", file=sys.stderr)
     return 2
@@ -194,12 +205,12 @@ def main(argv: list[str] | None = None) -> int:
       return 1
     start = time.perf_counter()
     run_images(colorizer, [job for job in todo if job.kind == "image"], args.overwrite)
-    encode = video.EncodeOptions(
+    encode = writer.EncodeOptions(
       codec=args.codec, crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt
     )
     for job in (job for job in todo if job.kind == "video"):
       try:
-        result = video.colorize_video(
+        result = pipeline.colorize_video(
           colorizer,
           job.src,
           job.dst,
@@ -211,10 +222,10 @@ def main(argv: list[str] | None = None) -> int:
           progress=not args.no_progress,
         )
         print(result.summary(), flush=True)
-      except media.MediaError as e:
+      except files.MediaError as e:
         fail(job, str(e))
       except OSError as e:
-        fail(job, f"{job.src}: {media.describe_os_error(e)}")
+        fail(job, f"{job.src}: {files.describe_os_error(e)}")
     elapsed = time.perf_counter() - start
   else:
     elapsed = 0.0

@@ -17,7 +17,6 @@ import concurrent.futures
 import dataclasses
 import functools
 import hashlib
-import io
 import math
 import os
 from collections.abc import Callable, Iterator
@@ -28,9 +27,11 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 from absl import logging
-from PIL import Image, ImageOps
+from PIL import Image
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+from pix2pix_jax import images
+
+IMAGE_EXTENSIONS = images.IMAGE_EXTENSIONS
 SAMPLES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "samples")
 
 # Salts that keep the shuffle and the augmentation random streams apart.
@@ -54,42 +55,9 @@ _hide_accelerators_from_tf()
 # Decoding.
 
 
-def _to_rgb(image: Image.Image) -> Image.Image:
-  """Any PIL mode -> 8-bit RGB: 16-bit scaled down, transparency composited on white."""
-  mode = image.mode
-  if mode.startswith("I;16") or mode in ("I", "F"):
-    pixels = np.asarray(image, dtype=np.float64)
-    if mode.startswith("I;16") or (mode == "I" and pixels.max(initial=0) > 255):
-      pixels = pixels / 257.0
-    elif mode == "F" and pixels.max(initial=0) <= 1.0:
-      pixels = pixels * 255.0
-    image = Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8), "L")
-    mode = "L"
-  has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
-  if has_alpha:
-    rgba = image.convert("RGBA")
-    white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-    return Image.alpha_composite(white, rgba).convert("RGB")
-  return image.convert("RGB")
-
-
-def decode_image(data: bytes, min_size: int | None = None) -> np.ndarray:
-  """Encoded image bytes -> uint8 RGB [H, W, 3], upright (EXIF orientation applied).
-
-  With ``min_size``, JPEGs are decoded at the smallest power-of-two reduction that keeps both
-  sides >= min_size (PIL draft mode), which makes very large photos cheap to load.
-  Raises on anything PIL cannot decode.
-  """
-  image = Image.open(io.BytesIO(data))
-  if min_size is not None:
-    image.draft(image.mode, (min_size, min_size))
-  image = ImageOps.exif_transpose(image)
-  return np.asarray(_to_rgb(image))
-
-
 def _decode_resized(data: bytes, size: int) -> np.ndarray:
   """Decode and resize (bicubic, to a square like the reference) to uint8 [size, size, 3]."""
-  image = Image.fromarray(decode_image(data, min_size=size))
+  image = Image.fromarray(images.decode_image(data, min_size=size))
   if image.size != (size, size):
     image = image.resize((size, size), Image.Resampling.BICUBIC)
   return np.asarray(image, dtype=np.uint8)
@@ -139,7 +107,7 @@ def _check_readable(path: str) -> str | None:
       data = f.read()
     if not data:
       return "empty file"
-    decode_image(data, min_size=1)
+    images.decode_image(data, min_size=1)
     return None
   except Exception as e:  # noqa: BLE001 - any decoder failure means "skip this file"
     return f"{type(e).__name__}: {e}"

@@ -1,9 +1,11 @@
 """Sample grids: rows of grayscale input, generated colour and real colour."""
 
-import os
+import io
 
 import numpy as np
 from PIL import Image
+
+from pix2pix_jax import files
 
 
 def sample_grid(
@@ -21,8 +23,7 @@ def sample_grid(
 
 
 def save_png(image: np.ndarray, path: str) -> None:
-  """Writes atomically (temporary name, then rename)."""
-  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-  tmp = f"{path}.tmp.png"
-  Image.fromarray(image).save(tmp)
-  os.replace(tmp, path)
+  """Writes a PNG atomically (temporary file, then rename), creating the folder."""
+  data = io.BytesIO()
+  Image.fromarray(image).save(data, format="PNG")
+  files.write_atomic(path, data.getvalue())

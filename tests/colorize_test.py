@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 from video_test import make_clip
 
-from pix2pix_jax import checkpoint, colorize, media, models
+from pix2pix_jax import checkpoint, colorize, models
+from pix2pix_jax.video import probe
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +104,7 @@ def test_video_with_audio(workdir, tmp_path, capsys):
   src = make_clip(str(tmp_path / "clip.mp4"), audio="aac", seconds=0.4)
   assert run("--workdir", workdir, src, "-o", tmp_path / "out", "--no-progress") == 0
   out = str(tmp_path / "out" / "clip.mp4")
-  assert media.count_frames(out) == 10 and media.probe(out).audio_codec == "aac"
+  assert probe.count_frames(out) == 10 and probe.probe(out).audio_codec == "aac"
   assert "10 frames 64x48" in capsys.readouterr().out
 
 
@@ -124,7 +125,7 @@ def test_bad_inputs_fail_alone_with_one_line_each(workdir, tmp_path, capsys):
   audio = tmp_path / "sound.mp4"
   subprocess.run(
     [
-      media.ffmpeg_exe(),
+      probe.ffmpeg_exe(),
       "-v",
       "error",
       "-f",

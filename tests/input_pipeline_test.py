@@ -11,7 +11,7 @@ import tensorflow_datasets as tfds
 from conftest import tiny_config
 from PIL import Image
 
-from pix2pix_jax import input_pipeline
+from pix2pix_jax import images, input_pipeline
 
 # Distinct solid colours: resizing and cropping keep them, so each output names its source.
 COLOURS = [(20 * i + 5, 250 - 20 * i, (70 * i) % 256) for i in range(13)]
@@ -139,7 +139,7 @@ def test_folder_with_odd_and_broken_files(tmp_path, caplog):
   assert "skipped 3 unreadable files in" in caplog.text
 
   def decoded(name):
-    return input_pipeline.decode_image((root / name).read_bytes())
+    return images.decode_image((root / name).read_bytes())
 
   np.testing.assert_allclose(decoded("cmyk.jpg")[20, 20], (255, 0, 0), atol=3)
   np.testing.assert_array_equal(decoded("gray16.png")[0, 0], (128, 128, 128))
@@ -149,7 +149,7 @@ def test_folder_with_odd_and_broken_files(tmp_path, caplog):
   assert upright.shape == (40, 20, 3)  # EXIF orientation honoured: portrait now
   assert upright[5, 10, 0] > 200 and upright[5, 10, 2] < 50  # top is the red half
   assert upright[35, 10, 2] > 200 and upright[35, 10, 0] < 50
-  big = input_pipeline.decode_image((root / "large.jpg").read_bytes(), min_size=300)
+  big = images.decode_image((root / "large.jpg").read_bytes(), min_size=300)
   assert big.shape == (400, 600, 3)  # decoded at 1/4 scale by draft mode
 
   config = tiny_config(**{"data.source": "folder", "data.folder": str(root)})

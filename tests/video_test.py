@@ -1,19 +1,23 @@
 """Video colourisation on real clips made by ffmpeg: counts, rates, sizes, audio, luminance."""
 
+import json
 import os
 import subprocess
+import sys
 import time
+import types
 
 import decord
 import numpy as np
 import pytest
 from inference_test import make_colorizer, psnr
 
-from pix2pix_jax import color, media, video
+from pix2pix_jax import color, files
+from pix2pix_jax.video import pipeline, probe, reader, sample_clip, writer
 
 
 def ffmpeg(*args):
-  cmd = [media.ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *args]
+  cmd = [probe.ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *args]
   subprocess.run(cmd, check=True)
 
 
@@ -46,21 +50,21 @@ def colorizer():
 
 def decode(path):
   """All frames as uint8 RGB, decoded by ffmpeg (independently of decord)."""
-  info = media.probe(path)
-  cmd = [media.ffmpeg_exe(), "-v", "error", "-i", path, "-f", "rawvideo", "-pix_fmt", "rgb24"]
+  info = probe.probe(path)
+  cmd = [probe.ffmpeg_exe(), "-v", "error", "-i", path, "-f", "rawvideo", "-pix_fmt", "rgb24"]
   cmd += ["-fps_mode", "passthrough", "-"]
   data = subprocess.run(cmd, check=True, capture_output=True).stdout
   return np.frombuffer(data, np.uint8).reshape(-1, info.height, info.width, 3)
 
 
 def has_audio(path):
-  return media.probe(path).audio_codec is not None
+  return probe.probe(path).audio_codec is not None
 
 
 def check_output(src, dst, result):
-  info_in, info_out = media.probe(src), media.probe(dst)
-  frames_in = media.count_frames(src)
-  assert media.count_frames(dst) == frames_in == result.frames
+  info_in, info_out = probe.probe(src), probe.probe(dst)
+  frames_in = probe.count_frames(src)
+  assert probe.count_frames(dst) == frames_in == result.frames
   assert (info_out.width, info_out.height) == (info_in.width, info_in.height)
   assert has_audio(dst) == has_audio(src)
   reader_in = decord.VideoReader(src, ctx=decord.cpu(0), num_threads=1)
@@ -74,7 +78,7 @@ def check_output(src, dst, result):
   assert not [f for f in os.listdir(os.path.dirname(dst)) if ".partial" in f or ".video" in f]
 
 
-LOSSLESS_ISH = video.EncodeOptions(crf=8)
+LOSSLESS_ISH = writer.EncodeOptions(crf=8)
 
 CASES = {
   "h264_aac.mp4": dict(audio="aac"),
@@ -93,29 +97,29 @@ def test_containers_and_codecs(colorizer, tmp_path, name):
   dst = str(tmp_path / "out" / name)
   # A low CRF: the sharp test pattern at 64x48 loses ~38 dB of lightness PSNR to CRF 18 alone;
   # the pipeline itself is exact (see inference_test), the sample clip test uses the defaults.
-  result = video.colorize_video(colorizer, src, dst, encode=LOSSLESS_ISH, progress=False)
+  result = pipeline.colorize_video(colorizer, src, dst, encode=LOSSLESS_ISH, progress=False)
   check_output(src, dst, result)
   if CASES[name].get("audio") in ("aac", "libopus", "libvorbis", "pcm_s16le"):
     assert result.audio == "copied"
-    assert media.probe(dst).audio_codec == media.probe(src).audio_codec
+    assert probe.probe(dst).audio_codec == probe.probe(src).audio_codec
 
 
 def test_odd_h264_keeps_size(colorizer, tmp_path):
   src = make_clip(str(tmp_path / "odd.mkv"), size="65x49", vcodec="libvpx-vp9")
   dst = str(tmp_path / "odd_out.mp4")
-  video.colorize_video(colorizer, src, dst, progress=False)
-  info = media.probe(dst)
+  pipeline.colorize_video(colorizer, src, dst, progress=False)
+  info = probe.probe(dst)
   assert (info.codec, info.width, info.height) == ("h264", 65, 49)
 
 
 def test_variable_frame_rate(colorizer, tmp_path):
   src = make_vfr_clip(str(tmp_path / "vfr.mp4"))
-  assert video.is_variable_rate(decord.VideoReader(src, ctx=decord.cpu(0)))
+  assert reader.is_variable_rate(decord.VideoReader(src, ctx=decord.cpu(0)))
   dst = str(tmp_path / "vfr_out.mp4")
-  result = video.colorize_video(colorizer, src, dst, encode=LOSSLESS_ISH, progress=False)
+  result = pipeline.colorize_video(colorizer, src, dst, encode=LOSSLESS_ISH, progress=False)
   check_output(src, dst, result)
   # Constant rate at the average: the duration is kept.
-  assert media.probe(dst).duration == pytest.approx(media.probe(src).duration, abs=0.1)
+  assert probe.probe(dst).duration == pytest.approx(probe.probe(src).duration, abs=0.1)
 
 
 @pytest.mark.parametrize("clip", ["h264_aac", "vfr"])
@@ -126,32 +130,32 @@ def test_clips_over_decords_budget_come_from_the_ffmpeg_pipe(
     src = make_vfr_clip(str(tmp_path / "vfr.mp4"))
   else:
     src = make_clip(str(tmp_path / "c.mp4"), audio="aac")
-  frames = media.count_frames(src)
-  monkeypatch.setattr(video, "DECORD_MAX_DECODED_BYTES", frames * 64 * 48 * 3 - 1)
+  frames = probe.count_frames(src)
+  monkeypatch.setattr(reader, "DECORD_MAX_DECODED_BYTES", frames * 64 * 48 * 3 - 1)
   dst = str(tmp_path / "out.mp4")
-  result = video.colorize_video(colorizer, src, dst, encode=LOSSLESS_ISH, progress=False)
+  result = pipeline.colorize_video(colorizer, src, dst, encode=LOSSLESS_ISH, progress=False)
   assert result.decoder == "ffmpeg"
   check_output(src, dst, result)
-  assert media.probe(dst).duration == pytest.approx(media.probe(src).duration, abs=0.1)
-  monkeypatch.setattr(video, "DECORD_MAX_DECODED_BYTES", frames * 64 * 48 * 3)
-  result = video.colorize_video(colorizer, src, dst, overwrite=True, progress=False)
+  assert probe.probe(dst).duration == pytest.approx(probe.probe(src).duration, abs=0.1)
+  monkeypatch.setattr(reader, "DECORD_MAX_DECODED_BYTES", frames * 64 * 48 * 3)
+  result = pipeline.colorize_video(colorizer, src, dst, overwrite=True, progress=False)
   assert result.decoder == "decord"
 
 
 def test_one_frame_video(colorizer, tmp_path):
   src = make_clip(str(tmp_path / "one.mp4"), extra=("-frames:v", "1"))
   dst = str(tmp_path / "one_out.mp4")
-  result = video.colorize_video(colorizer, src, dst, encode=LOSSLESS_ISH, progress=False)
+  result = pipeline.colorize_video(colorizer, src, dst, encode=LOSSLESS_ISH, progress=False)
   assert result.frames == 1
   check_output(src, dst, result)
 
 
 def test_smoothing_and_consistency(colorizer, tmp_path):
-  src = video.make_sample_clip(str(tmp_path / "s.mp4"), seconds=2, fps=10, size=(64, 48))
-  plain = video.colorize_video(
+  src = sample_clip.make_sample_clip(str(tmp_path / "s.mp4"), seconds=2, fps=10, size=(64, 48))
+  plain = pipeline.colorize_video(
     colorizer, src, str(tmp_path / "a.mp4"), consistency=True, smoothing=0.0, progress=False
   )
-  smooth = video.colorize_video(
+  smooth = pipeline.colorize_video(
     colorizer,
     src,
     str(tmp_path / "b.mp4"),
@@ -169,18 +173,20 @@ def test_smoothing_and_consistency(colorizer, tmp_path):
 
 
 def test_make_sample_clip(tmp_path):
-  path = video.make_sample_clip(str(tmp_path / "s.mp4"), seconds=1.2, fps=10, size=(40, 30))
-  info = media.probe(path)
+  path = sample_clip.make_sample_clip(str(tmp_path / "s.mp4"), seconds=1.2, fps=10, size=(40, 30))
+  info = probe.probe(path)
   assert (info.width, info.height, info.audio_codec) == (40, 30, "aac")
-  assert media.count_frames(path) == 12
-  silent = video.make_sample_clip(str(tmp_path / "s.webm"), seconds=1, fps=5, size=32, audio=False)
-  assert media.probe(silent).audio_codec is None and media.probe(silent).codec == "vp9"
+  assert probe.count_frames(path) == 12
+  silent = sample_clip.make_sample_clip(
+    str(tmp_path / "s.webm"), seconds=1, fps=5, size=32, audio=False
+  )
+  assert probe.probe(silent).audio_codec is None and probe.probe(silent).codec == "vp9"
 
 
 def test_reader_reopen_gives_the_same_frames(tmp_path):
   src = make_clip(str(tmp_path / "c.mp4"), seconds=0.8)
-  once = np.concatenate(list(video.iter_chunks(src, 3, reopen_every=0)))
-  reopened = np.concatenate(list(video.iter_chunks(src, 3, reopen_every=1)))
+  once = np.concatenate(list(reader.iter_chunks(src, 3, reopen_every=0)))
+  reopened = np.concatenate(list(reader.iter_chunks(src, 3, reopen_every=1)))
   np.testing.assert_array_equal(once, reopened)
   assert len(once) == 20
 
@@ -201,8 +207,8 @@ class _StallingReader:
 
 def test_stalled_decoder_raises(tmp_path):
   src = make_clip(str(tmp_path / "c.mp4"), seconds=0.2)
-  with pytest.raises(media.MediaError, match="stalled"):
-    list(video.iter_chunks(src, 2, timeout=0.5, reader=_StallingReader(src)))
+  with pytest.raises(files.MediaError, match="stalled"):
+    list(reader.iter_chunks(src, 2, timeout=0.5, reader=_StallingReader(src)))
 
 
 def test_truncated_video_keeps_decodable_frames(colorizer, tmp_path):
@@ -213,10 +219,10 @@ def test_truncated_video_keeps_decodable_frames(colorizer, tmp_path):
   cut = str(tmp_path / "cut.mp4")
   with open(cut, "wb") as f:
     f.write(data[: len(data) * 2 // 3])
-  decodable = media.count_frames(cut)
+  decodable = probe.count_frames(cut)
   assert 0 < decodable < 50
-  result = video.colorize_video(colorizer, cut, str(tmp_path / "o.mp4"), progress=False)
-  assert result.frames == media.count_frames(str(tmp_path / "o.mp4"))
+  result = pipeline.colorize_video(colorizer, cut, str(tmp_path / "o.mp4"), progress=False)
+  assert result.frames == probe.count_frames(str(tmp_path / "o.mp4"))
   assert abs(result.frames - decodable) <= 5
 
 
@@ -231,8 +237,8 @@ def test_bad_inputs_leave_no_output(colorizer, tmp_path, case):
     data = open(make_clip(str(tmp_path / "x.mp4"), extra=("-movflags", "+faststart")), "rb")
     open(src, "wb").write(data.read()[:2500])
   dst = str(tmp_path / "out" / "o.mp4")
-  with pytest.raises(media.MediaError, match=os.path.basename(src)):
-    video.colorize_video(colorizer, src, dst, progress=False)
+  with pytest.raises(files.MediaError, match=os.path.basename(src)):
+    pipeline.colorize_video(colorizer, src, dst, progress=False)
   assert not os.path.exists(os.path.dirname(dst)) or not os.listdir(os.path.dirname(dst))
 
 
@@ -240,21 +246,59 @@ def test_existing_output_is_kept(colorizer, tmp_path):
   src = make_clip(str(tmp_path / "c.mp4"), seconds=0.2)
   dst = tmp_path / "o.mp4"
   dst.write_bytes(b"precious")
-  with pytest.raises(media.MediaError, match="exists"):
-    video.colorize_video(colorizer, src, str(dst), progress=False)
+  with pytest.raises(files.MediaError, match="exists"):
+    pipeline.colorize_video(colorizer, src, str(dst), progress=False)
   assert dst.read_bytes() == b"precious"
-  video.colorize_video(colorizer, src, str(dst), overwrite=True, progress=False)
-  assert media.count_frames(str(dst)) == 5
+  pipeline.colorize_video(colorizer, src, str(dst), overwrite=True, progress=False)
+  assert probe.count_frames(str(dst)) == 5
 
 
 def test_impossible_codec_for_container(colorizer, tmp_path):
   src = make_clip(str(tmp_path / "c.mp4"), seconds=0.2)
-  with pytest.raises(media.MediaError, match="webm"):
-    video.colorize_video(
+  with pytest.raises(files.MediaError, match="webm"):
+    pipeline.colorize_video(
       colorizer,
       src,
       str(tmp_path / "o.webm"),
-      encode=video.EncodeOptions(codec="h264"),
+      encode=writer.EncodeOptions(codec="h264"),
       progress=False,
     )
   assert not os.path.exists(tmp_path / "o.webm")
+
+
+# Runs in a fresh interpreter where `import decord` fails, as where decord is not installed.
+_WITHOUT_DECORD = """
+import dataclasses, json, sys
+sys.modules["decord"] = None  # makes `import decord` raise ImportError
+import pix2pix_jax.video
+loaded = {name for name, module in sys.modules.items() if module is not None}
+assert not loaded & {"decord", "jax", "tensorflow"}, loaded & {"decord", "jax", "tensorflow"}
+from conftest import tiny_config
+from inference_test import make_colorizer
+from pix2pix_jax.video import pipeline, probe, reader, writer
+src, dst = sys.argv[1:]
+assert reader.choose_backend(src, probe.probe(src)) == ("ffmpeg", None)
+colorizer = make_colorizer(tiny_config(), batch_size=4)
+options = writer.EncodeOptions(crf=8)
+result = pipeline.colorize_video(colorizer, src, dst, encode=options, progress=False)
+print(json.dumps(dataclasses.asdict(result)))
+"""
+
+
+def test_without_decord_clips_come_from_the_ffmpeg_pipe(tmp_path):
+  src = make_clip(str(tmp_path / "c.mp4"), audio="aac")
+  dst = str(tmp_path / "out" / "c.mp4")
+  tests = os.path.dirname(os.path.abspath(__file__))
+  proc = subprocess.run(
+    [sys.executable, "-c", _WITHOUT_DECORD, src, dst],
+    capture_output=True,
+    text=True,
+    cwd=tests,
+    env={**os.environ, "PYTHONPATH": os.pathsep.join([tests, os.environ.get("PYTHONPATH", "")])},
+    timeout=600,
+  )
+  assert proc.returncode == 0, proc.stderr
+  result = types.SimpleNamespace(**json.loads(proc.stdout.strip().splitlines()[-1]))
+  assert (result.decoder, result.audio) == ("ffmpeg", "copied")
+  assert (result.width, result.height, result.frames) == (64, 48, 25)
+  check_output(src, dst, result)

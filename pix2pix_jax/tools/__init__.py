@@ -1,0 +1,1 @@
+"""Developer tools outside training and colourising (benchmarks, sweeps)."""

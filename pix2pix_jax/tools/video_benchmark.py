@@ -1,0 +1,293 @@
+"""Video pipeline benchmark: decode, model, encode and end-to-end rates, and bounded memory.
+
+  python -m pix2pix_jax.benchmark video --seconds 20 --res 128 --ngf 32 --num-downs 7 --batch 8
+
+`run(args)` renders a sample clip of `--seconds`, builds a Colorizer (random weights of the given
+ngf / num_downs at render size `--res`, or `--workdir`'s generator) and returns one record per
+measurement: decode-only, model-only, encode-only and end-to-end frames/s, end-to-end /
+model-only, and the peak RSS of colourising a clip and a 10x longer one, each in a fresh
+subprocess that colourises its clip twice: the second run's peak is what streaming holds, the
+first's also has compilation and start-up in it.
+"""
+
+import argparse
+import fractions
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+import ml_collections
+import numpy as np
+
+from pix2pix_jax import inference
+from pix2pix_jax.video import memory, pipeline, probe, reader, sample_clip, writer
+
+# ---------------------------------------------------------------------------------------------
+# Pieces to time
+
+
+def peak_rss_mb() -> float:
+  """Peak resident memory of this process (since start or the last `reset_peak_rss`), MiB."""
+  try:
+    with open("/proc/self/status") as f:
+      for line in f:
+        if line.startswith("VmHWM:"):
+          return int(line.split()[1]) / 1024.0
+  except OSError:
+    pass
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def reset_peak_rss() -> bool:
+  """Resets the kernel's peak-RSS counter (Linux); returns whether it could."""
+  try:
+    with open("/proc/self/clear_refs", "w") as f:
+      f.write("5")
+    return True
+  except OSError:
+    return False
+
+
+def time_decode(path: str, chunk_size: int = 8) -> dict[str, float]:
+  """Decode only, through the same reader thread as colourising."""
+  start = time.perf_counter()
+  frames = sum(len(c) for c in reader.iter_chunks(path, chunk_size))
+  seconds = time.perf_counter() - start
+  return {"frames": frames, "seconds": seconds, "fps": frames / seconds}
+
+
+def time_model(
+  colorizer: inference.Colorizer,
+  height: int,
+  width: int,
+  batches: int = 4,
+  smoothing: float = pipeline.DEFAULT_SMOOTHING,
+) -> dict[str, float]:
+  """Colorizer only (prepare, generator, smoothing as `colorize_video` does it, compose) on
+  random frames, after one warm-up batch."""
+  rng = np.random.default_rng(0)
+  frames = rng.integers(0, 256, (colorizer.batch_size, height, width, 3), dtype=np.uint8)
+  state = colorizer.initial_state() if smoothing > 0 else None
+
+  def one():
+    nonlocal state
+    out, state, _ = colorizer.colorize_batch(frames, state=state, strength=smoothing)
+    return np.asarray(out)
+
+  one()
+  start = time.perf_counter()
+  for _ in range(batches):
+    one()
+  seconds = time.perf_counter() - start
+  n = batches * colorizer.batch_size
+  return {"frames": n, "seconds": seconds, "fps": n / seconds}
+
+
+def time_encode(
+  height: int,
+  width: int,
+  frames: int = 100,
+  fps: float = 25.0,
+  options: writer.EncodeOptions | None = None,
+) -> dict[str, float]:
+  """Encode only: synthetic frames piped through FrameWriter into a temporary file."""
+  rng = np.random.default_rng(0)
+  base = rng.integers(0, 256, (8, height, width, 3), dtype=np.uint8)
+  with tempfile.TemporaryDirectory() as tmp:
+    encoder = writer.FrameWriter(
+      os.path.join(tmp, "out.mp4"),
+      width,
+      height,
+      fractions.Fraction(fps).limit_denominator(1001),
+      options or writer.EncodeOptions(),
+    )
+    start = time.perf_counter()
+    for i in range(0, frames, len(base)):
+      encoder.write(np.roll(base, i, axis=2)[: min(len(base), frames - i)])
+    encoder.close()
+    seconds = time.perf_counter() - start
+  return {"frames": frames, "seconds": seconds, "fps": frames / seconds}
+
+
+def time_end_to_end(
+  colorizer: inference.Colorizer, src: str, *, reset_peak: bool = True, **kwargs: Any
+) -> dict[str, float]:
+  """The whole colourisation of `src` into a temporary file, with the peak RSS it reached
+  (since the start of the process where reset_peak is False)."""
+  if reset_peak:
+    reset_peak_rss()
+  with tempfile.TemporaryDirectory() as tmp:
+    dst = os.path.join(tmp, "out" + os.path.splitext(src)[1])
+    result = pipeline.colorize_video(colorizer, src, dst, progress=False, **kwargs)
+  return {
+    "frames": result.frames,
+    "seconds": result.seconds,
+    "fps": result.frames / result.seconds,
+    "peak_rss_mb": peak_rss_mb(),
+  }
+
+
+# ---------------------------------------------------------------------------------------------
+# The benchmark
+
+
+def generator_config(
+  *, res: int, ngf: int, num_downs: int, color_space: str, dtype: str
+) -> ml_collections.ConfigDict:
+  """The config fields that inference.Colorizer and models.make_generator read, with the
+  defaults of configs/default.py for those the benchmark does not set."""
+  config = ml_collections.ConfigDict()
+  config.color_space = color_space
+  config.data = ml_collections.ConfigDict({"load_size": res, "crop_size": res})
+  config.model = ml_collections.ConfigDict(
+    {
+      "num_downs": num_downs,
+      "ngf": ngf,
+      "norm": "batch",
+      "use_dropout": True,
+      # models.py reads `upsample`, the models/ package that replaces it reads `conv`.
+      "upsample": "fast",
+      "conv": "auto",
+      "dtype": dtype,
+    }
+  )
+  return config
+
+
+def make_colorizer(args: Any) -> inference.Colorizer:
+  """--workdir's generator, or a randomly initialised one of the benchmark's shape."""
+  import jax
+  import jax.numpy as jnp
+
+  from pix2pix_jax import models
+
+  workdir = args.workdir
+  if workdir:
+    return inference.Colorizer.from_workdir(workdir, render_size=args.res, batch_size=args.batch)
+  config = generator_config(
+    res=args.res,
+    ngf=args.ngf,
+    num_downs=args.num_downs,
+    color_space=args.color_space,
+    dtype=args.dtype,
+  )
+  generator = models.make_generator(config)
+  x = jnp.zeros((1, args.res, args.res, 1), jnp.float32)
+  variables = generator.init(jax.random.key(0), x, train=False)
+  return inference.Colorizer(config, variables, batch_size=args.batch)
+
+
+def _size(args: Any) -> tuple[int, int]:
+  width, height = (int(v) for v in args.size.lower().split("x"))
+  return width, height
+
+
+def _median(fn: Any, repeats: int) -> dict[str, float]:
+  runs = [fn() for _ in range(max(1, repeats))]
+  best = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+  best["fps"] = best["frames"] / best["seconds"]
+  return best
+
+
+def _memory_in_subprocess(args: Any, clip: str) -> dict[str, Any]:
+  """Peak RSS of colourising `clip` in a fresh interpreter (see `_memory_child`)."""
+  cmd = [sys.executable, "-m", "pix2pix_jax.tools.video_benchmark", "--clip", clip]
+  cmd += ["--res", str(args.res), "--ngf", str(args.ngf), "--num-downs", str(args.num_downs)]
+  cmd += ["--batch", str(args.batch), "--preset", args.preset]
+  cmd += ["--color-space", args.color_space, "--dtype", args.dtype]
+  if args.workdir:
+    cmd += ["--workdir", args.workdir]
+  proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+  if proc.returncode:
+    raise RuntimeError(f"memory subprocess failed: {probe.last_line(proc.stderr)}")
+  return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def run(args: Any) -> list[dict]:
+  """The records described in the module docstring."""
+  memory.tune_memory()  # as the colourising commands do
+  width, height = _size(args)
+  repeats = max(1, min(args.steps, 3))
+  preset = args.preset
+  encode = writer.EncodeOptions(preset=preset)
+  shape = {
+    "res": args.res,
+    "ngf": args.ngf,
+    "num_downs": args.num_downs,
+    "batch": args.batch,
+    "size": f"{width}x{height}",
+    "preset": preset,
+    "cpu_count": os.cpu_count(),
+  }
+  records = []
+  with tempfile.TemporaryDirectory() as tmp:
+    clip = sample_clip.make_sample_clip(
+      os.path.join(tmp, "clip.mp4"), seconds=args.seconds, size=(width, height)
+    )
+    frames = probe.count_frames(clip)
+    colorizer = make_colorizer(args)
+    decode = _median(lambda: time_decode(clip, colorizer.batch_size), repeats)
+    model = _median(
+      lambda: time_model(colorizer, height, width, batches=max(4, frames // args.batch)),
+      repeats,
+    )
+    enc = _median(lambda: time_encode(height, width, frames, options=encode), repeats)
+    time_end_to_end(colorizer, clip, encode=encode)  # warm-up: compiles prepare/compose
+    e2e = _median(lambda: time_end_to_end(colorizer, clip, encode=encode), repeats)
+    for name, rec in (("decode", decode), ("model", model), ("encode", enc), ("end_to_end", e2e)):
+      records.append(
+        {"bench": f"video_{name}", **shape, "frames": rec["frames"], "fps": rec["fps"]}
+      )
+    records.append({"bench": "video_e2e_over_model", **shape, "ratio": e2e["fps"] / model["fps"]})
+    long_clip = sample_clip.make_sample_clip(
+      os.path.join(tmp, "long.mp4"), seconds=args.seconds * 10, size=(width, height)
+    )
+    short = _memory_in_subprocess(args, clip)
+    long = _memory_in_subprocess(args, long_clip)
+    records.append(
+      {
+        "bench": "video_peak_rss",
+        **shape,
+        "short_frames": short["frames"],
+        "short_peak_rss_mb": short["peak_rss_mb"],
+        "long_frames": long["frames"],
+        "long_peak_rss_mb": long["peak_rss_mb"],
+        "short_first_run_peak_rss_mb": short["first_run_peak_rss_mb"],
+        "long_first_run_peak_rss_mb": long["first_run_peak_rss_mb"],
+        "long_over_short": long["peak_rss_mb"] / short["peak_rss_mb"],
+      }
+    )
+  return records
+
+
+def _memory_child(argv: list[str]) -> None:
+  """Colourises --clip twice and prints {"frames", "fps", "peak_rss_mb"} of the second run, and
+  "first_run_peak_rss_mb" (compilation and start-up included) as JSON."""
+  parser = argparse.ArgumentParser(prog="python -m pix2pix_jax.tools.video_benchmark")
+  parser.add_argument("--clip", required=True)
+  parser.add_argument("--res", type=int, default=128)
+  parser.add_argument("--ngf", type=int, default=32)
+  parser.add_argument("--num-downs", type=int, default=7)
+  parser.add_argument("--batch", type=int, default=8)
+  parser.add_argument("--preset", default=writer.DEFAULT_PRESET)
+  parser.add_argument("--workdir", default=None)
+  parser.add_argument("--color-space", default="rgb")
+  parser.add_argument("--dtype", default="float32")
+  args = parser.parse_args(argv)
+  memory.tune_memory()
+  colorizer = make_colorizer(args)
+  encode = writer.EncodeOptions(preset=args.preset)
+  first = time_end_to_end(colorizer, args.clip, encode=encode, reset_peak=False)
+  # Measured again with compilation and start-up behind it: what streaming the clip holds.
+  result = time_end_to_end(colorizer, args.clip, encode=encode, reset_peak=True)
+  print(json.dumps({**result, "first_run_peak_rss_mb": first["peak_rss_mb"]}))
+
+
+if __name__ == "__main__":
+  _memory_child(sys.argv[1:])

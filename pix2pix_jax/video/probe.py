@@ -1,0 +1,142 @@
+"""The ffmpeg binary, what a video file holds, and ffmpeg's error messages in one line.
+
+ffmpeg is the binary shipped by `imageio-ffmpeg` (there is no ffprobe): streams are probed by
+parsing the header that `ffmpeg -i` prints. Failures a user can cause (missing file, not a
+media file, no video stream, ...) raise `files.MediaError` naming the file.
+"""
+
+import dataclasses
+import os
+import re
+import subprocess
+
+import imageio_ffmpeg
+
+from pix2pix_jax import files
+
+VIDEO_EXTENSIONS = (
+  ".mp4",
+  ".m4v",
+  ".mkv",
+  ".webm",
+  ".avi",
+  ".mov",
+  ".mpg",
+  ".mpeg",
+  ".ts",
+  ".m2ts",
+  ".flv",
+  ".wmv",
+  ".ogv",
+  ".3gp",
+  ".gif",
+)
+
+
+def ffmpeg_exe() -> str:
+  return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoInfo:
+  """What `ffmpeg -i` says about a file's first video stream and its audio."""
+
+  width: int
+  height: int
+  codec: str
+  fps: float | None  # the stream's nominal rate, None when ffmpeg prints none
+  duration: float | None  # seconds, None when unknown
+  audio_codec: str | None  # None: no audio stream
+
+
+_STREAM_RE = re.compile(r"Stream #\d+:\d+.*?: (Video|Audio): (\w+)(.*)")
+_SIZE_RE = re.compile(r", (\d{1,5})x(\d{1,5})[ ,\n]")
+_FPS_RE = re.compile(r", ([\d.]+)(k?) fps")
+_DURATION_RE = re.compile(r"Duration: (\d+):(\d+):([\d.]+)")
+
+
+def probe(path: str) -> VideoInfo:
+  """Parses `ffmpeg -i`; raises MediaError for a missing, non-media or video-less file."""
+  if not os.path.exists(path):
+    raise files.MediaError(f"{path}: no such file")
+  if os.path.isdir(path):
+    raise files.MediaError(f"{path}: is a directory")
+  proc = subprocess.run(
+    [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", path],
+    capture_output=True,
+    text=True,
+    errors="replace",
+    check=False,
+  )
+  text = proc.stderr
+  if "Invalid data found" in text or "could not find codec parameters" in text.lower():
+    raise files.MediaError(f"{path}: not a readable media file ({_probe_cause(text)})")
+  if "Permission denied" in text:
+    raise files.MediaError(f"{path}: permission denied")
+  video = audio = None
+  for match in _STREAM_RE.finditer(text):
+    if match.group(1) == "Video" and video is None and "attached pic" not in match.group(3):
+      video = match
+    elif match.group(1) == "Audio" and audio is None:
+      audio = match
+  if video is None:
+    if "Stream #" in text:
+      raise files.MediaError(f"{path}: has no video stream")
+    raise files.MediaError(f"{path}: not a readable media file ({_probe_cause(text)})")
+  rest = video.group(3) + "\n"
+  size = _SIZE_RE.search(rest)
+  if size is None:
+    raise files.MediaError(f"{path}: video stream has no frame size (unsupported codec?)")
+  fps = _FPS_RE.search(rest)
+  fps_value = float(fps.group(1)) * (1000 if fps.group(2) else 1) if fps else None
+  duration = _DURATION_RE.search(text)
+  seconds = None
+  if duration:
+    h, m, s = duration.groups()
+    seconds = int(h) * 3600 + int(m) * 60 + float(s)
+  return VideoInfo(
+    width=int(size.group(1)),
+    height=int(size.group(2)),
+    codec=video.group(2),
+    fps=fps_value,
+    duration=seconds,
+    audio_codec=audio.group(2) if audio else None,
+  )
+
+
+def _probe_cause(text: str) -> str:
+  """The demuxer's own complaint (e.g. "moov atom not found"), else the last line."""
+  causes = [
+    line.split("] ", 1)[1].strip()
+    for line in text.splitlines()
+    if line.startswith("[") and "] " in line and "@ 0x" in line
+  ]
+  return causes[-1] if causes else last_line(text)
+
+
+def last_line(text: str) -> str:
+  """The last non-empty line of ffmpeg's stderr, for error messages."""
+  lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+  return lines[-1] if lines else "no message"
+
+
+def ffmpeg_cause(stderr: str) -> str:
+  """Why an ffmpeg run failed, in a few words: "no space left on device", else the last line."""
+  if "No space left on device" in stderr:
+    return "no space left on device"
+  return last_line(stderr)
+
+
+def count_frames(path: str) -> int:
+  """Decodes the whole video stream with ffmpeg and returns its exact frame count (slow)."""
+  proc = subprocess.run(
+    [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", path, "-map", "0:v:0", "-f", "null", "-"],
+    capture_output=True,
+    text=True,
+    errors="replace",
+    check=False,
+  )
+  frames = re.findall(r"frame=\s*(\d+)", proc.stderr)
+  if proc.returncode or not frames:
+    raise files.MediaError(f"{path}: cannot decode ({last_line(proc.stderr)})")
+  return int(frames[-1])
