@@ -35,9 +35,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.ngf = 64
   config.model.norm = "batch"  # "batch" | "instance" | "none"
   config.model.use_dropout = True
-  # "transpose": plain transposed convolution; "fast": the same function with a
-  # gradient that XLA:CPU computes quickly (see models.py).
-  config.model.upsample = "fast"
+  # How the 4x4 stride-2 convolutions and transposed convolutions are computed: "auto" = tuned
+  # XLA:CPU formulations on CPU, XLA's own convolutions on GPU/TPU; "plain" | "cpu_tuned" force
+  # one of them. Same function and parameters (see models/conv.py).
+  config.model.conv = "auto"
   config.model.discriminator = "patch"  # "patch" | "pixel"
   config.model.ndf = 64
   config.model.n_layers_d = 3

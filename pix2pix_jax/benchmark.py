@@ -56,7 +56,7 @@ def bench_config(args: argparse.Namespace):
       "model.ngf": args.ngf,
       "model.ndf": args.ndf,
       "model.num_downs": args.num_downs,
-      "model.upsample": args.upsample,
+      "model.conv": args.conv,
       "model.dtype": args.dtype,
     },
   )
@@ -114,7 +114,7 @@ def describe(args, images_per_call: int, seconds: float, flops: float, compile_s
     "batch": args.batch,
     "res": args.res,
     "dtype": args.dtype,
-    "upsample": args.upsample,
+    "conv": args.conv,
     "img_per_s": images_per_call / seconds,
     "step_s": seconds,
     "steps": args.steps,
@@ -261,7 +261,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
   parser.add_argument("--ngf", type=int, default=64)
   parser.add_argument("--ndf", type=int, default=64)
   parser.add_argument("--num-downs", type=int, default=8)
-  parser.add_argument("--upsample", default="fast", choices=["fast", "transpose"])
+  parser.add_argument("--conv", default="auto", choices=["auto", "plain", "cpu_tuned"])
   parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
   parser.add_argument("--color-space", default="rgb", choices=["rgb", "lab"])
   parser.add_argument("--source", default="samples", help="input: samples | folder | tfds")

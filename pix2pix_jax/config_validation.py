@@ -6,7 +6,7 @@ CHOICES = {
   "color_space": ("rgb", "lab"),
   "data.source": ("tfds", "folder", "samples"),
   "model.norm": ("batch", "instance", "none"),
-  "model.upsample": ("transpose", "fast"),
+  "model.conv": ("auto", "plain", "cpu_tuned"),
   "model.discriminator": ("patch", "pixel"),
   "model.dtype": ("float32", "bfloat16"),
   "loss.gan": ("vanilla", "lsgan", "hinge"),

@@ -1,11 +1,15 @@
 """Tests for pix2pix_jax.models against NumPy transcriptions of the reference layers."""
 
+import functools
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from pix2pix_jax import models
+from pix2pix_jax.models import conv
 
 # --- NumPy references (float64) ------------------------------------------------------------
 
@@ -75,58 +79,61 @@ def _normal(seed: int, shape: tuple[int, ...], scale: float = 1.0) -> jax.Array:
 
 # --- The convolutions ----------------------------------------------------------------------
 
+TUNED = conv.ConvPolicy(form="cpu_tuned")
 
-def test_conv_down_matches_torch_definition():
-  x, w = _normal(0, (2, 10, 8, 3)), _normal(1, (4, 4, 3, 5))
-  got = models.conv_down(x, w)
-  np.testing.assert_allclose(got, _np_conv(np.asarray(x), np.asarray(w), 2, 1), atol=1e-5)
+# Thresholds that force every transposed convolution (forward, and the stride-2 convolutions'
+# input gradient) onto one formulation, and the stride-2 forward and kernel gradient onto the
+# matmul form ("matmul") or XLA's convolution (the others).
+_FORWARD_FORMS = {
+  "plain": dict(matmul_max_pixels=0, down_matmul_max_pixels=0, phases_min_pixels=10**9),
+  "matmul": dict(matmul_max_pixels=10**9, down_matmul_max_pixels=10**9, phases_min_pixels=10**9),
+  "phases": dict(matmul_max_pixels=0, down_matmul_max_pixels=0, phases_min_pixels=0),
+}
 
 
-@pytest.fixture(params=["plain", "matmul", "phases"])
-def forward_form(request, monkeypatch):
-  """Forces the fast transposed convolution's forward onto one of its formulations."""
-  monkeypatch.setattr(models, "MIN_FEATURES", 0)
-  matmul = 10**9 if request.param == "matmul" else 0
-  monkeypatch.setattr(models, "MATMUL_MAX_PIXELS", matmul)
-  monkeypatch.setattr(models, "DOWN_MATMUL_MAX_PIXELS", matmul)
-  monkeypatch.setattr(models, "PHASES_MIN_PIXELS", 0 if request.param == "phases" else 10**9)
-  jax.clear_caches()  # the form is chosen at trace time
-  yield request.param
-  jax.clear_caches()
+@pytest.fixture(params=list(_FORWARD_FORMS))
+def forward_form(request) -> dict:
+  """ConvPolicy thresholds forcing one forward formulation."""
+  return {"min_features": 0, **_FORWARD_FORMS[request.param]}
 
 
 @pytest.fixture(params=["batched", "per_image"])
-def kernel_grad_form(request, monkeypatch):
-  """Forces the stride-2 kernel gradient to be computed for the batch or image by image."""
+def kernel_grad_form(request) -> dict:
+  """ConvPolicy thresholds computing the stride-2 kernel gradient for the batch or by image."""
   if request.param == "per_image":
-    monkeypatch.setattr(models, "KGRAD_SPLIT_MIN_PIXELS", 0)
-  else:
-    monkeypatch.setattr(models, "KGRAD_SPLIT_MAX_BATCH", 0)
-  jax.clear_caches()
-  yield request.param
-  jax.clear_caches()
+    return {"kgrad_split_min_pixels": 0}
+  return {"kgrad_split_max_batch": 0}
+
+
+def test_conv_down_matches_torch_definition():
+  x, w = _normal(0, (2, 10, 8, 3)), _normal(1, (4, 4, 3, 5))
+  got = conv.conv_down(x, w)
+  np.testing.assert_allclose(got, _np_conv(np.asarray(x), np.asarray(w), 2, 1), atol=1e-5)
 
 
 @pytest.mark.parametrize(
-  "fn",
-  [
-    models.conv_transpose,
-    models.conv_transpose_matmul,
-    models.conv_transpose_phases,
-    models.conv_transpose_fast,
-  ],
+  "fn", [conv.conv_transpose, conv.conv_transpose_matmul, conv.conv_transpose_phases]
 )
 @pytest.mark.parametrize("shape", [(2, 5, 6, 3), (1, 1, 1, 3)])
-def test_conv_transpose_matches_scatter_add(fn, shape, forward_form):
+def test_conv_transpose_forms_match_scatter_add(fn, shape):
   x, w = _normal(0, shape), _normal(1, (4, 4, 3, 4))
   got = jax.jit(fn)(x, w)
   assert got.shape == (shape[0], 2 * shape[1], 2 * shape[2], 4)
   np.testing.assert_allclose(got, _np_conv_transpose(np.asarray(x), np.asarray(w)), atol=1e-5)
 
 
+@pytest.mark.parametrize("shape", [(2, 5, 6, 3), (1, 1, 1, 3)])
+@pytest.mark.parametrize("form", ["cpu_tuned", "auto"])
+def test_up_matches_scatter_add(shape, form, forward_form):
+  policy = conv.ConvPolicy(form, **forward_form)
+  x, w = _normal(0, shape), _normal(1, (4, 4, 3, 4))
+  got = jax.jit(lambda x, w: conv.up(x, w, policy))(x, w)
+  np.testing.assert_allclose(got, _np_conv_transpose(np.asarray(x), np.asarray(w)), atol=1e-5)
+
+
 def _forward_form(x_shape: tuple[int, ...], cout: int) -> str:
   jaxpr = str(
-    jax.make_jaxpr(models.conv_transpose_fast)(
+    jax.make_jaxpr(lambda x, w: conv.up(x, w, TUNED))(
       jnp.zeros(x_shape), jnp.zeros((4, 4, x_shape[-1], cout))
     )
   )
@@ -136,8 +143,8 @@ def _forward_form(x_shape: tuple[int, ...], cout: int) -> str:
 
 
 def test_forward_form_chosen_by_shape():
-  n = models.MATMUL_MAX_PIXELS
-  side = int(models.PHASES_MIN_PIXELS**0.5)
+  n = TUNED.matmul_max_pixels
+  side = int(TUNED.phases_min_pixels**0.5)
   assert _forward_form((n, 1, 1, 8), 64) == "matmul"
   assert _forward_form((n + 1, 1, 1, 8), 64) == "plain"
   assert _forward_form((1, 1, 1, 8), 3) == "plain"
@@ -145,24 +152,33 @@ def test_forward_form_chosen_by_shape():
   assert _forward_form((1, side, side, 8), 3) == "plain"
 
 
-def test_fast_forms_under_an_explicit_batch_sharded_mesh(forward_form, kernel_grad_form):
+def test_policy_is_hashable_and_checked():
+  assert hash(conv.ConvPolicy()) == hash(conv.ConvPolicy(form="auto"))
+  assert conv.ConvPolicy(min_features=0) != conv.ConvPolicy()
+  with pytest.raises(ValueError, match="unknown convolution form 'fast'"):
+    conv.ConvPolicy(form="fast")
+
+
+@pytest.mark.parametrize("form", ["cpu_tuned", "auto"])
+def test_tuned_forms_under_an_explicit_batch_sharded_mesh(form, forward_form, kernel_grad_form):
   from pix2pix_jax import parallel
 
+  policy = conv.ConvPolicy(form, **forward_form, **kernel_grad_form)
   mesh = parallel.make_mesh()
   x, w = _normal(0, (8, 2, 3, 8)), _normal(1, (4, 4, 8, 8))  # 2 images per device
   xs = jax.device_put(x, parallel.batch_sharding(mesh))
   ws = jax.device_put(w, parallel.replicated(mesh))
 
   def loss(x, w):
-    up = models.conv_transpose_fast(x, w)
-    return jnp.sum(models.conv_down_fast(up, w) ** 2), up
+    up = conv.up(x, w, policy)
+    return jnp.sum(conv.down(up, w, policy) ** 2), up
 
   (_, up), grads = jax.jit(jax.value_and_grad(loss, (0, 1), has_aux=True))(xs, ws)
   assert up.sharding.spec[0] == "data"
   (_, up_plain), grads_plain = jax.value_and_grad(
     lambda x, w: (
-      jnp.sum(models.conv_down(models.conv_transpose(x, w), w) ** 2),
-      models.conv_transpose(x, w),
+      jnp.sum(conv.conv_down(conv.conv_transpose(x, w), w) ** 2),
+      conv.conv_transpose(x, w),
     ),
     (0, 1),
     has_aux=True,
@@ -173,25 +189,28 @@ def test_fast_forms_under_an_explicit_batch_sharded_mesh(forward_form, kernel_gr
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * float(jnp.abs(want).max()))
 
 
-def test_conv_down_fast_equals_plain_with_gradients(forward_form, kernel_grad_form):
+def test_down_equals_plain_with_gradients(forward_form, kernel_grad_form):
+  policy = conv.ConvPolicy("cpu_tuned", **forward_form, **kernel_grad_form)
   x, w = _normal(0, (2, 8, 6, 5)), _normal(1, (4, 4, 5, 7))
   g = _normal(2, (2, 4, 3, 7))
-  y_plain, vjp_plain = jax.vjp(models.conv_down, x, w)
-  y_fast, vjp_fast = jax.vjp(models.conv_down_fast, x, w)
-  np.testing.assert_allclose(y_fast, y_plain, rtol=1e-5, atol=1e-5)
-  for plain, fast in zip(vjp_plain(g), jax.jit(vjp_fast)(g), strict=True):
-    assert fast.shape == plain.shape and fast.dtype == plain.dtype
-    np.testing.assert_allclose(fast, plain, rtol=1e-5, atol=1e-4)
+  y_plain, vjp_plain = jax.vjp(conv.conv_down, x, w)
+  y_tuned, vjp_tuned = jax.vjp(lambda x, w: conv.down(x, w, policy), x, w)
+  np.testing.assert_allclose(y_tuned, y_plain, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(y_tuned, _np_conv(np.asarray(x), np.asarray(w), 2, 1), atol=1e-4)
+  for plain, tuned in zip(vjp_plain(g), jax.jit(vjp_tuned)(g), strict=True):
+    assert tuned.shape == plain.shape and tuned.dtype == plain.dtype
+    np.testing.assert_allclose(tuned, plain, rtol=1e-5, atol=1e-4)
 
 
-def test_conv_transpose_fast_gradients_equal_plain(forward_form, kernel_grad_form):
+def test_up_gradients_equal_plain(forward_form, kernel_grad_form):
+  policy = conv.ConvPolicy("cpu_tuned", **forward_form, **kernel_grad_form)
   x, w = _normal(0, (2, 6, 5, 7)), _normal(1, (4, 4, 7, 3))
   g = _normal(2, (2, 12, 10, 3))
-  _, vjp_plain = jax.vjp(models.conv_transpose, x, w)
-  _, vjp_fast = jax.vjp(models.conv_transpose_fast, x, w)
-  for plain, fast in zip(vjp_plain(g), vjp_fast(g), strict=True):
-    assert fast.shape == plain.shape and fast.dtype == plain.dtype
-    np.testing.assert_allclose(fast, plain, rtol=1e-5, atol=1e-4)
+  _, vjp_plain = jax.vjp(conv.conv_transpose, x, w)
+  _, vjp_tuned = jax.vjp(lambda x, w: conv.up(x, w, policy), x, w)
+  for plain, tuned in zip(vjp_plain(g), vjp_tuned(g), strict=True):
+    assert tuned.shape == plain.shape and tuned.dtype == plain.dtype
+    np.testing.assert_allclose(tuned, plain, rtol=1e-5, atol=1e-4)
   # And against finite differences of the scatter-add reference, along one random direction.
   dw = np.random.default_rng(3).normal(size=w.shape)
   eps = 1e-3
@@ -200,20 +219,32 @@ def test_conv_transpose_fast_gradients_equal_plain(forward_form, kernel_grad_for
     - _np_conv_transpose(np.asarray(x, np.float64), np.asarray(w, np.float64) - eps * dw)
   ) / (2 * eps)
   np.testing.assert_allclose(
-    np.sum(np.asarray(vjp_fast(g)[1]) * dw), np.sum(num * np.asarray(g)), rtol=1e-4
+    np.sum(np.asarray(vjp_tuned(g)[1]) * dw), np.sum(num * np.asarray(g)), rtol=1e-4
   )
 
 
-def test_conv_transpose_fast_second_use_under_jit_and_bf16():
+def test_up_second_use_under_jit_and_bf16():
   x, w = _normal(0, (1, 4, 4, 8)), _normal(1, (4, 4, 8, 8))
 
-  def loss(fn, w):
-    return jnp.sum(fn(x.astype(jnp.bfloat16), w.astype(jnp.bfloat16)).astype(jnp.float32) ** 2)
+  def loss(policy, w):
+    y = conv.up(x.astype(jnp.bfloat16), w.astype(jnp.bfloat16), policy)
+    return jnp.sum(y.astype(jnp.float32) ** 2)
 
-  plain = jax.jit(jax.grad(lambda w: loss(models.conv_transpose, w)))(w)
-  fast = jax.jit(jax.grad(lambda w: loss(models.conv_transpose_fast, w)))(w)
-  assert fast.dtype == jnp.float32
-  np.testing.assert_allclose(fast, plain, rtol=0.05, atol=0.05 * float(jnp.abs(plain).max()))
+  plain = jax.jit(jax.grad(lambda w: loss(conv.ConvPolicy("plain"), w)))(w)
+  tuned = jax.jit(jax.grad(lambda w: loss(TUNED, w)))(w)
+  assert tuned.dtype == jnp.float32
+  np.testing.assert_allclose(tuned, plain, rtol=0.05, atol=0.05 * float(jnp.abs(plain).max()))
+
+
+def test_migrate_model_config():
+  old = {"ngf": 64, "upsample": "fast"}
+  assert conv.migrate_model_config(old) == {"ngf": 64, "conv": "auto"}
+  assert old == {"ngf": 64, "upsample": "fast"}  # not changed in place
+  assert conv.migrate_model_config({"upsample": "transpose"}) == {"conv": "plain"}
+  assert conv.migrate_model_config({"conv": "cpu_tuned"}) == {"conv": "cpu_tuned"}
+  assert conv.migrate_model_config({"upsample": "fast", "conv": "plain"}) == {"conv": "plain"}
+  with pytest.raises(ValueError, match="model.upsample='nope'"):
+    conv.migrate_model_config({"upsample": "nope"})
 
 
 def _init(model, x: jax.Array) -> dict:
@@ -223,8 +254,17 @@ def _init(model, x: jax.Array) -> dict:
 # --- The generator -------------------------------------------------------------------------
 
 
-def _small_generator(**kw) -> models.UNetGenerator:
-  return models.UNetGenerator(output_channels=3, **{"num_downs": 5, "ngf": 8, **kw})
+def _layers(policy: conv.ConvPolicy) -> dict:
+  """The `down` and `up` module factories computing with `policy`."""
+  return {
+    "down": functools.partial(models.Downsample, policy=policy),
+    "up": functools.partial(models.Upsample, policy=policy),
+  }
+
+
+def _small_generator(policy: conv.ConvPolicy | None = None, **kw) -> models.UNetGenerator:
+  kw = {"num_downs": 5, "ngf": 8, **kw, **({} if policy is None else _layers(policy))}
+  return models.UNetGenerator(output_channels=3, **kw)
 
 
 def test_generator_matches_numpy_reference():
@@ -237,10 +277,11 @@ def test_generator_matches_numpy_reference():
   np.testing.assert_allclose(got, want, atol=1e-4)
 
 
-def test_generator_fast_equals_transpose_outputs_and_gradients(forward_form):
+def test_generator_tuned_equals_plain_outputs_and_gradients(forward_form):
   x = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 1)), jnp.float32)
   target = _normal(1, (2, 32, 32, 3))
-  fast, plain = _small_generator(upsample="fast"), _small_generator(upsample="transpose")
+  fast = _small_generator(conv.ConvPolicy("cpu_tuned", **forward_form))
+  plain = _small_generator(conv.ConvPolicy("plain"))
   variables = _init(fast, x)
   assert jax.tree.structure(variables) == jax.tree.structure(_init(plain, x))
   rngs = {"dropout": jax.random.key(1)}
@@ -420,19 +461,135 @@ def test_factories_follow_config(make_tiny_config):
       "model.ndf": 8,
       "model.n_layers_d": 2,
       "model.dtype": "bfloat16",
-      "model.upsample": "transpose",
+      "model.conv": "plain",
       "color_space": "lab",
     }
   )
   gen = models.make_generator(config)
-  assert gen.output_channels == 2 and gen.ngf == 8 and gen.upsample == "transpose"
+  assert gen.output_channels == 2 and gen.ngf == 8
+  assert gen.down.keywords["policy"] == gen.up.keywords["policy"] == conv.ConvPolicy("plain")
   assert jnp.dtype(gen.dtype) == jnp.bfloat16
   config.color_space = "rgb"
   assert models.make_generator(config).output_channels == 3
   disc = models.make_discriminator(config)
   assert isinstance(disc, models.PatchDiscriminator) and disc.n_layers == 2 and disc.ndf == 8
+  assert disc.down.keywords["policy"].form == "plain"
   config.model.discriminator = "pixel"
   assert isinstance(models.make_discriminator(config), models.PixelDiscriminator)
   config.model.discriminator = "nope"
   with pytest.raises(ValueError):
     models.make_discriminator(config)
+
+
+# --- The "auto" policy ---------------------------------------------------------------------
+
+
+def _program(compiled_text: str) -> str:
+  """An XLA HLO module's computations, without source metadata (the tables of files, lines and
+  stack frames, and each instruction's metadata)."""
+  keep = ("HloModule", "%", "ENTRY", " ", "}")
+  lines = [line for line in compiled_text.splitlines() if line.startswith(keep)]
+  return re.sub(r", metadata=\{[^}\n]*\}", "", "\n".join(lines))
+
+
+def test_auto_is_cpu_tuned_on_cpu():
+  """On CPU "auto" compiles to the very program of "cpu_tuned": same outputs and gradients,
+  bit for bit, and no conditional left of the platform choice."""
+  x = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 1)), jnp.float32)
+  target = _normal(1, (2, 32, 32, 3))
+  variables = _init(_small_generator(), x)
+
+  def compiled(policy):
+    gen = _small_generator(policy)
+
+    def loss(params, x):
+      y, state = gen.apply(
+        {**variables, "params": params},
+        x,
+        train=True,
+        rngs={"dropout": jax.random.key(1)},
+        mutable=["batch_stats"],
+      )
+      return jnp.sum((y - target) ** 2), (y, state)
+
+    fn = jax.jit(jax.value_and_grad(loss, (0, 1), has_aux=True))
+    return fn.lower(variables["params"], x).compile()
+
+  auto, tuned = compiled(conv.ConvPolicy("auto")), compiled(TUNED)
+  assert "conditional" not in auto.as_text()
+  assert _program(auto.as_text()) == _program(tuned.as_text())
+  got, want = auto(variables["params"], x), tuned(variables["params"], x)
+  jax.tree.map(np.testing.assert_array_equal, got, want)
+  # The tuned forms are really in use here (per-tap matmuls on the deepest levels).
+  assert _program(tuned.as_text()).count(" dot(") > 0
+
+
+def _exported_text(platform: str, dtype, grad: bool) -> str:
+  """StableHLO of the default-size networks (default policy "auto") exported for `platform`:
+  the generator's forward, or a GAN + L1 loss's value and parameter gradients through the
+  generator and the PatchGAN discriminator. Shapes only: nothing is computed."""
+  gen = models.UNetGenerator(output_channels=2, dtype=dtype)
+  disc = models.PatchDiscriminator(dtype=dtype)
+  x = jax.ShapeDtypeStruct((1, 256, 256, 1), jnp.float32)
+  target = jax.ShapeDtypeStruct((1, 256, 256, 2), jnp.float32)
+  g_vars = jax.eval_shape(lambda x: gen.init(jax.random.key(0), x, train=False), x)
+  if not grad:
+    fn, args = (lambda g_vars, x: gen.apply(g_vars, x, train=False)), (g_vars, x)
+  else:
+    pair = jax.ShapeDtypeStruct((1, 256, 256, 3), jnp.float32)
+    d_vars = jax.eval_shape(lambda p: disc.init(jax.random.key(0), p, train=False), pair)
+
+    def loss(g_params, d_params, g_stats, d_stats, x, target):
+      fake, _ = gen.apply(
+        {"params": g_params, "batch_stats": g_stats},
+        x,
+        train=True,
+        rngs={"dropout": jax.random.key(0)},
+        mutable=["batch_stats"],
+      )
+      logits, _ = disc.apply(
+        {"params": d_params, "batch_stats": d_stats},
+        jnp.concatenate([x, fake], axis=-1),
+        train=True,
+        mutable=["batch_stats"],
+      )
+      return jnp.mean(jax.nn.softplus(-logits)) + 100 * jnp.mean(jnp.abs(fake - target))
+
+    fn = jax.value_and_grad(loss, (0, 1))
+    args = (g_vars["params"], d_vars["params"], g_vars["batch_stats"], d_vars["batch_stats"])
+    args += (x, target)
+  return jax.export.export(jax.jit(fn), platforms=[platform])(*args).mlir_module()
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16], ids=["float32", "bfloat16"])
+@pytest.mark.parametrize("platform", ["cuda", "tpu", "cpu"])
+def test_auto_exports_plain_convolutions_for_gpu_and_tpu(platform, dtype):
+  """The networks have no dense layers, so a dot_general can only come from a tuned form."""
+  for grad in (False, True):
+    text = _exported_text(platform, dtype, grad)
+    assert "stablehlo.convolution" in text
+    if platform == "cpu":
+      assert "dot_general" in text
+    else:
+      assert "dot_general" not in text
+      if not grad:  # the 8 up layers are XLA's own transposed convolution (lhs-dilated)
+        assert text.count("lhs_dilate = [2, 2]") == 8
+
+
+def test_parameter_trees_equal_for_every_policy(make_tiny_config):
+  def tree(config, module, channels):
+    x = jax.ShapeDtypeStruct((1, 32, 32, channels), jnp.float32)
+    variables = jax.eval_shape(lambda x: module.init(jax.random.key(0), x, train=False), x)
+    return [(jax.tree_util.keystr(p), v.shape) for p, v in jax.tree.leaves_with_path(variables)]
+
+  def trees(form):
+    config = make_tiny_config(**{"model.conv": form, "model.ngf": 8, "model.ndf": 8})
+    gen, patch = models.make_generator(config), models.make_discriminator(config)
+    config.model.discriminator = "pixel"
+    pixel = models.make_discriminator(config)
+    return tree(config, gen, 1), tree(config, patch, 3), tree(config, pixel, 3)
+
+  auto = trees("auto")
+  assert ("['params']['up0']['kernel']", (4, 4, 16, 2)) in auto[0]
+  assert ("['params']['conv2']['kernel']", (4, 4, 16, 32)) in auto[1]
+  assert trees("plain") == auto and trees("cpu_tuned") == auto

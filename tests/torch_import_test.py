@@ -5,6 +5,7 @@ The torch networks here are rebuilt from the reference's description with its mo
 keys are the reference's own, e.g. `model.model.1.model.1.weight`.
 """
 
+import functools
 import os
 
 import jax
@@ -14,6 +15,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from pix2pix_jax import checkpoint, models, torch_import
+from pix2pix_jax.models import torch_weights
 
 torch = pytest.importorskip("torch")
 nn = torch.nn
@@ -102,7 +104,7 @@ def randomize(net, seed):
 def saved_state_dict(net, tmp_path, prefix=""):
   path = os.path.join(tmp_path, "net.pth")
   torch.save({prefix + k: v for k, v in net.state_dict().items()}, path)
-  return torch_import.load_torch_file(path)
+  return torch_weights.load_torch_file(path)
 
 
 def torch_apply(net, x_nhwc):
@@ -112,23 +114,30 @@ def torch_apply(net, x_nhwc):
 
 
 @pytest.mark.parametrize(
-  "num_downs, ngf, out_ch, upsample, prefix",
+  "num_downs, ngf, out_ch, form, prefix",
   [
-    (7, 4, 3, "fast", ""),  # unet_128-like, RGB
-    (7, 4, 2, "transpose", "module."),  # unet_128-like, Lab ab; saved from DataParallel
-    (8, 4, 2, "fast", ""),  # unet_256-like, Lab ab
-    (8, 2, 3, "transpose", ""),  # unet_256-like, RGB
+    (7, 4, 3, "auto", ""),  # unet_128-like, RGB
+    (7, 4, 2, "plain", "module."),  # unet_128-like, Lab ab; saved from DataParallel
+    (8, 4, 2, "cpu_tuned", ""),  # unet_256-like, Lab ab
+    (8, 2, 3, "plain", ""),  # unet_256-like, RGB
   ],
 )
-def test_generator_matches_torch(tmp_path, num_downs, ngf, out_ch, upsample, prefix):
+def test_generator_matches_torch(tmp_path, num_downs, ngf, out_ch, form, prefix):
   net = randomize(TorchUnet(1, out_ch, num_downs, ngf), seed=num_downs + out_ch)
-  variables = torch_import.generator_from_torch(
+  variables = torch_weights.generator_from_torch(
     saved_state_dict(net, tmp_path, prefix), num_downs=num_downs
   )
-  assert torch_import.generator_shape(variables) == (1, ngf, out_ch)
+  assert torch_weights.generator_shape(variables) == (1, ngf, out_ch)
   size = 2**num_downs
   x = np.random.default_rng(0).uniform(-1, 1, (2, size, size, 1)).astype(np.float32)
-  model = models.UNetGenerator(out_ch, num_downs=num_downs, ngf=ngf, upsample=upsample)
+  policy = models.ConvPolicy(form)
+  model = models.UNetGenerator(
+    out_ch,
+    num_downs=num_downs,
+    ngf=ngf,
+    down=functools.partial(models.Downsample, policy=policy),
+    up=functools.partial(models.Upsample, policy=policy),
+  )
   ours = np.asarray(model.apply(variables, jnp.asarray(x), train=False))
   want = torch_apply(net, x)
   assert ours.shape == want.shape == (2, size, size, out_ch)
@@ -139,7 +148,7 @@ def test_generator_matches_torch(tmp_path, num_downs, ngf, out_ch, upsample, pre
 
 def test_discriminator_matches_torch(tmp_path):
   net = randomize(TorchPatchGAN(4, 4), seed=7)
-  variables = torch_import.discriminator_from_torch(saved_state_dict(net, tmp_path), n_layers=3)
+  variables = torch_weights.discriminator_from_torch(saved_state_dict(net, tmp_path), n_layers=3)
   x = np.random.default_rng(1).uniform(-1, 1, (2, 64, 64, 4)).astype(np.float32)
   ours = np.asarray(models.PatchDiscriminator(ndf=4, n_layers=3).apply(variables, x, train=False))
   want = torch_apply(net, x)
@@ -152,8 +161,8 @@ def test_discriminator_matches_torch(tmp_path):
 def test_export_round_trip():
   net = randomize(TorchUnet(1, 2, 6, 4), seed=3)
   original = {k: v.numpy() for k, v in net.state_dict().items()}
-  exported = torch_import.generator_to_torch(
-    torch_import.generator_from_torch(original, num_downs=6), num_downs=6
+  exported = torch_weights.generator_to_torch(
+    torch_weights.generator_from_torch(original, num_downs=6), num_downs=6
   )
   assert set(exported) == set(original)
   for key, value in original.items():
@@ -165,8 +174,8 @@ def test_export_round_trip():
 
   d_net = randomize(TorchPatchGAN(3, 4), seed=4)
   d_original = {k: v.numpy() for k, v in d_net.state_dict().items()}
-  d_exported = torch_import.discriminator_to_torch(
-    torch_import.discriminator_from_torch(d_original), n_layers=3
+  d_exported = torch_weights.discriminator_to_torch(
+    torch_weights.discriminator_from_torch(d_original), n_layers=3
   )
   assert set(d_exported) == set(d_original)
   for key, value in d_original.items():
@@ -186,7 +195,7 @@ def test_exported_flax_generator_matches_torch():
   }
   variables = jax.tree.map(lambda v: v.astype(np.float32), variables)
   net = TorchUnet(1, 3, 5, 4).eval()
-  state = torch_import.generator_to_torch(variables, num_downs=5)
+  state = torch_weights.generator_to_torch(variables, num_downs=5)
   net.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
   want = torch_apply(net, x)
   assert 0.05 < np.abs(want).mean() < 0.9
@@ -197,32 +206,32 @@ def test_exported_flax_generator_matches_torch():
 def test_unexpected_and_missing_keys_are_named():
   state = {k: v.numpy() for k, v in TorchUnet(1, 3, 5, 4).state_dict().items()}
   with pytest.raises(ValueError, match=r"unexpected keys \['model.extra.weight'\]"):
-    torch_import.generator_from_torch({**state, "model.extra.weight": np.zeros(3)}, num_downs=5)
+    torch_weights.generator_from_torch({**state, "model.extra.weight": np.zeros(3)}, num_downs=5)
   del state["model.model.1.model.2.running_var"]
   with pytest.raises(ValueError, match=r"missing keys \['model.model.1.model.2.running_var'\]"):
-    torch_import.generator_from_torch(state, num_downs=5)
+    torch_weights.generator_from_torch(state, num_downs=5)
 
 
 def test_wrong_num_downs_fails_clearly():
   state = TorchUnet(1, 3, 6, 4).state_dict()
   with pytest.raises(ValueError, match="num_downs=5.*unexpected keys"):
-    torch_import.generator_from_torch(state, num_downs=5)
+    torch_weights.generator_from_torch(state, num_downs=5)
 
 
 def test_inconsistent_shape_is_named():
   state = {k: v.numpy() for k, v in TorchUnet(1, 3, 5, 4).state_dict().items()}
   state["model.model.1.model.2.weight"] = np.ones(5, np.float32)  # BatchNorm of 8 channels
   with pytest.raises(ValueError, match=r"down_norm1.*scale.*\(5,\) vs \(8,\)"):
-    torch_import.generator_from_torch(state, num_downs=5)
+    torch_weights.generator_from_torch(state, num_downs=5)
 
 
 def test_load_torch_file_rejects_non_state_dicts(tmp_path):
   path = os.path.join(tmp_path, "whole_model.pth")
   torch.save({"epoch": 3, "netG": TorchUnet(1, 3, 5, 4).state_dict()}, path)
   with pytest.raises(ValueError, match="whole_model.pth.*expected a state_dict"):
-    torch_import.load_torch_file(path)
+    torch_weights.load_torch_file(path)
   with pytest.raises(FileNotFoundError, match="nothing.pth"):
-    torch_import.load_torch_file(os.path.join(tmp_path, "nothing.pth"))
+    torch_weights.load_torch_file(os.path.join(tmp_path, "nothing.pth"))
 
 
 def write_config_file(config, path):

@@ -1,0 +1,214 @@
+"""Pix2Pix networks: U-Net generator, PatchGAN and pixel discriminators (flax.linen).
+
+The layout, parameter shapes and arithmetic follow the reference PyTorch implementation, so that
+its weights map 1:1 onto these parameter trees (see torch_weights.py). The stride-2 layers come
+in as module factories (`down`, `up`, called as `down(features, use_bias=, dtype=, name=)`), so
+how their convolutions are computed is chosen by whoever builds the network; `make_generator`
+and `make_discriminator` choose it from `config.model.conv`.
+"""
+
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+
+from pix2pix_jax.models import conv, layers
+
+ModuleDef = Any
+
+
+def _scale_init(key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.float32) -> jax.Array:
+  """N(1, 0.02), the reference's initialisation of normalisation scales."""
+  return 1.0 + 0.02 * jax.random.normal(key, shape, dtype)
+
+
+def _conv(features: int, use_bias: bool, dtype: Any, name: str) -> nn.Conv:
+  """4x4 stride-1 convolution with torch padding 1."""
+  return nn.Conv(
+    features,
+    (4, 4),
+    padding=((1, 1), (1, 1)),
+    use_bias=use_bias,
+    dtype=dtype,
+    kernel_init=layers.KERNEL_INIT,
+    name=name,
+  )
+
+
+def _norm(kind: str, train: bool, dtype: Any, name: str):
+  """The reference's norm layers; "instance" has no affine parameters (affine=False)."""
+  if kind == "batch":
+    # flax momentum 0.9 == torch momentum 0.1.
+    return nn.BatchNorm(
+      use_running_average=not train,
+      momentum=0.9,
+      epsilon=1e-5,
+      dtype=dtype,
+      scale_init=_scale_init,
+      name=name,
+    )
+  if kind == "instance":
+    return nn.InstanceNorm(epsilon=1e-5, use_scale=False, use_bias=False, dtype=dtype, name=name)
+  if kind == "none":
+    return lambda x: x
+  raise ValueError(f"unknown norm {kind!r}")
+
+
+def _use_bias(norm: str) -> bool:
+  # The reference: use_bias = norm_layer == nn.InstanceNorm2d (so "none" has no bias either).
+  return norm == "instance"
+
+
+class UNetGenerator(nn.Module):
+  """The reference U-Net: [N,H,W,C] in [-1, 1] -> [N,H,W,output_channels] tanh, float32.
+
+  H and W must be multiples of 2**num_downs.
+  """
+
+  output_channels: int
+  num_downs: int = 8  # 8 = unet_256, 7 = unet_128
+  ngf: int = 64
+  norm: str = "batch"  # "batch" | "instance" | "none"
+  use_dropout: bool = True
+  dtype: Any = jnp.float32  # compute dtype; parameters stay float32
+  down: ModuleDef = layers.Downsample  # the 4x4 stride-2 convolutions
+  up: ModuleDef = layers.Upsample  # the 4x4 stride-2 transposed convolutions
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    if self.num_downs < 5:
+      raise ValueError(f"num_downs must be >= 5, got {self.num_downs}")
+    inner = [self.ngf * min(2**level, 8) for level in range(self.num_downs)]
+    outer = [self.output_channels] + inner[:-1]
+    last = self.num_downs - 1
+    bias = _use_bias(self.norm)
+
+    skips = []
+    h = x.astype(self.dtype)
+    for level in range(self.num_downs):
+      if level > 0:
+        # The reference's in-place LeakyReLU also rewrites the tensor that its skip connection
+        # concatenates, so the skip carries the activated input.
+        h = nn.leaky_relu(h, 0.2)
+      skips.append(h)
+      h = self.down(inner[level], use_bias=bias, dtype=self.dtype, name=f"down{level}")(h)
+      if 0 < level < last:
+        h = _norm(self.norm, train, self.dtype, f"down_norm{level}")(h)
+
+    for level in reversed(range(self.num_downs)):
+      h = nn.relu(h)
+      up_bias = level == 0 or bias
+      h = self.up(outer[level], use_bias=up_bias, dtype=self.dtype, name=f"up{level}")(h)
+      if level == 0:
+        return jnp.tanh(h.astype(jnp.float32))
+      h = _norm(self.norm, train, self.dtype, f"up_norm{level}")(h)
+      if self.use_dropout and train and 4 <= level < last:
+        h = layers.dropout(h, 0.5, self.make_rng("dropout"))
+      h = jnp.concatenate([skips[level], h], axis=-1)
+    raise AssertionError("unreachable")
+
+
+class PatchDiscriminator(nn.Module):
+  """The reference's n-layer PatchGAN (70x70 receptive field for n_layers=3).
+
+  Input: condition concatenated with image, [N,H,W,C]; output: float32 logits
+  [N, H/2**n_layers - 2, W/2**n_layers - 2, 1].
+  """
+
+  ndf: int = 64
+  n_layers: int = 3
+  norm: str = "batch"
+  dtype: Any = jnp.float32
+  down: ModuleDef = layers.Downsample  # the 4x4 stride-2 convolutions
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    bias = _use_bias(self.norm)
+    h = self.down(self.ndf, use_bias=True, dtype=self.dtype, name="conv0")(x.astype(self.dtype))
+    h = nn.leaky_relu(h, 0.2)
+    for n in range(1, self.n_layers + 1):
+      features = self.ndf * min(2**n, 8)
+      if n < self.n_layers:
+        h = self.down(features, use_bias=bias, dtype=self.dtype, name=f"conv{n}")(h)
+      else:
+        h = _conv(features, bias, self.dtype, f"conv{n}")(h)
+      h = _norm(self.norm, train, self.dtype, f"norm{n}")(h)
+      h = nn.leaky_relu(h, 0.2)
+    h = _conv(1, True, self.dtype, f"conv{self.n_layers + 1}")(h)
+    return h.astype(jnp.float32)
+
+
+class PixelDiscriminator(nn.Module):
+  """The reference's 1x1 "pixel" discriminator: float32 logits [N,H,W,1]."""
+
+  ndf: int = 64
+  norm: str = "batch"
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    bias = _use_bias(self.norm)
+
+    def conv1x1(features, use_bias, name):
+      return nn.Conv(
+        features,
+        (1, 1),
+        use_bias=use_bias,
+        dtype=self.dtype,
+        kernel_init=layers.KERNEL_INIT,
+        name=name,
+      )
+
+    h = nn.leaky_relu(conv1x1(self.ndf, True, "conv0")(x.astype(self.dtype)), 0.2)
+    h = _norm(self.norm, train, self.dtype, "norm1")(conv1x1(self.ndf * 2, bias, "conv1")(h))
+    h = nn.leaky_relu(h, 0.2)
+    # The reference's last 1x1 conv also uses bias=use_bias.
+    return conv1x1(1, bias, "conv2")(h).astype(jnp.float32)
+
+
+def _dtype(name: Any) -> Any:
+  return jnp.dtype(name) if isinstance(name, str) else name
+
+
+def conv_policy(config) -> conv.ConvPolicy:
+  """The policy named by config.model.conv ("auto" | "plain" | "cpu_tuned")."""
+  return conv.ConvPolicy(form=config.model.conv)
+
+
+def make_generator(config) -> UNetGenerator:
+  """The generator described by config.model; RGB output has 3 channels, Lab (ab) 2."""
+  m = config.model
+  policy = conv_policy(config)
+  return UNetGenerator(
+    output_channels=3 if config.color_space == "rgb" else 2,
+    num_downs=m.num_downs,
+    ngf=m.ngf,
+    norm=m.norm,
+    use_dropout=m.use_dropout,
+    dtype=_dtype(m.dtype),
+    down=functools.partial(layers.Downsample, policy=policy),
+    up=functools.partial(layers.Upsample, policy=policy),
+  )
+
+
+def make_discriminator(config) -> nn.Module:
+  """The discriminator named by config.model.discriminator ("patch" | "pixel")."""
+  m = config.model
+  if m.discriminator == "patch":
+    return PatchDiscriminator(
+      ndf=m.ndf,
+      n_layers=m.n_layers_d,
+      norm=m.norm,
+      dtype=_dtype(m.dtype),
+      down=functools.partial(layers.Downsample, policy=conv_policy(config)),
+    )
+  if m.discriminator == "pixel":
+    return PixelDiscriminator(ndf=m.ndf, norm=m.norm, dtype=_dtype(m.dtype))
+  raise ValueError(f"unknown discriminator {m.discriminator!r}")
+
+
+def count_params(params: Any) -> int:
+  """Number of scalars in a parameter pytree."""
+  return sum(int(p.size) for p in jax.tree.leaves(params))
