@@ -22,11 +22,11 @@ install: $(BIN)/.installed
 quickstart: train-quickstart colorize-sample
 
 train-quickstart: install
-	$(BIN)/python -m pix2pix_jax.main --config configs/quickstart.py --workdir $(WORKDIR)
+	$(BIN)/pix2pix-train --config configs/quickstart.py --workdir $(WORKDIR)
 
 colorize-sample: install
-	$(BIN)/python -m pix2pix_jax.video make-sample runs/sample_clip.mp4 --overwrite
-	$(BIN)/python -m pix2pix_jax.colorize --workdir $(WORKDIR) runs/sample_clip.mp4 \
+	$(BIN)/pix2pix-make-sample runs/sample_clip.mp4 --overwrite
+	$(BIN)/pix2pix-colorize --workdir $(WORKDIR) runs/sample_clip.mp4 \
 		--output runs/sample_clip_colorized.mp4 --overwrite
 
 test: install lint

@@ -3,11 +3,11 @@
 Trains in a few minutes on 2 CPU cores; the same code path as the full configs.
 """
 
-from pix2pix_jax import config_files
+from pix2pix_jax import config_lib
 
 
 def get_config():
-  config = config_files.load_sibling(__file__, "default.py")
+  config = config_lib.load_sibling(__file__, "default.py")
   config.data.source = "samples"
   config.data.load_size = 144
   config.data.crop_size = 128

@@ -2,11 +2,11 @@
 0.3R+0.59G+0.11B grayscale input, batch size 1, L1 weight 100, Adam 2e-4 / 0.5,
 sample grids (grayscale / generated / real) every 5 epochs."""
 
-from pix2pix_jax import config_files
+from pix2pix_jax import config_lib
 
 
 def get_config():
-  config = config_files.load_sibling(__file__, "default.py")
+  config = config_lib.load_sibling(__file__, "default.py")
   config.color_space = "rgb"
   config.data.max_train_examples = 2000
   config.batch_size = 1

@@ -2,11 +2,11 @@
 an evaluation and checkpoint every 60 steps: the base of every quickstart-scale sweep here, a
 few minutes a run on a CPU."""
 
-from pix2pix_jax import config_files
+from pix2pix_jax import config_lib
 
 
 def get_config():
-  config = config_files.load_sibling(__file__, "../configs/quickstart.py")
+  config = config_lib.load_sibling(__file__, "../configs/quickstart.py")
   config.num_epochs = 40
   config.num_epochs_decay = 20
   config.eval_every_steps = 60

@@ -14,7 +14,7 @@ import jax
 import ml_collections
 import orbax.checkpoint as ocp
 
-from pix2pix_jax import config_validation, metrics
+from pix2pix_jax import config_lib, errors, metrics, models
 
 # Fields whose change makes an old checkpoint unusable (different parameter tree or meaning).
 ARCHITECTURE_FIELDS = (
@@ -28,7 +28,15 @@ ARCHITECTURE_FIELDS = (
 )
 
 
-class IncompatibleCheckpointError(ValueError):
+class NoCheckpointError(errors.UserError, FileNotFoundError):
+  """The path is not a training workdir, or holds no complete checkpoint."""
+
+
+class CheckpointExistsError(errors.UserError, FileExistsError):
+  """A generator-only checkpoint would be written into a workdir that already has checkpoints."""
+
+
+class IncompatibleCheckpointError(errors.UserError, ValueError):
   """The workdir holds a checkpoint of a different architecture or colour space."""
 
 
@@ -91,15 +99,19 @@ def save(
 
 
 def read_config(manager: ocp.CheckpointManager, step: int) -> ml_collections.ConfigDict:
+  """The config saved with a checkpoint, with fields renamed since then brought up to date."""
   restored = manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
-  return ml_collections.ConfigDict(restored["config"])
+  config = dict(restored["config"])
+  if "model" in config:
+    config["model"] = models.conv.migrate_model_config(config["model"])
+  return ml_collections.ConfigDict(config)
 
 
 def check_compatible(saved: ml_collections.ConfigDict, current: ml_collections.ConfigDict) -> None:
   """Raises IncompatibleCheckpointError naming every architecture field that differs."""
   diffs = []
   for field in ARCHITECTURE_FIELDS:
-    old, new = config_validation.get(saved, field), config_validation.get(current, field)
+    old, new = config_lib.get(saved, field), config_lib.get(current, field)
     if old != new:
       diffs.append(f"{field}: checkpoint has {old!r}, config has {new!r}")
   if diffs:
@@ -135,7 +147,7 @@ def restore_generator(
   if not os.path.isdir(directory) and os.path.basename(os.path.normpath(workdir)) == "checkpoints":
     directory = os.path.abspath(workdir)
   if not os.path.isdir(directory):
-    raise FileNotFoundError(f"{workdir}: no checkpoints/ directory (is it a training workdir?)")
+    raise NoCheckpointError(f"{workdir}: no checkpoints/ directory (is it a training workdir?)")
   # Explicit handlers: with item names alone, orbax cannot read the state's metadata in a
   # process that has not saved or restored it yet.
   handlers = {"state": ocp.PyTreeCheckpointHandler(), "config": ocp.JsonCheckpointHandler()}
@@ -144,7 +156,7 @@ def restore_generator(
   ) as manager:
     step = manager.latest_step() if step is None else step
     if step is None:
-      raise FileNotFoundError(f"{workdir}: no complete checkpoint to restore")
+      raise NoCheckpointError(f"{workdir}: no complete checkpoint to restore")
     config = read_config(manager, step)
     metadata = manager.item_metadata(step)["state"]
     tree = metadata.tree if hasattr(metadata, "tree") else metadata
@@ -168,7 +180,7 @@ def save_generator(
   restores with `restore_generator` but cannot resume training."""
   directory = checkpoint_dir(workdir)
   if os.path.isdir(directory) and os.listdir(directory):
-    raise FileExistsError(f"{directory} already holds checkpoints; use a new --workdir")
+    raise CheckpointExistsError(f"{directory} already holds checkpoints; use a new --workdir")
   state = {key: variables.get(name, {}) for key, name in _GENERATOR_ITEMS.items()}
   with ocp.CheckpointManager(directory, item_names=("state", "config")) as manager:
     args = ocp.args.Composite(

@@ -27,7 +27,7 @@ import os
 import sys
 import time
 
-from pix2pix_jax import files, images, inference
+from pix2pix_jax import cli, errors, files, images, inference
 from pix2pix_jax.video import memory, pipeline, probe, writer
 
 
@@ -184,11 +184,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-  args = build_parser().parse_args(argv)
-  memory.tune_memory()
+  parser = build_parser()
+  args = parser.parse_args(argv)
   if not 0.0 <= args.smoothing < 1.0:
-    print("error: --smoothing must be in [0, 1)", file=sys.stderr)
-    return 2
+    parser.error("--smoothing must be in [0, 1)")
+  cli.configure()
+  memory.tune_memory()
   jobs = plan(args.inputs, args.output)
   for job in jobs:
     classify(job)
@@ -200,9 +201,8 @@ def main(argv: list[str] | None = None) -> int:
       colorizer = inference.Colorizer.from_workdir(
         args.workdir, step=args.step, render_size=args.render_size, batch_size=args.batch_size
       )
-    except (OSError, ValueError) as e:
-      print(f"error: {args.workdir}: cannot restore the generator ({e})", file=sys.stderr)
-      return 1
+    except errors.UserError as e:
+      return cli.report(e)
     start = time.perf_counter()
     run_images(colorizer, [job for job in todo if job.kind == "image"], args.overwrite)
     encode = writer.EncodeOptions(
@@ -241,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run() -> None:
   """The `pix2pix-colorize` console entry point."""
-  sys.exit(main())
+  cli.run(main)
 
 
 if __name__ == "__main__":

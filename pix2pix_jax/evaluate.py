@@ -21,8 +21,6 @@ import io
 import json
 import os
 import re
-import sys
-import tempfile
 from typing import Any
 
 import jax
@@ -33,9 +31,12 @@ from PIL import Image
 
 from pix2pix_jax import (
   checkpoint,
+  cli,
   color,
-  config_files,
+  config_lib,
+  errors,
   evaluation,
+  files,
   input_pipeline,
   metrics,
   models,
@@ -49,7 +50,7 @@ GALLERY_SIZE = 500  # at most this many images in the HTML gallery (all are in t
 THUMBNAIL_SIZE = 128
 
 
-class EvaluationError(ValueError):
+class EvaluationError(errors.UserError, ValueError):
   """The evaluation cannot run: missing workdir or checkpoint, unknown or empty data."""
 
 
@@ -130,11 +131,9 @@ def evaluate_workdir(
     raise EvaluationError(str(e)) from e
   data_name, overrides = data_overrides(data, config)
   mesh = parallel.make_mesh()
-  devices = jax.device_count()
-  batch = batch_size or DEFAULT_EVAL_BATCH
-  batch = -(-batch // devices) * devices  # a multiple of the device count
+  batch = parallel.device_multiple(batch_size or DEFAULT_EVAL_BATCH)
   overrides.update({"batch_size": batch, "data.max_eval_examples": int(max_examples)})
-  config = config_files.apply_overrides(config, overrides)
+  config = config_lib.apply_overrides(config, overrides)
 
   generator = models.make_generator(config)
   replicated = parallel.replicated(mesh)
@@ -203,18 +202,6 @@ def evaluate_workdir(
   return EvalResult(stacked, image_labels(config, count), thumbnails, tuple(mean_ab), info)
 
 
-def _write_atomic(path: str, data: str | bytes) -> None:
-  """Writes to a temporary file in the same folder, then renames it over `path`."""
-  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-  mode = "wb" if isinstance(data, bytes) else "w"
-  with tempfile.NamedTemporaryFile(
-    mode, dir=os.path.dirname(path) or ".", prefix=".tmp-", delete=False
-  ) as f:
-    f.write(data)
-  os.chmod(f.name, 0o644)  # NamedTemporaryFile creates 0600
-  os.replace(f.name, path)
-
-
 def metric_names(result: EvalResult) -> list[str]:
   return list(result.values["model"])
 
@@ -244,8 +231,6 @@ def write_outputs(result: EvalResult, output_dir: str) -> dict[str, str]:
     "csv": os.path.join(output_dir, "per_image.csv"),
     "gallery": os.path.join(output_dir, "gallery.html"),
   }
-  _write_atomic(paths["metrics"], json.dumps(summary_json(result), indent=2) + "\n")
-  _write_atomic(paths["csv"], per_image_csv(result))
   html = gallery.render(
     title=f"{result.info['workdir']} on {result.info['data']} (step {result.info['step']})",
     labels=result.labels,
@@ -254,7 +239,16 @@ def write_outputs(result: EvalResult, output_dir: str) -> dict[str, str]:
     summary=summary_json(result),
     predictors=PREDICTORS,
   )
-  _write_atomic(paths["gallery"], html)
+  contents = {
+    "metrics": json.dumps(summary_json(result), indent=2) + "\n",
+    "csv": per_image_csv(result),
+    "gallery": html,
+  }
+  for name, path in paths.items():
+    try:
+      files.write_atomic(path, contents[name])
+    except OSError as e:
+      raise EvaluationError(f"{path}: cannot write ({files.describe_os_error(e)})") from e
   return paths
 
 
@@ -287,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
   parser.add_argument("--gallery-size", type=int, default=GALLERY_SIZE, help="images in gallery")
   args = parser.parse_args(argv)
+  cli.configure()
   try:
     result = evaluate_workdir(
       args.workdir,
@@ -298,9 +293,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     output = args.output or os.path.join(args.workdir, "eval", result.info["data_name"])
     paths = write_outputs(result, output)
-  except (EvaluationError, ValueError, OSError, KeyError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 1
+  except errors.UserError as e:
+    return cli.report(e)
   print(format_summary(summary_json(result)))
   for path in paths.values():
     print(f"wrote {path}")
@@ -309,8 +303,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run() -> None:
   """Console entry point (pix2pix-evaluate)."""
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-  sys.exit(main())
+  cli.run(main)
 
 
 if __name__ == "__main__":

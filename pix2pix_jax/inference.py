@@ -17,7 +17,6 @@ consecutive frames, reset at scene cuts, detected as a large change of the lumin
 """
 
 import functools
-import math
 from typing import Any, NamedTuple
 
 import jax
@@ -27,12 +26,16 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from pix2pix_jax import checkpoint, color, models, parallel, xla_flags
+from pix2pix_jax import checkpoint, color, errors, models, parallel, xla_flags
 
 _HIST_BINS = 32
 # Total-variation distance between consecutive luminance histograms above which a frame starts
 # a new shot (0: identical histograms, 1: disjoint). Pans and fades stay well below this.
 DEFAULT_CUT_THRESHOLD = 0.3
+
+
+class RenderSizeError(errors.UserError, ValueError):
+  """The render size does not suit the generator."""
 
 
 class SmoothState(NamedTuple):
@@ -121,12 +124,11 @@ class Colorizer:
     size = int(render_size or config.data.crop_size)
     multiple = 2**config.model.num_downs
     if size <= 0 or size % multiple:
-      raise ValueError(
+      raise RenderSizeError(
         f"render size {size} must be a positive multiple of 2**num_downs = {multiple}"
       )
     self.render_size = size
-    devices = jax.device_count()
-    self.batch_size = max(1, math.ceil(batch_size / devices)) * devices
+    self.batch_size = parallel.device_multiple(batch_size)
     self.mesh = parallel.make_mesh()
     self._batch_sharding = parallel.batch_sharding(self.mesh)
     self._x_sharding = NamedSharding(self.mesh, P("data", None, None, None))

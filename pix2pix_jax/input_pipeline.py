@@ -17,6 +17,7 @@ import concurrent.futures
 import dataclasses
 import functools
 import hashlib
+import logging
 import math
 import os
 from collections.abc import Callable, Iterator
@@ -26,10 +27,11 @@ import ml_collections
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
-from absl import logging
 from PIL import Image
 
-from pix2pix_jax import images
+from pix2pix_jax import errors, images, parallel
+
+log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = images.IMAGE_EXTENSIONS
 SAMPLES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "samples")
@@ -39,16 +41,17 @@ _SHUFFLE_STREAM = 0
 _AUGMENT_STREAM = 1
 
 
-def _hide_accelerators_from_tf() -> None:
-  """TF only feeds the host; the accelerators belong to JAX."""
+class DataError(errors.UserError, ValueError):
+  """The data described by the config cannot be read: missing folder, no images, bad split."""
+
+
+def hide_accelerators_from_tf() -> None:
+  """TF only feeds the host; the accelerators belong to JAX (commands call this first)."""
   for kind in ("GPU", "TPU"):
     try:
       tf.config.set_visible_devices([], kind)
     except (RuntimeError, ValueError):  # already initialised, or no such device type
       pass
-
-
-_hide_accelerators_from_tf()
 
 
 # --------------------------------------------------------------------------------------------
@@ -122,10 +125,10 @@ def list_images(folder: str, split: str, eval_fraction: float) -> FolderListing:
   decode are skipped and reported once in the log. Cached per process.
   """
   if split not in ("train", "eval"):
-    raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
+    raise DataError(f"split must be 'train' or 'eval', got {split!r}")
   folder = os.path.abspath(os.path.expanduser(folder))
   if not os.path.isdir(folder):
-    raise ValueError(f"image folder {folder} does not exist or is not a directory")
+    raise DataError(f"image folder {folder} does not exist or is not a directory")
   has_subfolders = all(os.path.isdir(os.path.join(folder, s)) for s in ("train", "eval"))
   if has_subfolders:
     root = os.path.join(folder, split)
@@ -144,7 +147,7 @@ def list_images(folder: str, split: str, eval_fraction: float) -> FolderListing:
   skipped = tuple((p, r) for p, r in zip(candidates, reasons, strict=True) if r is not None)
   if skipped:
     path, reason = skipped[0]
-    logging.warning(
+    log.warning(
       "skipped %d unreadable files in %s (%s split): e.g. %s: %s",
       len(skipped),
       root,
@@ -153,7 +156,7 @@ def list_images(folder: str, split: str, eval_fraction: float) -> FolderListing:
       reason,
     )
   if not files:
-    raise ValueError(
+    raise DataError(
       f"no readable image for the {split} split in folder {root}"
       f" (extensions {', '.join(IMAGE_EXTENSIONS)}; {len(skipped)} unreadable)"
     )
@@ -164,7 +167,7 @@ def _folder_path(config: ml_collections.ConfigDict) -> str:
   if config.data.source == "samples":
     return SAMPLES_DIR
   if not config.data.folder:
-    raise ValueError("config.data.folder must be set when config.data.source='folder'")
+    raise DataError("config.data.folder must be set when config.data.source='folder'")
   return config.data.folder
 
 
@@ -187,7 +190,7 @@ def _tfds_split(split: str, limit: int) -> str:
   if limit < 0:
     return split
   if "[" in split or "+" in split:
-    raise ValueError(
+    raise DataError(
       f"cannot combine the split {split!r} with a max_*_examples limit; use one or the other"
     )
   return f"{split}[:{limit}]"
@@ -222,17 +225,8 @@ def _process(process_index: int | None, process_count: int | None) -> tuple[int,
   index = jax.process_index() if process_index is None else process_index
   count = jax.process_count() if process_count is None else process_count
   if not 0 <= index < count:
-    raise ValueError(f"process_index {index} is not in [0, {count})")
+    raise DataError(f"process_index {index} is not in [0, {count})")
   return index, count
-
-
-def _local_batch_size(config: ml_collections.ConfigDict, process_count: int) -> int:
-  if config.batch_size <= 0 or config.batch_size % process_count:
-    raise ValueError(
-      f"config.batch_size={config.batch_size} must be a positive multiple of the process"
-      f" count ({process_count})"
-    )
-  return config.batch_size // process_count
 
 
 def num_train_examples(config: ml_collections.ConfigDict) -> int:
@@ -244,14 +238,14 @@ def num_train_examples(config: ml_collections.ConfigDict) -> int:
     return min(n, limit) if limit >= 0 else n
   if config.data.source in ("folder", "samples"):
     return len(_folder_files(config, "train"))
-  raise ValueError(f"unknown config.data.source {config.data.source!r}")
+  raise DataError(f"unknown config.data.source {config.data.source!r}")
 
 
 def steps_per_epoch(config: ml_collections.ConfigDict) -> int:
   """Global batches per epoch: the remainder of each epoch's shuffled order is dropped."""
   steps = num_train_examples(config) // config.batch_size
   if steps < 1:
-    raise ValueError(
+    raise DataError(
       f"config.batch_size={config.batch_size} exceeds the {num_train_examples(config)}"
       " training examples"
     )
@@ -325,12 +319,12 @@ def create_train_iterator(
   iterator yields from batch ``start_step`` on.
   """
   process_index, process_count = _process(process_index, process_count)
-  local_batch = _local_batch_size(config, process_count)
+  local_batch = parallel.local_batch_size(config.batch_size, process_count)
   steps = steps_per_epoch(config)
   per_epoch = steps * local_batch  # examples per process per epoch
   load, crop = int(config.data.load_size), int(config.data.crop_size)
   if crop > load:
-    raise ValueError(f"data.crop_size={crop} exceeds data.load_size={load}")
+    raise DataError(f"data.crop_size={crop} exceeds data.load_size={load}")
   seed, flip = int(config.seed), bool(config.data.flip)
   epoch_records, read = _train_epochs(config, process_index, process_count, per_epoch)
 
@@ -368,7 +362,7 @@ def create_eval_iterator(
   of batches, so multi-host evaluation stays in step.
   """
   process_index, process_count = _process(process_index, process_count)
-  local_batch = _local_batch_size(config, process_count)
+  local_batch = parallel.local_batch_size(config.batch_size, process_count)
   crop = int(config.data.crop_size)
   limit = int(config.data.max_eval_examples)
   if config.data.source == "tfds":
@@ -393,7 +387,7 @@ def create_eval_iterator(
     records = tf.data.Dataset.from_tensor_slices(tf.constant(mine, dtype=tf.string))
     read = tf.io.read_file
   else:
-    raise ValueError(f"unknown config.data.source {config.data.source!r}")
+    raise DataError(f"unknown config.data.source {config.data.source!r}")
   num_batches = math.ceil(max(local, math.ceil(total / process_count)) / local_batch)
   padding = num_batches * local_batch - local
 

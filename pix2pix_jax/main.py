@@ -1,15 +1,13 @@
-"""Command line for training: ``python -m pix2pix_jax.main --config configs/x.py --workdir W``.
+"""pix2pix-train: ``python -m pix2pix_jax.main --config configs/x.py --workdir W [--config.f=v]``.
 
 Re-running the same command in the same workdir resumes where it stopped.
 """
 
-import os
-import sys
-
-from absl import app, flags, logging
+from absl import app, flags
+from absl import logging as absl_logging
 from ml_collections import config_flags
 
-from pix2pix_jax import distributed
+from pix2pix_jax import cli, distributed, errors
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Training config file.", lock_config=True)
@@ -21,17 +19,19 @@ distributed.define_flags()
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  cli.configure()
+  if FLAGS["verbosity"].present:  # -v N / --verbosity=N: absl's (and orbax's) log lines too
+    absl_logging.set_verbosity(FLAGS.verbosity)
   distributed.initialize_from_flags()
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   # Imported after jax.distributed is initialised.
-  from pix2pix_jax import train
+  from pix2pix_jax import input_pipeline, train
 
+  input_pipeline.hide_accelerators_from_tf()
   try:
     train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
-  except (ValueError, OSError, FloatingPointError) as e:
-    logging.error("%s", e)
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(1)
+  except errors.UserError as e:
+    absl_logging.flush()
+    raise SystemExit(f"error: {e}") from None
 
 
 def run():

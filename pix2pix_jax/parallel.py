@@ -12,6 +12,12 @@ import numpy as np
 from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from pix2pix_jax import errors
+
+
+class BatchSizeError(errors.UserError, ValueError):
+  """The batch size does not split over the processes and devices."""
+
 
 def make_mesh(devices: list | None = None) -> jax.sharding.Mesh:
   """A 1-D mesh named "data" over `devices` (default: every device of every process)."""
@@ -43,11 +49,25 @@ def to_host(tree: Any) -> Any:
   return jax.tree.map(np.asarray, jax.device_get(tree))
 
 
-def local_batch_size(global_batch_size: int) -> int:
-  """The per-process share of the global batch; it must split evenly over devices."""
-  if global_batch_size % jax.device_count():
-    raise ValueError(
+def local_batch_size(global_batch_size: int, process_count: int | None = None) -> int:
+  """The per-process share of the global batch (`process_count` defaults to jax's). With jax's
+  own process count, the batch must also split evenly over every device."""
+  processes = jax.process_count() if process_count is None else process_count
+  if process_count is None and global_batch_size % jax.device_count():
+    raise BatchSizeError(
       f"config.batch_size={global_batch_size} must be divisible by the number of devices "
       f"({jax.device_count()})"
     )
-  return global_batch_size // jax.process_count()
+  if global_batch_size <= 0 or global_batch_size % processes:
+    raise BatchSizeError(
+      f"config.batch_size={global_batch_size} must be a positive multiple of the process"
+      f" count ({processes})"
+    )
+  return global_batch_size // processes
+
+
+def device_multiple(batch_size: int) -> int:
+  """`batch_size` rounded up to a positive multiple of the device count (fixed-shape batches
+  for inference, padded at the end)."""
+  devices = jax.device_count()
+  return max(1, -(-batch_size // devices)) * devices

@@ -2,6 +2,7 @@
 checkpoints, with exact resume and clean stops on SIGTERM/SIGINT."""
 
 import functools
+import logging
 import os
 import signal
 import time
@@ -10,13 +11,13 @@ from typing import Any
 import jax
 import ml_collections
 import numpy as np
-from absl import logging
 from clu import metric_writers
 
 from pix2pix_jax import (
   checkpoint,
   color,
-  config_validation,
+  config_lib,
+  errors,
   evaluation,
   input_pipeline,
   models,
@@ -26,8 +27,14 @@ from pix2pix_jax import (
   xla_flags,
 )
 
+log = logging.getLogger(__name__)
 
-class NonFiniteError(FloatingPointError):
+
+class WorkdirError(errors.UserError, OSError):
+  """The workdir cannot be written (not a folder, no permission, disk full)."""
+
+
+class NonFiniteError(errors.UserError, FloatingPointError):
   """A loss, gradient or parameter norm became NaN or Inf."""
 
 
@@ -55,7 +62,7 @@ class Preemption:
     return self
 
   def _handle(self, signum, frame):
-    logging.warning("received signal %d: saving a checkpoint and stopping", signum)
+    log.warning("received signal %d: saving a checkpoint and stopping", signum)
     self.requested = True
 
   def __exit__(self, *exc):
@@ -87,7 +94,17 @@ def format_progress(
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train_step.TrainState:
   """Trains (resuming from `workdir` if it holds a checkpoint), logs, samples, evaluates."""
-  config_validation.validate(config)
+  try:
+    return _train_and_evaluate(config, workdir)
+  except OSError as e:
+    if isinstance(e, errors.UserError):
+      raise
+    where = f" ({e.filename})" if e.filename else ""
+    raise WorkdirError(f"{workdir}: {e.strerror or e}{where}") from e
+
+
+def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train_step.TrainState:
+  config_lib.validate(config)
   parallel.local_batch_size(config.batch_size)  # fails early on an indivisible batch
   mesh = parallel.make_mesh()
   replicated = parallel.replicated(mesh)
@@ -111,17 +128,26 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), abstract
     )
     state = checkpoint.restore_state(manager, latest, abstract)
-    logging.info("resumed from step %d in %s", latest, workdir)
+    log.info("resumed from step %d in %s", latest, workdir)
   else:
     state = init_fn(init_key)
-    logging.info(
+    log.info(
       "generator %s params, discriminator %s params",
       f"{models.count_params(state.g_params):,}",
       f"{models.count_params(state.d_params):,}",
     )
   start_step = int(state.step)
+  schedule_end = train_step.schedule_end_step(config, steps_per_epoch)
+  if total_steps > schedule_end and start_step < total_steps:
+    log.warning(
+      "num_train_steps=%d goes past the learning-rate schedule, which reaches 0 at step %d "
+      "((num_epochs + num_epochs_decay) x %d steps per epoch): steps after it change nothing",
+      total_steps,
+      schedule_end,
+      steps_per_epoch,
+    )
   if start_step >= total_steps:
-    logging.warning(
+    log.warning(
       "the checkpoint in %s is at step %d, past num_train_steps=%d: nothing to train",
       workdir,
       start_step,
@@ -134,7 +160,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
     compiler_options=xla_flags.forward_compiler_options(),
   )
 
-  writer = metric_writers.create_default_writer(workdir, just_logging=not is_chief)
+  # TensorBoard only: the console gets one progress line per log interval (below).
+  writer = (
+    metric_writers.AsyncWriter(metric_writers.SummaryWriter(workdir))
+    if is_chief
+    else metric_writers.MultiWriter([])
+  )
   if start_step == 0:
     writer.write_hparams(_flatten(config.to_dict()))
   has_eval = _has_eval_data(config)
@@ -163,9 +194,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
         scalars["images_per_sec"] = steps_per_sec * config.batch_size
         writer.write_scalars(step, scalars)
         if is_chief:
-          logging.info(
-            format_progress(step, total_steps, steps_per_sec, config.batch_size, scalars)
-          )
+          log.info(format_progress(step, total_steps, steps_per_sec, config.batch_size, scalars))
         history, last_log = [], (now, step)
 
       if sample_images is not None and (step % config.sample_every_steps == 0 or is_last):
@@ -186,7 +215,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
         check_finite(history)
         checkpoint.save(manager, step, state, config, force=True, metrics=eval_metrics)
       if stop:
-        logging.warning("stopped at step %d on request; rerun the same command to resume", step)
+        log.warning("stopped at step %d on request; rerun the same command to resume", step)
         break
 
   manager.wait_until_finished()
@@ -200,7 +229,7 @@ def _has_eval_data(config: ml_collections.ConfigDict) -> bool:
   try:
     next(iter(input_pipeline.create_eval_iterator(config)))
   except (ValueError, StopIteration) as e:
-    logging.warning("no evaluation data, so no evaluation or sample grids: %s", e)
+    log.warning("no evaluation data, so no evaluation or sample grids: %s", e)
     return False
   return True
 

@@ -64,10 +64,16 @@ def learning_rate_schedule(
   return schedule
 
 
+def schedule_end_step(config: ml_collections.ConfigDict, steps_per_epoch: int) -> int:
+  """The step at which `learning_rate_schedule` reaches 0."""
+  return (config.num_epochs + config.num_epochs_decay) * steps_per_epoch
+
+
 def num_train_steps(config: ml_collections.ConfigDict, steps_per_epoch: int) -> int:
+  """`config.num_train_steps`, or (when -1) the end of the learning-rate schedule."""
   if config.num_train_steps > 0:
     return config.num_train_steps
-  return (config.num_epochs + config.num_epochs_decay) * steps_per_epoch
+  return schedule_end_step(config, steps_per_epoch)
 
 
 def make_networks(config: ml_collections.ConfigDict, steps_per_epoch: int) -> Networks:

@@ -1,14 +1,13 @@
-"""XLA flags the project turns on by default, set before JAX starts its backends.
+"""XLA flags the project turns on by default, and per-executable options for forward passes.
 
-Importing `pix2pix_jax` calls `apply_defaults()`. A flag already named in `XLA_FLAGS` is left
-as the user set it; once a backend is running, changes to `XLA_FLAGS` have no effect.
-`forward_compiler_options()` are per-executable options for the jit'd generator forward passes.
+Each command's `main()` calls `apply_defaults()` (through `cli.configure`) before JAX starts its
+backends; a flag already named in `XLA_FLAGS` is left as the user set it.
 """
 
 import os
 
-# XLA:CPU schedules independent ops so that they overlap: 8% more training throughput at
-# 256x256, batch 4, on 2 cores (see README, Performance). No effect on other platforms.
+# XLA:CPU schedules independent ops so that they overlap (faster training on CPU, see README's
+# performance section). No effect on other platforms.
 DEFAULTS = ("--xla_cpu_enable_concurrency_optimized_scheduler=true",)
 
 
@@ -23,10 +22,9 @@ def apply_defaults() -> None:
   os.environ["XLA_FLAGS"] = with_defaults(os.environ.get("XLA_FLAGS", ""))
 
 
-# XLA:CPU hands convolutions to YNNPACK by default. On forward passes its Eigen convolutions are
-# faster (generator inference at 256x256: +11% at batch 4, +19% at batch 16; quickstart video
-# model +7%), while the training step is 9% slower without YNNPACK (its kernel gradients on large
-# maps are about 2x faster), so only the forward-only executables switch it off.
+# XLA:CPU hands convolutions to YNNPACK by default. Its Eigen convolutions are faster for forward
+# passes and YNNPACK's for the training step's kernel gradients (README, performance), so only the
+# forward-only executables switch YNNPACK convolutions off.
 _YNN_FUSIONS = "xla_cpu_experimental_ynn_fusion_type"
 _FORWARD_YNN_FUSIONS = "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE"
 

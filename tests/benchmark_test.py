@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from pix2pix_jax import benchmark
+from pix2pix_jax.tools import benchmark, shapes
 
-TINY = ["--res", "32", "--ngf", "4", "--ndf", "4", "--num-downs", "5", "--steps", "1"]
+TINY = ["--render-size", "32", "--ngf", "4", "--ndf", "4", "--num-downs", "5", "--steps", "1"]
 
 
 def _records(capsys) -> list[dict]:
@@ -15,9 +15,9 @@ def _records(capsys) -> list[dict]:
 
 @pytest.mark.parametrize("kind", ["train", "infer"])
 def test_train_and_infer_print_one_json_record(kind, capsys):
-  benchmark.main([kind, "--batch", "4", *TINY])
+  assert benchmark.main([kind, "--batch-size", "4", *TINY]) == 0
   (record,) = _records(capsys)
-  assert record["bench"] == kind and record["batch"] == 4 and record["res"] == 32
+  assert record["bench"] == kind and record["batch_size"] == 4 and record["render_size"] == 32
   assert record["img_per_s"] > 0 and record["compile_s"] > 0
   assert record["img_per_s"] == pytest.approx(4 / record["step_s"])
   assert record["gflop_per_img"] > 0 and record["gflop_per_s"] > 0
@@ -44,15 +44,15 @@ def test_compare_runs_the_peer_and_reports_ratios_against_its_best_run(
     "print('warming up')\n"
     "print(json.dumps({'train_img_per_s': train, 'infer_img_per_s': 10.0 * b}))\n"
   )
-  benchmark.main(["compare", "--batch-sizes", "4", "--peer", str(peer), *TINY])
+  benchmark.main(["compare", str(peer), "--batch-sizes", "4", *TINY])
   records = _records(capsys)
-  assert [r["batch"] for r in records] == [4]
+  assert [r["batch_size"] for r in records] == [4]
   assert runs.read_text() == "xx"
   for r in records:
     assert r["peer_runs"] == 2
-    assert r["peer_train_img_per_s"] == 2 * r["batch"]
-    assert r["train_ratio"] == pytest.approx(r["ours_train_img_per_s"] / (2 * r["batch"]))
-    assert r["infer_ratio"] == pytest.approx(r["ours_infer_img_per_s"] / (10 * r["batch"]))
+    assert r["peer_train_img_per_s"] == 2 * r["batch_size"]
+    assert r["train_ratio"] == pytest.approx(r["ours_train_img_per_s"] / (2 * r["batch_size"]))
+    assert r["infer_ratio"] == pytest.approx(r["ours_infer_img_per_s"] / (10 * r["batch_size"]))
 
 
 def test_peak_flops_matches_device_kind_prefixes():
@@ -63,7 +63,8 @@ def test_peak_flops_matches_device_kind_prefixes():
 
 def test_video_prints_each_rate_and_the_memory_of_a_clip_and_a_10x_longer_one(capsys):
   benchmark.main(
-    ["video", "--seconds", "0.4", "--size", "64x48", "--batch", "4", "--color-space", "lab", *TINY]
+    ["video", "--seconds", "0.4", "--clip-size", "64x48", "--batch-size", "4"]
+    + ["--color-space", "lab", *TINY]
   )
   records = {r["bench"]: r for r in _records(capsys)}
   for name in ("decode", "model", "encode", "end_to_end"):
@@ -77,3 +78,24 @@ def test_video_prints_each_rate_and_the_memory_of_a_clip_and_a_10x_longer_one(ca
     memory["long_peak_rss_mb"] / memory["short_peak_rss_mb"]
   )
   assert memory["short_first_run_peak_rss_mb"] > 100
+
+
+def test_compare_needs_the_peer_script(capsys):
+  with pytest.raises(SystemExit) as exit_info:
+    benchmark.main(["compare", *TINY])
+  assert exit_info.value.code == 2 and "peer" in capsys.readouterr().err
+
+
+def test_a_config_file_sets_the_shapes_and_flags_override_it(tmp_path):
+  config = tmp_path / "c.py"
+  config.write_text(
+    "from pix2pix_jax.tools import shapes\n"
+    "def get_config():\n"
+    "  c = shapes.paper_config()\n"
+    "  c.model.ngf = 8\n"
+    "  c.color_space = 'lab'\n"
+    "  return c\n"
+  )
+  args = benchmark.build_parser().parse_args(["train", "--config", str(config), "--ngf", "4"])
+  got = shapes.config_from_args(args)
+  assert (got.model.ngf, got.color_space, got.data.crop_size) == (4, "lab", 256)

@@ -16,14 +16,14 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 import pytest  # noqa: E402
 
-from pix2pix_jax import config_files  # noqa: E402
+from pix2pix_jax import config_lib  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def tiny_config(**overrides):
   """The default config shrunk to seconds: unet with 5 downs, widths 4, 32x32 crops."""
-  config = config_files.load(os.path.join(REPO, "configs", "default.py"))
+  config = config_lib.load(os.path.join(REPO, "configs", "default.py"))
   small = {
     "model.num_downs": 5,
     "model.ngf": 4,
@@ -43,7 +43,7 @@ def tiny_config(**overrides):
     "keep_checkpoint_every_steps": 100,
   }
   small.update(overrides)
-  return config_files.apply_overrides(config, small)
+  return config_lib.apply_overrides(config, small)
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from conftest import REPO
 
-from pix2pix_jax import sweep
+from pix2pix_jax.tools import sweep
 
 TINY = {
   "data.source": "samples",
@@ -40,7 +40,7 @@ def finished(tmp_path_factory):
   tmp = tmp_path_factory.mktemp("sweep")
   path = _write_sweep(tmp / "tiny.py", {"loss.l1_weight": [1.0, 10.0]})
   root = tmp / "runs"
-  code = sweep.main([path, "--root", str(root), "--parallel", "2"])
+  code = sweep.main([path, "--output", str(root), "--parallel", "2"])
   return {"path": path, "root": root, "dir": root / "tiny", "code": code}
 
 
@@ -71,7 +71,7 @@ def test_parallel_grid_runs_and_writes_results(finished):
 def test_restart_skips_finished_runs(finished, capsys):
   logs = [finished["dir"] / run / "train.log" for run in ("l1_weight=1", "l1_weight=10")]
   before = [(p.stat().st_mtime_ns, p.read_text()) for p in logs]
-  assert sweep.main([finished["path"], "--root", str(finished["root"])]) == 0
+  assert sweep.main([finished["path"], "--output", str(finished["root"])]) == 0
   out = capsys.readouterr().out
   assert out.count("already finished, skipped") == 2 and "started" not in out
   assert [(p.stat().st_mtime_ns, p.read_text()) for p in logs] == before
@@ -82,7 +82,7 @@ def test_restart_skips_finished_runs(finished, capsys):
 def test_unknown_field_fails_before_launching(tmp_path, capsys):
   path = _write_sweep(tmp_path / "bad.py", {"loss.l1_wieght": [1.0, 10.0]})
   root = tmp_path / "runs"
-  assert sweep.main([path, "--root", str(root)]) == 1
+  assert sweep.main([path, "--output", str(root)]) == 1
   err = capsys.readouterr().err
   assert "loss.l1_wieght" in err and err.startswith("error:")
   assert not root.exists()
@@ -91,10 +91,10 @@ def test_unknown_field_fails_before_launching(tmp_path, capsys):
 def test_bad_value_and_unknown_key_fail_before_launching(tmp_path, capsys):
   root = tmp_path / "runs"
   path = _write_sweep(tmp_path / "bad.py", {"loss.gan": ["vanilla", "wasserstein"]})
-  assert sweep.main([path, "--root", str(root)]) == 1
+  assert sweep.main([path, "--output", str(root)]) == 1
   assert "wasserstein" in capsys.readouterr().err
   path = _write_sweep(tmp_path / "typo.py", {"loss.gan": ["vanilla"]}, metrics="psnr")
-  assert sweep.main([path, "--root", str(root)]) == 1
+  assert sweep.main([path, "--output", str(root)]) == 1
   assert "metrics" in capsys.readouterr().err
   assert not root.exists()
 
@@ -102,7 +102,7 @@ def test_bad_value_and_unknown_key_fail_before_launching(tmp_path, capsys):
 def test_dry_run_prints_commands_and_launches_nothing(tmp_path, capsys):
   path = _write_sweep(tmp_path / "s.py", {"loss.gan": ["vanilla", "hinge"]})
   root = tmp_path / "runs"
-  assert sweep.main([path, "--root", str(root), "--dry-run"]) == 0
+  assert sweep.main([path, "--output", str(root), "--dry-run"]) == 0
   out = capsys.readouterr().out
   assert out.count("pix2pix_jax.main") == 2 and "--config.loss.gan=hinge" in out
   assert "--config.model.ngf=4" in out
@@ -149,7 +149,7 @@ def test_a_failing_run_is_reported_and_not_marked_done(tmp_path, capsys):
   overrides = {**TINY, "data.source": "folder", "data.folder": str(tmp_path / "no_such_folder")}
   path = _write_sweep(tmp_path / "fails.py", {"loss.gan": ["hinge"]}, overrides=overrides)
   root = tmp_path / "runs"
-  assert sweep.main([path, "--root", str(root)]) == 1
+  assert sweep.main([path, "--output", str(root)]) == 1
   assert "1 runs failed: gan=hinge" in capsys.readouterr().out
   workdir = root / "tiny" / "gan=hinge"
   assert not (workdir / "DONE").exists()

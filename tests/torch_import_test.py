@@ -14,8 +14,9 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from pix2pix_jax import checkpoint, models, torch_import
+from pix2pix_jax import checkpoint, models
 from pix2pix_jax.models import torch_weights
+from pix2pix_jax.tools import import_torch
 
 torch = pytest.importorskip("torch")
 nn = torch.nn
@@ -230,7 +231,7 @@ def test_load_torch_file_rejects_non_state_dicts(tmp_path):
   torch.save({"epoch": 3, "netG": TorchUnet(1, 3, 5, 4).state_dict()}, path)
   with pytest.raises(ValueError, match="whole_model.pth.*expected a state_dict"):
     torch_weights.load_torch_file(path)
-  with pytest.raises(FileNotFoundError, match="nothing.pth"):
+  with pytest.raises(torch_weights.WeightsError, match="nothing.pth: no such file"):
     torch_weights.load_torch_file(os.path.join(tmp_path, "nothing.pth"))
 
 
@@ -251,8 +252,8 @@ def import_with_command_line(tmp_path, config):
   config_file = write_config_file(config, os.path.join(tmp_path, "config.py"))
   workdir = os.path.join(tmp_path, "w")
   argv = ["--torch-checkpoint", pth, "--config", config_file, "--workdir", workdir]
-  assert torch_import.main(argv) == 0
-  assert torch_import.main(argv) == 1  # refuses to overwrite an existing checkpoint
+  assert import_torch.main(argv) == 0
+  assert import_torch.main(argv) == 1  # refuses to overwrite an existing checkpoint
   return net, pth, workdir
 
 
@@ -281,7 +282,7 @@ def test_command_line_writes_generator_checkpoint(tmp_path, make_tiny_config):
 
   wrong = make_tiny_config(color_space="rgb")
   with pytest.raises(ValueError, match=r"output channels\) = \(1, 4, 2\).*needs \(1, 4, 3\)"):
-    torch_import.import_generator(pth, wrong, os.path.join(tmp_path, "w2"))
+    import_torch.import_generator(pth, wrong, os.path.join(tmp_path, "w2"))
 
 
 def test_imported_workdir_restores_for_inference(tmp_path, make_tiny_config):

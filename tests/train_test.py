@@ -13,7 +13,7 @@ import tensorflow_datasets as tfds
 from conftest import subprocess_env, tiny_config
 from PIL import Image
 
-from pix2pix_jax import checkpoint, config_validation, input_pipeline, parallel, train, train_step
+from pix2pix_jax import checkpoint, config_lib, input_pipeline, parallel, train, train_step
 
 
 def _init(config, mesh):
@@ -134,7 +134,7 @@ def test_learning_rate_is_constant_then_decays_linearly_to_zero():
 )
 def test_bad_config_fails_before_compute_naming_the_field(overrides, field, tmp_path):
   config = tiny_config(**overrides)
-  with pytest.raises(config_validation.ConfigError, match=f"config.{field}"):
+  with pytest.raises(config_lib.ConfigError, match=f"config.{field}"):
     train.train_and_evaluate(config, str(tmp_path / "w"))
   assert not (tmp_path / "w").exists()
 

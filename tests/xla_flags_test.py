@@ -20,16 +20,18 @@ def test_defaults_are_added_and_a_users_setting_wins():
   assert xla_flags.with_defaults(f"{name}=false") == f"{name}=false"
 
 
-def test_importing_the_package_sets_them_and_xla_accepts_them():
+def test_commands_set_them_and_xla_accepts_them():
   # XLA aborts at backend start-up on a flag it does not know.
   code = (
-    "import os, pix2pix_jax, jax; jax.numpy.ones(1).block_until_ready();"
-    "print(os.environ['XLA_FLAGS'])"
+    "import os, pix2pix_jax, jax; from pix2pix_jax import cli;"
+    "print(os.environ.get('XLA_FLAGS', '')); cli.configure();"
+    "jax.numpy.ones(1).block_until_ready(); print(os.environ['XLA_FLAGS'])"
   )
   env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
   out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
   assert out.returncode == 0, out.stderr
-  assert out.stdout.split() == list(xla_flags.DEFAULTS)
+  before, after = out.stdout.split("\n")[:2]
+  assert before == "" and after.split() == list(xla_flags.DEFAULTS)
 
 
 def test_forward_options_compile_and_keep_convolutions_off_ynnpack():

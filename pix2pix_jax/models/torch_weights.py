@@ -19,7 +19,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pix2pix_jax import errors
 from pix2pix_jax.models import networks
+
+
+class WeightsError(errors.UserError, ValueError):
+  """A PyTorch checkpoint that cannot be read or does not match the expected networks."""
+
 
 # (torch module prefix, flax module name, kind); kind says how the tensors of that module map.
 _Layout = list[tuple[str, str, str]]
@@ -106,7 +112,7 @@ def _from_torch(state_dict: Mapping[str, Any], layout: _Layout, what: str) -> di
       value = _to_numpy(tensors[key]).astype(np.float32)
       if leaf == "kernel":
         if value.ndim != 4:
-          raise ValueError(f"{what}: {key} has shape {value.shape}, expected a 4-d weight")
+          raise WeightsError(f"{what}: {key} has shape {value.shape}, expected a 4-d weight")
         # Conv2d (Cout, Cin, kh, kw), ConvTranspose2d (Cin, Cout, kh, kw) -> (kh, kw, Cin, Cout).
         value = (
           value.transpose(2, 3, 1, 0) if kind.startswith("conv") else value.transpose(2, 3, 0, 1)
@@ -119,7 +125,7 @@ def _from_torch(state_dict: Mapping[str, Any], layout: _Layout, what: str) -> di
       problems.append(f"unexpected keys {unexpected[:8]}" + (" ..." if len(unexpected) > 8 else ""))
     if missing:
       problems.append(f"missing keys {missing[:8]}" + (" ..." if len(missing) > 8 else ""))
-    raise ValueError(f"{what}: not the expected state_dict layout: " + "; ".join(problems))
+    raise WeightsError(f"{what}: not the expected state_dict layout: " + "; ".join(problems))
   return variables
 
 
@@ -135,7 +141,7 @@ def _check_shapes(variables: dict, model: Any, in_channels: int, size: int, what
     if path in want and value.shape != want[path].shape
   ]
   if bad:
-    raise ValueError(f"{what}: inconsistent tensor shapes (got vs expected): " + "; ".join(bad))
+    raise WeightsError(f"{what}: inconsistent tensor shapes (got vs expected): " + "; ".join(bad))
 
 
 def generator_from_torch(state_dict: Mapping[str, Any], *, num_downs: int) -> dict:
@@ -204,22 +210,24 @@ def load_torch_file(path: str) -> dict[str, np.ndarray]:
   try:
     import torch  # optional (the "parity" extra)
   except ImportError as e:
-    raise ImportError(
+    raise WeightsError(
       f"{path}: reading a PyTorch checkpoint needs torch (pip install torch)"
     ) from e
   if not os.path.isfile(path):
-    raise FileNotFoundError(f"{path}: no such file")
+    raise WeightsError(f"{path}: no such file")
   try:
     loaded = torch.load(path, map_location="cpu", weights_only=True)
   except Exception as e:  # torch raises several types for pickles it refuses or cannot read
-    raise ValueError(f"{path}: not a loadable PyTorch state_dict ({type(e).__name__}: {e})") from e
+    raise WeightsError(
+      f"{path}: not a loadable PyTorch state_dict ({type(e).__name__}: {e})"
+    ) from e
   if not isinstance(loaded, Mapping) or not all(
     isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in loaded.items()
   ):
     hint = (
       f" (top-level keys: {sorted(map(str, loaded))[:8]})" if isinstance(loaded, Mapping) else ""
     )
-    raise ValueError(
+    raise WeightsError(
       f"{path}: expected a state_dict (names -> tensors), got {type(loaded).__name__}{hint}"
     )
   return {k: _to_numpy(v) for k, v in loaded.items()}

@@ -1,9 +1,9 @@
 """Video pipeline benchmark: decode, model, encode and end-to-end rates, and bounded memory.
 
-  python -m pix2pix_jax.benchmark video --seconds 20 --res 128 --ngf 32 --num-downs 7 --batch 8
+  pix2pix-benchmark video --seconds 20 --render-size 128 --ngf 32 --num-downs 7 --batch-size 8
 
-`run(args)` renders a sample clip of `--seconds`, builds a Colorizer (random weights of the given
-ngf / num_downs at render size `--res`, or `--workdir`'s generator) and returns one record per
+`run(args)` renders a sample clip of `--seconds`, builds a Colorizer (random weights of the
+benchmark's shape, see tools/shapes.py, or `--workdir`'s generator) and returns one record per
 measurement: decode-only, model-only, encode-only and end-to-end frames/s, end-to-end /
 model-only, and the peak RSS of colourising a clip and a 10x longer one, each in a fresh
 subprocess that colourises its clip twice: the second run's peak is what streaming holds, the
@@ -22,10 +22,10 @@ import tempfile
 import time
 from typing import Any
 
-import ml_collections
 import numpy as np
 
-from pix2pix_jax import inference
+from pix2pix_jax import cli, inference
+from pix2pix_jax.tools import shapes
 from pix2pix_jax.video import memory, pipeline, probe, reader, sample_clip, writer
 
 # ---------------------------------------------------------------------------------------------
@@ -137,29 +137,6 @@ def time_end_to_end(
 # The benchmark
 
 
-def generator_config(
-  *, res: int, ngf: int, num_downs: int, color_space: str, dtype: str
-) -> ml_collections.ConfigDict:
-  """The config fields that inference.Colorizer and models.make_generator read, with the
-  defaults of configs/default.py for those the benchmark does not set."""
-  config = ml_collections.ConfigDict()
-  config.color_space = color_space
-  config.data = ml_collections.ConfigDict({"load_size": res, "crop_size": res})
-  config.model = ml_collections.ConfigDict(
-    {
-      "num_downs": num_downs,
-      "ngf": ngf,
-      "norm": "batch",
-      "use_dropout": True,
-      # models.py reads `upsample`, the models/ package that replaces it reads `conv`.
-      "upsample": "fast",
-      "conv": "auto",
-      "dtype": dtype,
-    }
-  )
-  return config
-
-
 def make_colorizer(args: Any) -> inference.Colorizer:
   """--workdir's generator, or a randomly initialised one of the benchmark's shape."""
   import jax
@@ -167,24 +144,20 @@ def make_colorizer(args: Any) -> inference.Colorizer:
 
   from pix2pix_jax import models
 
-  workdir = args.workdir
-  if workdir:
-    return inference.Colorizer.from_workdir(workdir, render_size=args.res, batch_size=args.batch)
-  config = generator_config(
-    res=args.res,
-    ngf=args.ngf,
-    num_downs=args.num_downs,
-    color_space=args.color_space,
-    dtype=args.dtype,
-  )
+  config = shapes.config_from_args(args)
+  size, batch_size = config.data.crop_size, config.batch_size
+  if args.workdir:
+    return inference.Colorizer.from_workdir(
+      args.workdir, render_size=args.render_size, batch_size=batch_size
+    )
   generator = models.make_generator(config)
-  x = jnp.zeros((1, args.res, args.res, 1), jnp.float32)
+  x = jnp.zeros((1, size, size, 1), jnp.float32)
   variables = generator.init(jax.random.key(0), x, train=False)
-  return inference.Colorizer(config, variables, batch_size=args.batch)
+  return inference.Colorizer(config, variables, batch_size=batch_size)
 
 
 def _size(args: Any) -> tuple[int, int]:
-  width, height = (int(v) for v in args.size.lower().split("x"))
+  width, height = (int(v) for v in args.clip_size.lower().split("x"))
   return width, height
 
 
@@ -198,9 +171,7 @@ def _median(fn: Any, repeats: int) -> dict[str, float]:
 def _memory_in_subprocess(args: Any, clip: str) -> dict[str, Any]:
   """Peak RSS of colourising `clip` in a fresh interpreter (see `_memory_child`)."""
   cmd = [sys.executable, "-m", "pix2pix_jax.tools.video_benchmark", "--clip", clip]
-  cmd += ["--res", str(args.res), "--ngf", str(args.ngf), "--num-downs", str(args.num_downs)]
-  cmd += ["--batch", str(args.batch), "--preset", args.preset]
-  cmd += ["--color-space", args.color_space, "--dtype", args.dtype]
+  cmd += [*shapes.to_flags(args), "--preset", args.preset]
   if args.workdir:
     cmd += ["--workdir", args.workdir]
   proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -216,12 +187,13 @@ def run(args: Any) -> list[dict]:
   repeats = max(1, min(args.steps, 3))
   preset = args.preset
   encode = writer.EncodeOptions(preset=preset)
+  config = shapes.config_from_args(args)
   shape = {
-    "res": args.res,
-    "ngf": args.ngf,
-    "num_downs": args.num_downs,
-    "batch": args.batch,
-    "size": f"{width}x{height}",
+    "render_size": config.data.crop_size,
+    "ngf": config.model.ngf,
+    "num_downs": config.model.num_downs,
+    "batch_size": config.batch_size,
+    "clip_size": f"{width}x{height}",
     "preset": preset,
     "cpu_count": os.cpu_count(),
   }
@@ -234,7 +206,7 @@ def run(args: Any) -> list[dict]:
     colorizer = make_colorizer(args)
     decode = _median(lambda: time_decode(clip, colorizer.batch_size), repeats)
     model = _median(
-      lambda: time_model(colorizer, height, width, batches=max(4, frames // args.batch)),
+      lambda: time_model(colorizer, height, width, batches=max(4, frames // colorizer.batch_size)),
       repeats,
     )
     enc = _median(lambda: time_encode(height, width, frames, options=encode), repeats)
@@ -271,15 +243,11 @@ def _memory_child(argv: list[str]) -> None:
   "first_run_peak_rss_mb" (compilation and start-up included) as JSON."""
   parser = argparse.ArgumentParser(prog="python -m pix2pix_jax.tools.video_benchmark")
   parser.add_argument("--clip", required=True)
-  parser.add_argument("--res", type=int, default=128)
-  parser.add_argument("--ngf", type=int, default=32)
-  parser.add_argument("--num-downs", type=int, default=7)
-  parser.add_argument("--batch", type=int, default=8)
+  shapes.add_arguments(parser)
   parser.add_argument("--preset", default=writer.DEFAULT_PRESET)
   parser.add_argument("--workdir", default=None)
-  parser.add_argument("--color-space", default="rgb")
-  parser.add_argument("--dtype", default="float32")
   args = parser.parse_args(argv)
+  cli.configure()
   memory.tune_memory()
   colorizer = make_colorizer(args)
   encode = writer.EncodeOptions(preset=args.preset)

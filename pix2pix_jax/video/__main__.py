@@ -1,9 +1,8 @@
 """`python -m pix2pix_jax.video make-sample OUT [--overwrite]`: video tools on the command line."""
 
 import argparse
-import sys
 
-from pix2pix_jax import errors
+from pix2pix_jax import cli
 from pix2pix_jax.video import sample_clip
 
 
@@ -17,14 +16,5 @@ def main(argv: list[str] | None = None) -> int:
   return sample_clip.command(args)
 
 
-def run() -> None:
-  """Command-line entry point: exits with main()'s status, one line for a user error."""
-  try:
-    sys.exit(main())
-  except errors.UserError as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(1)
-
-
 if __name__ == "__main__":
-  run()
+  cli.run(main)

@@ -11,7 +11,7 @@ import json
 import os
 import subprocess
 
-from pix2pix_jax import files
+from pix2pix_jax import cli, files
 from pix2pix_jax.video import probe
 
 _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -103,7 +103,12 @@ def command(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-  """The make-sample command on its own (`python -m pix2pix_jax.video make-sample` runs it)."""
-  parser = argparse.ArgumentParser(prog="python -m pix2pix_jax.video make-sample", description=HELP)
+  """pix2pix-make-sample (also `python -m pix2pix_jax.video make-sample`)."""
+  parser = argparse.ArgumentParser(prog="pix2pix-make-sample", description=HELP)
   add_arguments(parser)
   return command(parser.parse_args(argv))
+
+
+def run() -> None:
+  """Console entry point (pix2pix-make-sample)."""
+  cli.run(main)

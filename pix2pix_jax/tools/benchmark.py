@@ -1,10 +1,10 @@
-"""Speed benchmarks printing one JSON line per measurement.
+"""pix2pix-benchmark: speed benchmarks printing one JSON line per measurement.
 
-  python -m pix2pix_jax.benchmark train --batch 4 --res 256
-  python -m pix2pix_jax.benchmark infer --batch 4 --res 256
-  python -m pix2pix_jax.benchmark input --source samples --res 256
-  python -m pix2pix_jax.benchmark video --seconds 20
-  python -m pix2pix_jax.benchmark compare --peer ../shared/bench/torch_pix2pix.py --batch-sizes 1 4
+  pix2pix-benchmark train --batch-size 4 --render-size 256
+  pix2pix-benchmark infer --batch-size 4 --render-size 256
+  pix2pix-benchmark input --source samples --render-size 256 --load 286
+  pix2pix-benchmark video --seconds 20
+  pix2pix-benchmark compare PEER_SCRIPT --batch-sizes 1 4
 
 Times are medians over `--steps` runs after a warm-up; compile time is reported
 separately. GFLOP/s comes from XLA's cost analysis of the compiled program; on CPU
@@ -27,9 +27,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pix2pix_jax import config_files, parallel, train, xla_flags
-
-REPO_CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+from pix2pix_jax import cli, config_lib, parallel, train_step, xla_flags
+from pix2pix_jax.tools import shapes
 
 # Dense bf16 peak FLOP/s by device kind (vendor figures), for MFU on accelerators.
 BF16_PEAK_FLOPS = {
@@ -42,24 +41,6 @@ BF16_PEAK_FLOPS = {
   "TPU v5 lite": 197e12,
   "TPU v5": 459e12,
 }
-
-
-def bench_config(args: argparse.Namespace):
-  config = config_files.load(os.path.join(REPO_CONFIGS, "default.py"))
-  return config_files.apply_overrides(
-    config,
-    {
-      "color_space": args.color_space,
-      "batch_size": args.batch,
-      "data.crop_size": args.res,
-      "data.load_size": args.res,
-      "model.ngf": args.ngf,
-      "model.ndf": args.ndf,
-      "model.num_downs": args.num_downs,
-      "model.conv": args.conv,
-      "model.dtype": args.dtype,
-    },
-  )
 
 
 def timed(fn: Callable[[], Any], steps: int) -> tuple[float, float]:
@@ -104,17 +85,17 @@ def peak_flops(device_kind: str) -> float | None:
   return BF16_PEAK_FLOPS[max(matches, key=len)] if matches else None
 
 
-def describe(args, images_per_call: int, seconds: float, flops: float, compile_s: float) -> dict:
+def describe(config, args, images_per_call: int, seconds, flops, compile_s) -> dict:
   device = jax.devices()[0]
   achieved = flops / seconds
   record = {
     "device": device.device_kind,
     "platform": device.platform,
     "devices": jax.device_count(),
-    "batch": args.batch,
-    "res": args.res,
-    "dtype": args.dtype,
-    "conv": args.conv,
+    "batch_size": config.batch_size,
+    "render_size": config.data.crop_size,
+    "dtype": config.model.dtype,
+    "conv": config.model.conv,
     "img_per_s": images_per_call / seconds,
     "step_s": seconds,
     "steps": args.steps,
@@ -124,7 +105,7 @@ def describe(args, images_per_call: int, seconds: float, flops: float, compile_s
     "loadavg_1m": os.getloadavg()[0],
   }
   if device.platform == "cpu":
-    record["matmul_gflop_per_s"] = matmul_ceiling(jnp.dtype(args.dtype)) / 1e9
+    record["matmul_gflop_per_s"] = matmul_ceiling(jnp.dtype(config.model.dtype)) / 1e9
     record["ceiling_fraction"] = achieved / (record["matmul_gflop_per_s"] * 1e9)
   else:
     # Against the dense bf16 peak whatever --dtype is (float32 matmuls may run as TF32 there).
@@ -135,18 +116,20 @@ def describe(args, images_per_call: int, seconds: float, flops: float, compile_s
 
 
 def bench_train(args) -> dict:
-  config = bench_config(args)
+  config = shapes.config_from_args(args)
+  size, batch_size = config.data.crop_size, config.batch_size
   mesh = parallel.make_mesh()
-  nets = train.make_networks(config, steps_per_epoch=1000)
+  nets = train_step.make_networks(config, steps_per_epoch=1000)
   init = jax.jit(
-    lambda key: train.init_state(nets, key, args.res), out_shardings=parallel.replicated(mesh)
+    lambda key: train_step.init_state(nets, key, size), out_shardings=parallel.replicated(mesh)
   )
   state = init(jax.random.key(0))
   rng = np.random.default_rng(0)
-  images = rng.integers(0, 256, (args.batch, args.res, args.res, 3), dtype=np.uint8)
+  images = rng.integers(0, 256, (batch_size, size, size, 3), dtype=np.uint8)
   batch = parallel.to_global({"image": images}, mesh)
   key = jax.random.key(0)
-  step, flops, compile_s = compile_with_flops(train.compile_step(nets, mesh), state, batch, key)
+  step_fn = train_step.compile_step(nets, mesh)
+  step, flops, compile_s = compile_with_flops(step_fn, state, batch, key)
   holder = [state]
 
   def one():
@@ -154,17 +137,18 @@ def bench_train(args) -> dict:
     return metrics
 
   _, seconds = timed(one, args.steps)
-  return {"bench": "train", **describe(args, args.batch, seconds, flops, compile_s)}
+  return {"bench": "train", **describe(config, args, batch_size, seconds, flops, compile_s)}
 
 
 def bench_infer(args) -> dict:
   """The generator's forward pass in eval mode (running BatchNorm statistics, no dropout)."""
-  config = bench_config(args)
+  config = shapes.config_from_args(args)
+  size, batch_size = config.data.crop_size, config.batch_size
   mesh = parallel.make_mesh()
-  nets = train.make_networks(config, steps_per_epoch=1000)
-  state = jax.jit(lambda key: train.init_state(nets, key, args.res))(jax.random.key(0))
+  nets = train_step.make_networks(config, steps_per_epoch=1000)
+  state = jax.jit(lambda key: train_step.init_state(nets, key, size))(jax.random.key(0))
   gray = jax.device_put(
-    jnp.zeros((args.batch, args.res, args.res, 1), jnp.float32), parallel.batch_sharding(mesh)
+    jnp.zeros((batch_size, size, size, 1), jnp.float32), parallel.batch_sharding(mesh)
   )
   variables = state.generator_variables
   forward = jax.jit(
@@ -173,14 +157,14 @@ def bench_infer(args) -> dict:
   )
   forward, flops, compile_s = compile_with_flops(forward, variables, gray)
   _, seconds = timed(lambda: forward(variables, gray), args.steps)
-  return {"bench": "infer", **describe(args, args.batch, seconds, flops, compile_s)}
+  return {"bench": "infer", **describe(config, args, batch_size, seconds, flops, compile_s)}
 
 
 def bench_input(args) -> dict:
   from pix2pix_jax import input_pipeline
 
-  config = config_files.apply_overrides(
-    bench_config(args),
+  config = config_lib.apply_overrides(
+    shapes.config_from_args(args),
     {"data.source": args.source, "data.folder": args.folder, "data.load_size": args.load},
   )
   it = input_pipeline.create_train_iterator(config)
@@ -193,9 +177,9 @@ def bench_input(args) -> dict:
   return {
     "bench": "input",
     "source": args.source,
-    "res": args.res,
+    "render_size": config.data.crop_size,
     "load": args.load,
-    "batch": args.batch,
+    "batch_size": config.batch_size,
     "img_per_s": n / seconds,
   }
 
@@ -206,10 +190,10 @@ def bench_video(args) -> list[dict]:
   return video_benchmark.run(args)
 
 
-def _run_peer(args, batch: int) -> dict:
-  cmd = [sys.executable, args.peer, "--batch", str(batch), "--res", str(args.res)]
-  cmd += ["--steps", str(args.steps), "--in-ch", "1"]
-  cmd += ["--out-ch", "3" if args.color_space == "rgb" else "2"]
+def _run_peer(args, config) -> dict:
+  cmd = [sys.executable, args.peer, "--batch", str(config.batch_size)]
+  cmd += ["--res", str(config.data.crop_size), "--steps", str(args.steps), "--in-ch", "1"]
+  cmd += ["--out-ch", "3" if config.color_space == "rgb" else "2"]
   out = subprocess.run(cmd, check=True, capture_output=True, text=True)
   return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -217,19 +201,19 @@ def _run_peer(args, batch: int) -> dict:
 def bench_compare(args) -> Iterator[dict]:
   """Ours and the PyTorch peer on the same shapes, in one run, with ratios; one record per batch
   size, yielded as soon as it is measured. The peer runs `--peer-runs` times (before and after
-  ours) and its best figure is the one compared: on this VM its speed swings by up to 1.5x
-  from run to run, and the ratio should not profit from that."""
+  ours) and its best figure is the one compared, since its speed varies from run to run."""
   for batch in args.batch_sizes:
-    sub = argparse.Namespace(**{**vars(args), "batch": batch})
-    peers = [_run_peer(args, batch)]
+    sub = argparse.Namespace(**{**vars(args), "batch_size": batch})
+    config = shapes.config_from_args(sub)
+    peers = [_run_peer(args, config)]
     ours_train = bench_train(sub)
     ours_infer = bench_infer(sub)
-    peers += [_run_peer(args, batch) for _ in range(args.peer_runs - 1)]
+    peers += [_run_peer(args, config) for _ in range(args.peer_runs - 1)]
     peer = {k: max(p[k] for p in peers) for k in ("train_img_per_s", "infer_img_per_s")}
     yield {
       "bench": "compare",
-      "batch": batch,
-      "res": args.res,
+      "batch_size": batch,
+      "render_size": config.data.crop_size,
       "device": ours_train["device"],
       "ours_train_img_per_s": ours_train["img_per_s"],
       "peer_train_img_per_s": peer["train_img_per_s"],
@@ -246,49 +230,59 @@ def bench_compare(args) -> Iterator[dict]:
     }
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
-  parser = argparse.ArgumentParser(
-    prog="python -m pix2pix_jax.benchmark",
-    description=__doc__,
-    formatter_class=argparse.RawDescriptionHelpFormatter,
-  )
-  parser.add_argument("kind", choices=["train", "infer", "input", "video", "compare"])
-  parser.add_argument("--batch", type=int, default=4)
-  parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 4])
-  parser.add_argument("--res", type=int, default=256)
-  parser.add_argument("--load", type=int, default=286, help="input: resize before the crop")
-  parser.add_argument("--steps", type=int, default=5)
-  parser.add_argument("--ngf", type=int, default=64)
-  parser.add_argument("--ndf", type=int, default=64)
-  parser.add_argument("--num-downs", type=int, default=8)
-  parser.add_argument("--conv", default="auto", choices=["auto", "plain", "cpu_tuned"])
-  parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
-  parser.add_argument("--color-space", default="rgb", choices=["rgb", "lab"])
-  parser.add_argument("--source", default="samples", help="input: samples | folder | tfds")
-  parser.add_argument("--folder", default=None)
-  parser.add_argument("--images", type=int, default=200, help="input: images to time")
-  parser.add_argument("--peer-runs", type=int, default=2, help="compare: best of this many")
-  parser.add_argument("--peer", default=os.path.join("..", "shared", "bench", "torch_pix2pix.py"))
-  parser.add_argument("--seconds", type=float, default=20.0, help="video: clip length")
-  parser.add_argument("--size", default="320x240", help="video: clip width x height")
-  parser.add_argument("--preset", default="veryfast", help="video: x264 preset")
-  parser.add_argument("--workdir", default=None, help="video: a trained workdir (else random init)")
-  return parser.parse_args(argv)
+RUNNERS = {
+  "train": bench_train,
+  "infer": bench_infer,
+  "input": bench_input,
+  "video": bench_video,
+  "compare": bench_compare,
+}
 
 
-def main(argv: list[str] | None = None) -> None:
-  args = parse_args(sys.argv[1:] if argv is None else argv)
-  runners = {
-    "train": bench_train,
-    "infer": bench_infer,
-    "input": bench_input,
-    "video": bench_video,
-    "compare": bench_compare,
+def build_parser() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(prog="pix2pix-benchmark", description=__doc__.split("\n")[0])
+  kinds = parser.add_subparsers(dest="kind", required=True)
+  helps = {
+    "train": "img/s of the jit'd training step",
+    "infer": "img/s of the generator's forward pass",
+    "input": "img/s of the input pipeline",
+    "video": "decode, model, encode and end-to-end frames/s, and peak memory",
+    "compare": "train and infer against the PyTorch peer script, as ratios",
   }
-  result = runners[args.kind](args)
+  for kind, text in helps.items():
+    sub = kinds.add_parser(kind, help=text, description=text)
+    shapes.add_arguments(sub)
+    sub.add_argument("--steps", type=int, default=5, help="timed calls after a warm-up call")
+    if kind == "input":
+      sub.add_argument("--source", default="samples", help="samples | folder | tfds")
+      sub.add_argument("--folder", default=None)
+      sub.add_argument("--load", type=int, default=286, help="resize before the crop")
+      sub.add_argument("--images", type=int, default=200, help="images to time")
+    if kind == "video":
+      sub.add_argument("--seconds", type=float, default=20.0, help="clip length")
+      sub.add_argument("--clip-size", default="320x240", help="clip WIDTHxHEIGHT")
+      sub.add_argument("--preset", default="veryfast", help="x264 preset")
+      sub.add_argument("--workdir", default=None, help="a trained workdir (else random init)")
+    if kind == "compare":
+      sub.add_argument("peer", help="the PyTorch peer script (torch_pix2pix.py)")
+      sub.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 4])
+      sub.add_argument("--peer-runs", type=int, default=2, help="best of this many peer runs")
+  return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+  args = build_parser().parse_args(argv)
+  cli.configure()
+  result = RUNNERS[args.kind](args)
   for record in [result] if isinstance(result, dict) else result:
     print(json.dumps(record), flush=True)
+  return 0
+
+
+def run() -> None:
+  """Console entry point (pix2pix-benchmark)."""
+  cli.run(main)
 
 
 if __name__ == "__main__":
-  main()
+  run()

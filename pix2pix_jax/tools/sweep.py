@@ -1,12 +1,12 @@
 """Hyperparameter sweeps: launch training runs, skip finished ones, tabulate and plot results.
 
-``python -m pix2pix_jax.sweep experiments/gan_loss.py [--parallel N] [--dry-run] [--root DIR]
-[--scale full] [--override field=value ...] [--collect-only]``
+``pix2pix-sweep experiments/gan_loss.py [--parallel N] [--dry-run] [--output DIR]
+[--scale full] [--config.field=value ...] [--collect-only]``
 
 A sweep definition is a Python file whose ``get_sweep()`` returns a dict:
 
 - ``name``: the sweep's name (default: the file's name); runs go to ``<root>/<name>/``.
-- ``base_config``: a config file, relative to the sweep file or to the repository root.
+- ``base_config``: a config file, relative to the sweep file (or absolute).
 - ``overrides``: fixed ``{"dotted.field": value}`` for every run.
 - ``grid``: ``{"dotted.field": [values]}``; the runs are the Cartesian product.
 - ``random``: ``{"dotted.field": spec}`` with ``num_trials`` and ``seed``; a spec is
@@ -18,16 +18,16 @@ A sweep definition is a Python file whose ``get_sweep()`` returns a dict:
   (e.g. another ``base_config`` and ``overrides``) and names the sweep ``<name>-full``.
 - ``description``: free text, copied into results.md.
 
-Every run gets ``<root>/<sweep>/<run>/`` (the run name is made from its swept values, e.g.
+Every run gets ``<output>/<sweep>/<run>/`` (the run name is made from its swept values, e.g.
 ``gan=hinge``) holding ``config.json`` (the resolved config and the overrides), ``train.log`` and
-the training outputs. Runs are ``python -m pix2pix_jax.main --config BASE --workdir W
+the training outputs. Runs are ``pix2pix-train --config BASE --workdir W
 --config.field=value ...`` subprocesses, one at a time or ``--parallel N`` at once. A run that
 exits cleanly gets a ``DONE`` marker (JSON with its wall time); on restart, runs with ``DONE`` or a
 checkpoint at ``num_train_steps`` are skipped and unfinished ones resume from their checkpoints.
 Every field name and value is checked against the base config before anything is launched.
 
 Results are read back from each run's TensorBoard events (``eval/<metric>`` scalars, the
-``images_per_sec`` throughput) and written to ``<root>/<sweep>/results.csv``, ``results.md``,
+``images_per_sec`` throughput) and written to ``<output>/<sweep>/results.csv``, ``results.md``,
 ``<metric>_vs_params.png`` (final and best metric against each swept field) and
 ``<metric>_curves.png`` (the metric against the training step, one line per run).
 """
@@ -51,9 +51,8 @@ from typing import Any
 import ml_collections
 import numpy as np
 
-from pix2pix_jax import config_files, config_validation, metrics
+from pix2pix_jax import cli, config_lib, errors, files, metrics
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_METRIC = "ciede2000"
 SWEEP_KEYS = {
   "name",
@@ -70,7 +69,7 @@ SWEEP_KEYS = {
 DISTRIBUTIONS = ("uniform", "log_uniform", "int", "choice")
 
 
-class SweepError(ValueError):
+class SweepError(errors.UserError, ValueError):
   """The sweep definition is unusable; raised before any run is launched."""
 
 
@@ -105,7 +104,10 @@ def read_definition(path: str) -> dict[str, Any]:
     raise SweepError(f"{path}: sweep file not found")
   spec = importlib.util.spec_from_file_location("pix2pix_sweep_definition", path)
   module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  try:
+    spec.loader.exec_module(module)
+  except SyntaxError as e:
+    raise SweepError(f"{path}: line {e.lineno}: {e.msg}") from e
   if not hasattr(module, "get_sweep"):
     raise SweepError(f"{path}: defines no get_sweep()")
   definition = module.get_sweep()
@@ -115,12 +117,12 @@ def read_definition(path: str) -> dict[str, Any]:
 
 
 def resolve_path(relative: str, sweep_path: str) -> str:
-  """A path relative to the sweep file's folder, else to the repository root."""
-  for base in (os.path.dirname(os.path.abspath(sweep_path)), REPO, os.getcwd()):
-    candidate = os.path.join(base, os.path.expanduser(relative))
-    if os.path.isfile(candidate):
-      return os.path.abspath(candidate)
-  raise SweepError(f"{sweep_path}: base_config {relative!r} not found next to it or in {REPO}")
+  """`relative` taken from the sweep file's folder (an absolute path stays as it is)."""
+  folder = os.path.dirname(os.path.abspath(sweep_path))
+  candidate = os.path.abspath(os.path.join(folder, os.path.expanduser(relative)))
+  if not os.path.isfile(candidate):
+    raise SweepError(f"{sweep_path}: base_config {relative!r} not found ({candidate})")
+  return candidate
 
 
 def grid_points(grid: dict[str, list]) -> list[dict[str, Any]]:
@@ -195,7 +197,7 @@ def load_sweep(
   if scale:
     name = f"{name}-{scale}"
   base_path = resolve_path(definition["base_config"], path)
-  base = config_files.load(base_path)
+  base = config_lib.load(base_path)
   fixed = {**(definition.get("overrides") or {}), **(extra_overrides or {})}
   grid = definition.get("grid") or {}
   random = definition.get("random") or {}
@@ -214,8 +216,8 @@ def load_sweep(
     rname = run_name(params, None if trials is None else trials[i])
     overrides = {**fixed, **params}
     try:
-      config = config_files.apply_overrides(base, overrides)
-      config_validation.validate(config)
+      config = config_lib.apply_overrides(base, overrides)
+      config_lib.validate(config)
     except (KeyError, TypeError, ValueError) as e:
       message = e.args[0] if isinstance(e, KeyError) and e.args else e
       raise SweepError(f"{path}: run {rname}: {message}") from e
@@ -270,11 +272,7 @@ def is_done(run: Run) -> bool:
 
 
 def _write_json(path: str, value: Any) -> None:
-  tmp = f"{path}.tmp"
-  with open(tmp, "w") as f:
-    json.dump(value, f, indent=2, default=str)
-    f.write("\n")
-  os.replace(tmp, path)
+  files.write_atomic(path, json.dumps(value, indent=2, default=str) + "\n")
 
 
 def _start(sweep: Sweep, run: Run) -> tuple[subprocess.Popen, Any, float]:
@@ -286,7 +284,6 @@ def _start(sweep: Sweep, run: Run) -> tuple[subprocess.Popen, Any, float]:
   )
   env = dict(os.environ)
   env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-  env["PYTHONPATH"] = os.pathsep.join(filter(None, [REPO, env.get("PYTHONPATH")]))
   log = open(os.path.join(run.workdir, "train.log"), "a")  # noqa: SIM115 - closed on exit
   log.write(f"$ {' '.join(cmd)}\n")
   log.flush()
@@ -429,11 +426,12 @@ def results_markdown(sweep: Sweep, rows: list[dict[str, Any]]) -> str:
   columns = ["run", *sweep.swept, "status", "steps", f"final_{m}", f"best_{m}", "best_step"]
   columns += extra + ["images_per_sec", "wall_time_s"]
   direction = "lower" if metrics.lower_is_better(m) else "higher"
+  base = os.path.relpath(sweep.base_config, os.path.dirname(sweep.path))
   lines = [
     f"# Sweep {sweep.name}",
     "",
     *([sweep.description, ""] if sweep.description else []),
-    f"Base config `{os.path.relpath(sweep.base_config, REPO)}`; metric `{m}` ({direction} is "
+    f"Base config `{base}`; metric `{m}` ({direction} is "
     f"better), read from each run's TensorBoard `eval/{m}`. Throughput: median logged images/s.",
     "",
     "| " + " | ".join(columns) + " |",
@@ -479,7 +477,9 @@ def plot_params(sweep: Sweep, rows: list[dict[str, Any]], path: str) -> bool:
     ax.set_ylabel(m)
     ax.grid(alpha=0.3)
   axes[0].legend()
-  fig.suptitle(f"{sweep.name}: {m} ({'lower' if metrics.lower_is_better(m) else 'higher'} is better)")
+  fig.suptitle(
+    f"{sweep.name}: {m} ({'lower' if metrics.lower_is_better(m) else 'higher'} is better)"
+  )
   fig.tight_layout()
   _save_figure(fig, path)
   plt.close(fig)
@@ -515,9 +515,9 @@ def plot_curves(sweep: Sweep, path: str) -> None:
 
 
 def _save_figure(fig, path: str) -> None:
-  tmp = f"{path}.tmp.png"
-  fig.savefig(tmp, dpi=110)
-  os.replace(tmp, path)
+  data = io.BytesIO()
+  fig.savefig(data, dpi=110, format="png")
+  files.write_atomic(path, data.getvalue())
 
 
 def write_reports(sweep: Sweep, rows: list[dict[str, Any]]) -> list[str]:
@@ -529,9 +529,7 @@ def write_reports(sweep: Sweep, rows: list[dict[str, Any]]) -> list[str]:
     ("results.md", results_markdown(sweep, rows)),
   ):
     path = os.path.join(sweep.directory, name)
-    with open(f"{path}.tmp", "w") as f:
-      f.write(text)
-    os.replace(f"{path}.tmp", path)
+    files.write_atomic(path, text)
     paths.append(path)
   params_plot = os.path.join(sweep.directory, f"{sweep.metric}_vs_params.png")
   if plot_params(sweep, rows, params_plot):
@@ -547,33 +545,32 @@ def write_reports(sweep: Sweep, rows: list[dict[str, Any]]) -> list[str]:
 
 
 def _parse_override(text: str) -> tuple[str, Any]:
-  if "=" not in text:
-    raise SweepError(f"--override {text!r} must be field=value")
-  field, value = text.split("=", 1)
-  return field.strip(), config_files.parse_value(value)
+  """`--config.field=value` -> (field, value)."""
+  if not text.startswith("--config.") or "=" not in text:
+    raise SweepError(f"unexpected argument {text!r} (overrides are --config.field=value)")
+  field, value = text[len("--config.") :].split("=", 1)
+  return field.strip(), config_lib.parse_value(value)
 
 
 def main(argv: list[str] | None = None) -> int:
   """`pix2pix-sweep`: run a sweep definition and write its results table and plots."""
   parser = argparse.ArgumentParser(prog="pix2pix-sweep", description=__doc__.split("\n")[0])
   parser.add_argument("sweep", help="sweep definition (a Python file with get_sweep())")
-  parser.add_argument("--root", default="runs", help="runs go to ROOT/<sweep name>/<run name>")
+  parser.add_argument("--output", default="runs", help="runs go to OUTPUT/<sweep>/<run>")
   parser.add_argument("--parallel", type=int, default=1, help="runs at once (subprocesses)")
   parser.add_argument("--scale", default=None, help="a named scale of the sweep, e.g. 'full'")
-  parser.add_argument(
-    "--override", action="append", default=[], help="extra fixed override field=value"
-  )
   parser.add_argument("--dry-run", action="store_true", help="print the runs, launch nothing")
   parser.add_argument(
     "--collect-only", action="store_true", help="only (re)write the reports from existing runs"
   )
-  args = parser.parse_args(argv)
+  parser.epilog = "--config.field=value (repeatable) overrides a field in every run."
+  args, rest = parser.parse_known_args(argv)
+  cli.configure()
   try:
-    extra = dict(_parse_override(o) for o in args.override)
-    sweep = load_sweep(args.sweep, root=args.root, scale=args.scale, extra_overrides=extra)
-  except (SweepError, FileNotFoundError, SyntaxError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 1
+    extra = dict(_parse_override(o) for o in rest)
+    sweep = load_sweep(args.sweep, root=args.output, scale=args.scale, extra_overrides=extra)
+  except errors.UserError as e:
+    return cli.report(e)
   print(f"[{sweep.name}] {len(sweep.runs)} runs in {sweep.directory}")
   if args.dry_run:
     for run in sweep.runs:
@@ -593,8 +590,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run() -> None:
   """Console entry point (pix2pix-sweep)."""
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # reading event files may load TensorFlow
-  sys.exit(main())
+  cli.run(main)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,103 @@
+"""A non-editable install: the commands run from any folder, given config paths."""
+
+import json
+import os
+import site
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO, TINY_FLAGS
+
+TINY_SWEEP = """
+def get_sweep():
+  return {
+    "name": "tiny",
+    "base_config": %r,
+    "overrides": {"data.source": "samples", "model.num_downs": 5, "model.ngf": 4, "model.ndf": 4,
+                  "data.load_size": 36, "data.crop_size": 32, "batch_size": 4,
+                  "num_train_steps": 2, "eval_every_steps": 2, "data.max_eval_examples": 4},
+    "grid": {"loss.gan": ["hinge"]},
+  }
+"""
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory):
+  """A fresh venv holding `pip install .` of this checkout (its dependencies come from the test
+  environment through a path file, so nothing is downloaded)."""
+  venv = tmp_path_factory.mktemp("venv")
+  subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+  purelib = subprocess.run(
+    [str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+    check=True,
+    capture_output=True,
+    text=True,
+  ).stdout.strip()
+  with open(os.path.join(purelib, "test_dependencies.pth"), "w") as f:
+    f.write("\n".join(site.getsitepackages()) + "\n")
+  build = tmp_path_factory.mktemp("build")
+  subprocess.run(
+    [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps"]
+    + ["--no-build-isolation", "--no-cache-dir", REPO],
+    check=True,
+    cwd=build,
+    env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
+  )
+  return venv
+
+
+def _env():
+  env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "XLA_FLAGS")}
+  return {**env, "JAX_PLATFORMS": "cpu"}
+
+
+def _run(venv, *args, cwd):
+  result = subprocess.run(
+    [str(venv / "bin" / args[0]), *args[1:]], capture_output=True, text=True, cwd=cwd, env=_env()
+  )
+  assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+  return result
+
+
+def test_the_installed_package_is_not_the_checkout(installed, tmp_path):
+  out = _run(
+    installed, "python", "-c", "import pix2pix_jax; print(pix2pix_jax.__file__)", cwd=tmp_path
+  )
+  location = out.stdout.strip()
+  assert str(installed) in location and not location.startswith(REPO)
+  samples = os.path.join(os.path.dirname(location), "data", "samples", "train")
+  assert len(os.listdir(samples)) == 17  # package data
+
+
+def test_benchmarks_run_from_any_folder(installed, tmp_path):
+  tiny = ["--batch-size", "2", "--render-size", "32", "--ngf", "4", "--ndf", "4"]
+  tiny += ["--num-downs", "5", "--steps", "1"]
+  for kind in ("train", "infer"):
+    out = _run(installed, "pix2pix-benchmark", kind, *tiny, cwd=tmp_path)
+    record = json.loads(out.stdout.strip().splitlines()[-1])
+    assert record["bench"] == kind and record["img_per_s"] > 0
+
+
+def test_training_and_a_sweep_run_given_config_paths(installed, tmp_path):
+  workdir = tmp_path / "train"
+  config = os.path.join(REPO, "configs", "quickstart.py")
+  _run(
+    installed,
+    "pix2pix-train",
+    f"--config={config}",
+    f"--workdir={workdir}",
+    "--config.num_train_steps=2",
+    *TINY_FLAGS,
+    cwd=tmp_path,
+  )
+  assert os.listdir(workdir / "checkpoints") == ["2"]
+
+  sweep_file = tmp_path / "sweeps" / "tiny.py"
+  sweep_file.parent.mkdir()
+  sweep_file.write_text(TINY_SWEEP % os.path.join(REPO, "configs", "default.py"))
+  _run(
+    installed, "pix2pix-sweep", str(sweep_file), "--output", str(tmp_path / "runs"), cwd=tmp_path
+  )
+  assert (tmp_path / "runs" / "tiny" / "gan=hinge" / "DONE").exists()
+  assert (tmp_path / "runs" / "tiny" / "results.csv").exists()

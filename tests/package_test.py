@@ -1,0 +1,173 @@
+"""The package's shape: a one-way import graph, no import-time side effects, a light core."""
+
+import ast
+import os
+import pkgutil
+import subprocess
+import sys
+import textwrap
+
+from conftest import REPO, subprocess_env
+
+import pix2pix_jax
+
+PACKAGE_DIR = os.path.dirname(pix2pix_jax.__file__)
+
+
+def _modules() -> dict[str, str]:
+  """Every module of the package: dotted name -> file."""
+  found = {"pix2pix_jax": os.path.join(PACKAGE_DIR, "__init__.py")}
+  for info in pkgutil.walk_packages([PACKAGE_DIR], prefix="pix2pix_jax."):
+    path = os.path.join(info.module_finder.path, info.name.rsplit(".", 1)[-1])
+    found[info.name] = os.path.join(path, "__init__.py") if info.ispkg else path + ".py"
+  return found
+
+
+def _imports(path: str, modules: dict[str, str]) -> set[str]:
+  """The package's modules that the file at `path` imports, at any depth (lazy imports too)."""
+  edges = set()
+  for node in ast.walk(ast.parse(open(path).read())):
+    if isinstance(node, ast.Import):
+      edges.update(a.name for a in node.names if a.name in modules)
+    elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+      if node.module not in modules:
+        continue
+      for alias in node.names:
+        child = f"{node.module}.{alias.name}"
+        edges.add(child if child in modules else node.module)
+  return edges
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+  state: dict[str, int] = {}
+  stack: list[str] = []
+
+  def visit(node: str) -> list[str] | None:
+    state[node] = 1
+    stack.append(node)
+    for nxt in sorted(graph.get(node, ())):
+      if state.get(nxt) == 1:
+        return stack[stack.index(nxt) :] + [nxt]
+      if nxt not in state and (found := visit(nxt)):
+        return found
+    stack.pop()
+    state[node] = 2
+    return None
+
+  for node in sorted(graph):
+    if node not in state and (found := visit(node)):
+      return found
+  return None
+
+
+def test_the_import_graph_has_no_cycle():
+  modules = _modules()
+  assert "pix2pix_jax.models.conv" in modules and "pix2pix_jax.video.reader" in modules
+  graph = {}
+  for name, path in modules.items():
+    # A package's own __init__ re-exporting its submodules is not an edge back up.
+    graph[name] = {m for m in _imports(path, modules) if not name.startswith(m + ".")}
+  assert _cycle(graph) is None, " -> ".join(_cycle(graph))
+
+
+def test_the_cycle_finder_finds_one():
+  assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+  assert _cycle({"a": {"b"}, "b": set()}) is None
+
+
+def _run(code: str, **env) -> subprocess.CompletedProcess:
+  result = subprocess.run(
+    [sys.executable, "-c", textwrap.dedent(code)],
+    env=subprocess_env(**env),
+    capture_output=True,
+    text=True,
+    cwd=REPO,
+  )
+  assert result.returncode == 0, result.stderr[-3000:]
+  return result
+
+
+def test_importing_every_module_changes_no_setting():
+  _run(
+    """
+    import importlib, logging, os, pkgutil
+    import jax
+    import tensorflow as tf
+    from absl import logging as absl_logging
+    # Third-party imports that touch logging themselves (tfds adds a root handler) come first:
+    # what is checked is what this package's modules do.
+    import clu.metric_writers, decord, matplotlib.pyplot, orbax.checkpoint, tensorflow_datasets
+
+    calls = []
+    tf.config.set_visible_devices = lambda *a, **k: calls.append(("set_visible_devices", a))
+    environ = dict(os.environ)
+    config = {k: getattr(jax.config, k) for k in ("jax_enable_x64", "jax_platforms",
+              "jax_default_matmul_precision", "jax_cpu_collectives_implementation")}
+    verbosity, handlers = absl_logging.get_verbosity(), list(logging.root.handlers)
+    levels = {n: logging.getLogger(n).level for n in ("", "absl", "pix2pix_jax")}
+
+    import pix2pix_jax
+    names = [m.name for m in pkgutil.walk_packages(pix2pix_jax.__path__, "pix2pix_jax.")]
+    for name in names:
+      if not name.endswith("__main__"):
+        importlib.import_module(name)
+    assert len(names) > 30, names
+    assert dict(os.environ) == environ, set(os.environ.items()) ^ set(environ.items())
+    assert {k: getattr(jax.config, k) for k in config} == config
+    assert absl_logging.get_verbosity() == verbosity and logging.root.handlers == handlers
+    assert {n: logging.getLogger(n).level for n in levels} == levels
+    assert not calls, calls
+    """
+  )
+
+
+# Imports the light core must work without.
+_BLOCKER = """
+import sys
+
+class Blocker:
+  BLOCKED = ("tensorflow", "tensorflow_datasets", "decord", "torch")
+
+  def find_spec(self, name, path=None, target=None):
+    if name.split(".")[0] in self.BLOCKED:
+      raise ImportError(f"{name} is blocked in this test")
+    return None
+
+sys.meta_path.insert(0, Blocker())
+"""
+
+
+def test_the_core_trains_and_colourises_without_tensorflow_decord_or_torch():
+  result = _run(
+    _BLOCKER
+    + """
+import jax, numpy as np
+from conftest import tiny_config
+from pix2pix_jax import inference, models, parallel, train_step
+from pix2pix_jax.tools import benchmark
+
+config = tiny_config()
+mesh = parallel.make_mesh()
+nets = train_step.make_networks(config, steps_per_epoch=10)
+replicated = parallel.replicated(mesh)
+init = jax.jit(lambda k: train_step.init_state(nets, k, 32), out_shardings=replicated)
+state = init(jax.random.key(0))
+images = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+state, metrics = train_step.compile_step(nets, mesh)(
+  state, parallel.to_global({"image": images}, mesh), jax.random.key(1))
+assert int(state.step) == 1 and np.isfinite(float(metrics["g_loss"]))
+
+colorizer = inference.Colorizer(config, state.generator_variables, batch_size=2)
+(out,) = colorizer.colorize_images([images[0, :20, :27]])
+assert out.shape == (20, 27, 3) and out.dtype == np.uint8
+for kind in ("train", "infer"):
+  benchmark.main([kind, "--batch-size", "2", "--render-size", "32", "--ngf", "4", "--ndf", "4",
+                  "--num-downs", "5", "--steps", "1"])
+for name in ("tensorflow", "tensorflow_datasets", "decord", "torch"):
+  assert name not in sys.modules, name
+print("light core ok")
+""",
+    local_devices=2,
+  )
+  assert "light core ok" in result.stdout
+  assert result.stdout.count('"bench"') == 2
