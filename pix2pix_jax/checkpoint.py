@@ -151,9 +151,10 @@ def restore_generator(
   # Explicit handlers: with item names alone, orbax cannot read the state's metadata in a
   # process that has not saved or restored it yet.
   handlers = {"state": ocp.PyTreeCheckpointHandler(), "config": ocp.JsonCheckpointHandler()}
-  with ocp.CheckpointManager(
-    directory, item_handlers=handlers, options=ocp.CheckpointManagerOptions(read_only=True)
-  ) as manager:
+  # Only read from: nothing is created or saved. (orbax's read_only option logs three warnings
+  # on every use, which would show on every colourising run.)
+  options = ocp.CheckpointManagerOptions(create=False, save_root_metadata=False)
+  with ocp.CheckpointManager(directory, item_handlers=handlers, options=options) as manager:
     step = manager.latest_step() if step is None else step
     if step is None:
       raise NoCheckpointError(f"{workdir}: no complete checkpoint to restore")

@@ -37,6 +37,7 @@ from pix2pix_jax import (
   errors,
   evaluation,
   files,
+  images,
   input_pipeline,
   metrics,
   models,
@@ -94,7 +95,7 @@ def image_labels(config: ml_collections.ConfigDict, count: int) -> list[str]:
   """What each evaluated image is called in the CSV and gallery, in iteration order."""
   if config.data.source == "tfds":
     return [f"{config.data.eval_split}[{i}]" for i in range(count)]
-  folder = input_pipeline.SAMPLES_DIR if config.data.source == "samples" else config.data.folder
+  folder = images.SAMPLES_DIR if config.data.source == "samples" else config.data.folder
   listing = input_pipeline.list_images(folder, "eval", float(config.data.eval_fraction))
   return [os.path.relpath(p, listing.folder) for p in listing.files[:count]]
 

@@ -14,6 +14,8 @@ from PIL import Image, ImageOps
 
 from pix2pix_jax import files
 
+# The embedded sample photos (package data): train/ and eval/ with their licences.
+SAMPLES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "samples")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 # PIL formats whose files can keep an alpha channel on output.
 _ALPHA_FORMATS = ("PNG", "WEBP", "TIFF")

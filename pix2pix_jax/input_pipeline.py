@@ -33,8 +33,6 @@ from pix2pix_jax import errors, images, parallel
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = images.IMAGE_EXTENSIONS
-SAMPLES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "samples")
 
 # Salts that keep the shuffle and the augmentation random streams apart.
 _SHUFFLE_STREAM = 0
@@ -92,7 +90,7 @@ def _find_images(root: str) -> list[str]:
   for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
     dirnames.sort()
     for name in filenames:
-      if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith("."):
+      if name.lower().endswith(images.IMAGE_EXTENSIONS) and not name.startswith("."):
         found.append(os.path.join(dirpath, name))
   return sorted(found, key=lambda p: os.path.relpath(p, root))
 
@@ -158,14 +156,14 @@ def list_images(folder: str, split: str, eval_fraction: float) -> FolderListing:
   if not files:
     raise DataError(
       f"no readable image for the {split} split in folder {root}"
-      f" (extensions {', '.join(IMAGE_EXTENSIONS)}; {len(skipped)} unreadable)"
+      f" (extensions {', '.join(images.IMAGE_EXTENSIONS)}; {len(skipped)} unreadable)"
     )
   return FolderListing(folder=root, files=files, skipped=skipped)
 
 
 def _folder_path(config: ml_collections.ConfigDict) -> str:
   if config.data.source == "samples":
-    return SAMPLES_DIR
+    return images.SAMPLES_DIR
   if not config.data.folder:
     raise DataError("config.data.folder must be set when config.data.source='folder'")
   return config.data.folder

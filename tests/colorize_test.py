@@ -3,11 +3,13 @@
 import os
 import shutil
 import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import subprocess_env
 from PIL import Image
 from video_test import make_clip
 
@@ -24,11 +26,7 @@ def workdir(tmp_path_factory):
   variables = models.make_generator(config).init(
     jax.random.key(0), jnp.zeros((1, 32, 32, 1)), train=False
   )
-  manager = checkpoint.create_manager(path, config)
-  state = {"g_params": variables["params"], "g_batch_stats": variables["batch_stats"]}
-  checkpoint.save(manager, 1, state, config, force=True)
-  manager.wait_until_finished()
-  manager.close()
+  checkpoint.save_generator(path, config, variables, step=1)
   return path
 
 
@@ -106,6 +104,21 @@ def test_video_with_audio(workdir, tmp_path, capsys):
   out = str(tmp_path / "out" / "clip.mp4")
   assert probe.count_frames(out) == 10 and probe.probe(out).audio_codec == "aac"
   assert "10 frames 64x48" in capsys.readouterr().out
+
+
+def test_a_normal_run_prints_no_warning(workdir, tmp_path):
+  src = tmp_path / "photo.png"
+  Image.fromarray(np.full((20, 30, 3), 120, np.uint8)).save(src)
+  result = subprocess.run(
+    [sys.executable, "-m", "pix2pix_jax.colorize", "--workdir", workdir, str(src)]
+    + ["-o", str(tmp_path / "out.png")],
+    env=subprocess_env(),
+    capture_output=True,
+    text=True,
+  )
+  assert result.returncode == 0, result.stderr
+  assert result.stderr == "", result.stderr
+  assert "1 of 1 inputs colourised" in result.stdout
 
 
 def _disk_full_folder(tmp_path):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from conftest import REPO
 
-from pix2pix_jax.tools import sweep
+from pix2pix_jax.tools import sweep, sweep_spec
 
 TINY = {
   "data.source": "samples",
@@ -109,14 +109,27 @@ def test_dry_run_prints_commands_and_launches_nothing(tmp_path, capsys):
   assert not root.exists()
 
 
+def test_command_line_overrides_apply_to_every_run_and_are_checked(tmp_path, capsys):
+  path = _write_sweep(tmp_path / "s.py", {"loss.gan": ["vanilla", "hinge"]})
+  root = tmp_path / "runs"
+  argv = [path, "--output", str(root), "--dry-run", "--config.loss.l1_weight=5"]
+  assert sweep.main(argv) == 0
+  assert capsys.readouterr().out.count("--config.loss.l1_weight=5") == 2
+  assert sweep.main([path, "--dry-run", "--config.loss.no_such=1"]) == 1
+  assert "unknown config field 'loss.no_such'" in capsys.readouterr().err
+  assert sweep.main([path, "--dry-run", "--l1=5"]) == 1
+  assert "overrides are --config.field=value" in capsys.readouterr().err
+  assert not root.exists()
+
+
 def test_random_search_is_reproducible_and_in_bounds(tmp_path):
   random = {"optim.learning_rate": {"log_uniform": [1e-5, 1e-3]}, "loss.gan": ["lsgan", "hinge"]}
   path = tmp_path / "r.py"
   base = os.path.join(REPO, "configs", "default.py")
   body = {"base_config": base, "random": random, "num_trials": 5, "seed": 3}
   path.write_text(f"def get_sweep():\n  return {body!r}\n")
-  a = sweep.load_sweep(str(path), root=str(tmp_path))
-  b = sweep.load_sweep(str(path), root=str(tmp_path))
+  a = sweep_spec.load_sweep(str(path), root=str(tmp_path))
+  b = sweep_spec.load_sweep(str(path), root=str(tmp_path))
   assert [r.params for r in a.runs] == [r.params for r in b.runs]
   assert len(a.runs) == 5 and len({r.name for r in a.runs}) == 5
   assert a.name == "r" and a.swept == ["optim.learning_rate", "loss.gan"]
@@ -127,19 +140,19 @@ def test_random_search_is_reproducible_and_in_bounds(tmp_path):
 
 
 def test_grid_points_and_run_names():
-  points = sweep.grid_points({"loss.gan": ["vanilla", "hinge"], "loss.l1_weight": [1.0, 10.0]})
+  points = sweep_spec.grid_points({"loss.gan": ["vanilla", "hinge"], "loss.l1_weight": [1.0, 10.0]})
   assert len(points) == 4 and points[1] == {"loss.gan": "vanilla", "loss.l1_weight": 10.0}
-  assert sweep.run_name(points[1]) == "gan=vanilla,l1_weight=10"
-  assert sweep.run_name({"model.ngf": 4, "model.ndf": 4}) == "ngf=4,ndf=4"
-  assert sweep.run_name({"a.x": 1, "b.x": 2}) == "a.x=1,b.x=2"  # ambiguous leaves: full names
-  assert sweep.run_name({}) == "base"
+  assert sweep_spec.run_name(points[1]) == "gan=vanilla,l1_weight=10"
+  assert sweep_spec.run_name({"model.ngf": 4, "model.ndf": 4}) == "ngf=4,ndf=4"
+  assert sweep_spec.run_name({"a.x": 1, "b.x": 2}) == "a.x=1,b.x=2"  # ambiguous leaves: full names
+  assert sweep_spec.run_name({}) == "base"
 
 
 @pytest.mark.parametrize("name", ["seed", "l1_weight", "gan_loss", "color_space"])
 def test_experiment_definitions_load_at_both_scales(name, tmp_path):
   path = os.path.join(REPO, "experiments", f"{name}.py")
-  quick = sweep.load_sweep(path, root=str(tmp_path))
-  full = sweep.load_sweep(path, root=str(tmp_path), scale="full")
+  quick = sweep_spec.load_sweep(path, root=str(tmp_path))
+  full = sweep_spec.load_sweep(path, root=str(tmp_path), scale="full")
   assert quick.runs and len(full.runs) == len(quick.runs)
   assert quick.runs[0].config.data.source == "samples"
   assert full.runs[0].config.data.source == "tfds" and full.name == f"{name}-full"

@@ -1,6 +1,7 @@
 """The training step and loop: sharding, compilation, end-to-end runs, exact resume."""
 
 import glob
+import logging
 import os
 import subprocess
 import sys
@@ -179,7 +180,7 @@ def _write_folder(root, n=12, size=(40, 48)):
   (root / "broken.jpg").write_bytes(b"not an image")
 
 
-def test_train_and_evaluate_on_image_folder(tmp_path):
+def test_train_and_evaluate_on_image_folder(tmp_path, caplog):
   folder = tmp_path / "photos"
   _write_folder(folder)
   config = tiny_config(
@@ -187,11 +188,14 @@ def test_train_and_evaluate_on_image_folder(tmp_path):
       "data.source": "folder",
       "data.folder": str(folder),
       "data.eval_fraction": 0.25,
-      "num_train_steps": 2,
+      "num_train_steps": 5,
+      "num_epochs_decay": 0,  # the schedule ends after one epoch (at most 3 steps here)
     }
   )
-  state = train.train_and_evaluate(config, str(tmp_path / "run"))
-  assert int(state.step) == 2
+  with caplog.at_level(logging.WARNING):
+    state = train.train_and_evaluate(config, str(tmp_path / "run"))
+  assert int(state.step) == 5
+  assert "num_train_steps=5 goes past the learning-rate schedule, which reaches 0" in caplog.text
 
 
 def test_resume_is_exact(tmp_path):

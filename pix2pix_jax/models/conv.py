@@ -327,42 +327,27 @@ def _choose(policy: ConvPolicy, tuned: Callable, plain: Callable, *args):
   return lax.platform_dependent(*args, cpu=tuned, default=plain)
 
 
-# One custom VJP per op holds the platform choice of both passes: its residuals, (x, kernel),
-# serve either backward pass, so reverse mode keeps no residuals of the branch not taken.
-def _down_primal(x: jax.Array, kernel: jax.Array, policy: ConvPolicy) -> jax.Array:
-  return _choose(policy, _down_forward, conv_down, x, kernel)
+def _choosing_vjp(tuned_forward: Callable, tuned_backward: Callable, plain: Callable) -> Callable:
+  """`plain(x, kernel)` as one custom VJP `op(x, kernel, policy)` whose forward and backward
+  passes are both chosen by `_choose`: the residuals, (x, kernel), serve either backward pass,
+  so reverse mode keeps no residuals of the branch not taken."""
+
+  def primal(x: jax.Array, kernel: jax.Array, policy: ConvPolicy) -> jax.Array:
+    return _choose(policy, tuned_forward, plain, x, kernel)
+
+  def fwd(x, kernel, policy):
+    return primal(x, kernel, policy), (x, kernel)
+
+  def bwd(policy, res, g):
+    return _choose(policy, tuned_backward, _plain_vjp(plain), *res, g)
+
+  op = jax.custom_vjp(primal, nondiff_argnums=(2,))
+  op.defvjp(fwd, bwd)
+  return op
 
 
-_down = jax.custom_vjp(_down_primal, nondiff_argnums=(2,))
-
-
-def _down_fwd(x, kernel, policy):
-  return _down_primal(x, kernel, policy), (x, kernel)
-
-
-def _down_bwd(policy, res, g):
-  return _choose(policy, _down_backward, _plain_vjp(conv_down), *res, g)
-
-
-_down.defvjp(_down_fwd, _down_bwd)
-
-
-def _up_primal(x: jax.Array, kernel: jax.Array, policy: ConvPolicy) -> jax.Array:
-  return _choose(policy, _transpose_forward, conv_transpose, x, kernel)
-
-
-_up = jax.custom_vjp(_up_primal, nondiff_argnums=(2,))
-
-
-def _up_fwd(x, kernel, policy):
-  return _up_primal(x, kernel, policy), (x, kernel)
-
-
-def _up_bwd(policy, res, g):
-  return _choose(policy, _up_backward, _plain_vjp(conv_transpose), *res, g)
-
-
-_up.defvjp(_up_fwd, _up_bwd)
+_down = _choosing_vjp(_down_forward, _down_backward, conv_down)
+_up = _choosing_vjp(_transpose_forward, _up_backward, conv_transpose)
 
 
 # --- Entry points -------------------------------------------------------------------------

@@ -11,17 +11,15 @@ import json
 import os
 import subprocess
 
-from pix2pix_jax import cli, files
+from pix2pix_jax import cli, files, images
 from pix2pix_jax.video import probe
 
-_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SAMPLES_DIR = os.path.join(_PACKAGE, "data", "samples")
 HELP = "render a pan/zoom clip over still photos"
 
 
 def sample_photos() -> list[str]:
   """The embedded sample photographs, sorted."""
-  return sorted(glob.glob(os.path.join(SAMPLES_DIR, "**", "*.jpg"), recursive=True))
+  return sorted(glob.glob(os.path.join(images.SAMPLES_DIR, "**", "*.jpg"), recursive=True))
 
 
 def make_sample_clip(
