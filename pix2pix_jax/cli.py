@@ -5,6 +5,7 @@ starts JAX, and the project's own errors (`errors.UserError`) become one line on
 exit status 1 (`report`, `run`). Other exceptions keep their traceback.
 """
 
+import argparse
 import logging
 import os
 import sys
@@ -31,6 +32,10 @@ def configure(*, verbose: bool = False) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
     logging.root.addHandler(handler)
+
+
+def add_verbose_flag(parser: argparse.ArgumentParser) -> None:
+  parser.add_argument("--verbose", action="store_true", help="also show absl/orbax INFO lines")
 
 
 def report(error: errors.UserError) -> int:

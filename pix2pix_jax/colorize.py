@@ -180,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     "--consistency", action="store_true", help="report temporal consistency of each video"
   )
   parser.add_argument("--no-progress", action="store_true")
+  cli.add_verbose_flag(parser)
   return parser
 
 
@@ -188,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
   args = parser.parse_args(argv)
   if not 0.0 <= args.smoothing < 1.0:
     parser.error("--smoothing must be in [0, 1)")
-  cli.configure()
+  cli.configure(verbose=args.verbose)
   memory.tune_memory()
   jobs = plan(args.inputs, args.output)
   for job in jobs:

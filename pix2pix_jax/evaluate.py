@@ -281,8 +281,9 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--max-examples", type=int, default=-1, help="-1: every image")
   parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
   parser.add_argument("--gallery-size", type=int, default=GALLERY_SIZE, help="images in gallery")
+  cli.add_verbose_flag(parser)
   args = parser.parse_args(argv)
-  cli.configure()
+  cli.configure(verbose=args.verbose)
   try:
     result = evaluate_workdir(
       args.workdir,

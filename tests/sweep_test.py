@@ -63,6 +63,9 @@ def test_parallel_grid_runs_and_writes_results(finished):
     assert float(row["best_ciede2000"]) <= float(row["final_ciede2000"])
     assert float(row["images_per_sec"]) > 0 and float(row["wall_time_s"]) > 0
   table = (finished["dir"] / "results.md").read_text()
+  default = os.path.join(REPO, "configs", "default.py")
+  base = os.path.relpath(default, os.path.dirname(finished["path"]))
+  assert table.startswith("# Sweep tiny\n") and f"Base config `{base}`" in table
   assert table.count("| l1_weight=") == 2
   for png in ("ciede2000_vs_params.png", "ciede2000_curves.png"):
     assert (finished["dir"] / png).read_bytes().startswith(b"\x89PNG")

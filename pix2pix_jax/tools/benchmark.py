@@ -247,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     "infer": "img/s of the generator's forward pass",
     "input": "img/s of the input pipeline",
     "video": "decode, model, encode and end-to-end frames/s, and peak memory",
-    "compare": "train and infer against the PyTorch peer script, as ratios",
+    "compare": "train and infer against a PyTorch pix2pix script, side by side, as ratios",
   }
   for kind, text in helps.items():
     sub = kinds.add_parser(kind, help=text, description=text)
@@ -264,9 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
       sub.add_argument("--preset", default="veryfast", help="x264 preset")
       sub.add_argument("--workdir", default=None, help="a trained workdir (else random init)")
     if kind == "compare":
-      sub.add_argument("peer", help="the PyTorch peer script (torch_pix2pix.py)")
+      sub.add_argument("peer", help="the PyTorch script to compare with (e.g. torch_pix2pix.py)")
       sub.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 4])
-      sub.add_argument("--peer-runs", type=int, default=2, help="best of this many peer runs")
+      sub.add_argument("--peer-runs", type=int, default=2, help="best of this many PyTorch runs")
   return parser
 
 

@@ -44,8 +44,9 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--torch-checkpoint", required=True, help="state_dict saved by torch.save")
   parser.add_argument("--config", required=True, help="config file describing the generator")
   parser.add_argument("--workdir", required=True, help="new workdir to write the checkpoint to")
+  cli.add_verbose_flag(parser)
   args = parser.parse_args(argv)
-  cli.configure()
+  cli.configure(verbose=args.verbose)
   try:
     import_generator(args.torch_checkpoint, config_lib.load(args.config), args.workdir)
   except errors.UserError as e:

@@ -1,4 +1,4 @@
-"""sweep_spec.Sweep results: each run's metrics read back from its TensorBoard events, results.csv,
+"""Sweep results: each run's metrics read back from its TensorBoard events, results.csv,
 results.md and plots of the metric against each swept field and against the step."""
 
 import csv
@@ -110,7 +110,7 @@ def results_markdown(sweep: sweep_spec.Sweep, rows: list[dict[str, Any]]) -> str
   direction = "lower" if metrics.lower_is_better(m) else "higher"
   base = os.path.relpath(sweep.base_config, os.path.dirname(sweep.path))
   lines = [
-    f"# sweep_spec.Sweep {sweep.name}",
+    f"# Sweep {sweep.name}",
     "",
     *([sweep.description, ""] if sweep.description else []),
     f"Base config `{base}`; metric `{m}` ({direction} is "
