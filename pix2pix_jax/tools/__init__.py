@@ -1,1 +1,1 @@
-"""Developer tools outside training and colourising (benchmarks, sweeps)."""
+"""Commands beside training and colourising: benchmarks, sweeps, PyTorch weight import."""
