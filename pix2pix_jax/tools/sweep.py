@@ -5,7 +5,7 @@
 
 A sweep definition is a Python file whose ``get_sweep()`` returns a dict:
 
-- ``name``: the sweep's name (default: the file's name); runs go to ``<root>/<name>/``.
+- ``name``: the sweep's name (default: the file's name); runs go to ``<output>/<name>/``.
 - ``base_config``: a config file, relative to the sweep file (or absolute).
 - ``overrides``: fixed ``{"dotted.field": value}`` for every run.
 - ``grid``: ``{"dotted.field": [values]}``; the runs are the Cartesian product.
@@ -20,7 +20,7 @@ A sweep definition is a Python file whose ``get_sweep()`` returns a dict:
 
 Every run gets ``<output>/<sweep>/<run>/`` (the run name is made from its swept values, e.g.
 ``gan=hinge``) holding ``config.json`` (the resolved config and the overrides), ``train.log`` and
-the training outputs. Runs are ``pix2pix-train --config BASE --workdir W
+the training outputs. Runs are ``python -m pix2pix_jax.main --config BASE --workdir W
 --config.field=value ...`` subprocesses, one at a time or ``--parallel N`` at once. A run that
 exits cleanly gets a ``DONE`` marker (JSON with its wall time); on restart, runs with ``DONE`` or a
 checkpoint at ``num_train_steps`` are skipped and unfinished ones resume from their checkpoints.
