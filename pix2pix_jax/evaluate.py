@@ -126,10 +126,7 @@ def evaluate_workdir(
   """
   if not os.path.isdir(workdir):
     raise EvaluationError(f"{workdir}: workdir does not exist")
-  try:
-    config, variables = checkpoint.restore_generator(workdir, step)
-  except FileNotFoundError as e:
-    raise EvaluationError(str(e)) from e
+  config, variables = checkpoint.restore_generator(workdir, step)  # NoCheckpointError: a UserError
   data_name, overrides = data_overrides(data, config)
   mesh = parallel.make_mesh()
   batch = parallel.device_multiple(batch_size or DEFAULT_EVAL_BATCH)

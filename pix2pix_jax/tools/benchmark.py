@@ -145,14 +145,12 @@ def bench_infer(args) -> dict:
   config = shapes.config_from_args(args)
   size, batch_size = config.data.crop_size, config.batch_size
   mesh = parallel.make_mesh()
-  nets = train_step.make_networks(config, steps_per_epoch=1000)
-  state = jax.jit(lambda key: train_step.init_state(nets, key, size))(jax.random.key(0))
+  generator, variables = shapes.random_generator(config)
   gray = jax.device_put(
     jnp.zeros((batch_size, size, size, 1), jnp.float32), parallel.batch_sharding(mesh)
   )
-  variables = state.generator_variables
   forward = jax.jit(
-    lambda v, x: nets.generator.apply(v, x, train=False),
+    lambda v, x: generator.apply(v, x, train=False),
     compiler_options=xla_flags.forward_compiler_options(),
   )
   forward, flops, compile_s = compile_with_flops(forward, variables, gray)

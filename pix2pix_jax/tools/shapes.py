@@ -3,10 +3,13 @@ command-line flags for the fields benchmarks vary (the package reads no config b
 own)."""
 
 import argparse
+from typing import Any
 
+import jax
+import jax.numpy as jnp
 import ml_collections
 
-from pix2pix_jax import config_lib
+from pix2pix_jax import config_lib, models
 
 # flag -> (config field, type, help)
 FLAGS = {
@@ -91,3 +94,11 @@ def to_flags(args: argparse.Namespace) -> list[str]:
     if value is not None:
       out += [flag, str(value)]
   return out
+
+
+def random_generator(config: ml_collections.ConfigDict) -> tuple[Any, dict[str, Any]]:
+  """The config's generator and randomly initialised variables for it (for timing)."""
+  generator = models.make_generator(config)
+  x = jnp.zeros((1, config.data.crop_size, config.data.crop_size, 1), jnp.float32)
+  variables = jax.jit(lambda key: generator.init(key, x, train=False))(jax.random.key(0))
+  return generator, variables

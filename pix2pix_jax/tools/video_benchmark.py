@@ -139,21 +139,13 @@ def time_end_to_end(
 
 def make_colorizer(args: Any) -> inference.Colorizer:
   """--workdir's generator, or a randomly initialised one of the benchmark's shape."""
-  import jax
-  import jax.numpy as jnp
-
-  from pix2pix_jax import models
-
   config = shapes.config_from_args(args)
-  size, batch_size = config.data.crop_size, config.batch_size
   if args.workdir:
     return inference.Colorizer.from_workdir(
-      args.workdir, render_size=args.render_size, batch_size=batch_size
+      args.workdir, render_size=args.render_size, batch_size=config.batch_size
     )
-  generator = models.make_generator(config)
-  x = jnp.zeros((1, size, size, 1), jnp.float32)
-  variables = generator.init(jax.random.key(0), x, train=False)
-  return inference.Colorizer(config, variables, batch_size=batch_size)
+  _, variables = shapes.random_generator(config)
+  return inference.Colorizer(config, variables, batch_size=config.batch_size)
 
 
 def _size(args: Any) -> tuple[int, int]:
