@@ -10,6 +10,8 @@ Colour spaces of the model ("rgb" or "lab"):
   lab: input L / 50 - 1; output ab / 110.
 """
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -170,3 +172,67 @@ def uint8_to_float(x: jax.Array) -> jax.Array:
 def float_to_uint8(x: jax.Array) -> jax.Array:
   """Float in [0, 1] -> uint8 in [0, 255], rounded to nearest and clipped."""
   return jnp.round(jnp.clip(_f32(x), 0.0, 1.0) * 255.0).astype(jnp.uint8)
+
+
+# Luminance bands for chroma statistics: shadows, midtones, highlights (hat functions of L).
+_BAND_CENTRES = (0.0, 50.0, 100.0)
+# A band with few pixels borrows the whole image's statistics, as if this fraction of the
+# image's pixels with the global mean and spread were added to it.
+_BAND_PRIOR = 0.05
+
+
+class ChromaStats(NamedTuple):
+  """Mean and standard deviation of Lab a and b per luminance band, each [..., bands, 2]."""
+
+  mean: jax.Array
+  std: jax.Array
+
+
+def band_weights(L: jax.Array) -> jax.Array:  # noqa: N803
+  """Lab L [..., 1] in [0, 100] -> weights [..., bands] of each luminance band, summing to 1."""
+  centres = jnp.asarray(_BAND_CENTRES, jnp.float32)
+  width = centres[1] - centres[0]
+  return jnp.clip(1.0 - jnp.abs(jnp.clip(_f32(L), 0.0, 100.0) - centres) / width, 0.0, 1.0)
+
+
+def chroma_stats(L: jax.Array, ab: jax.Array) -> ChromaStats:  # noqa: N803
+  """Per-band mean and spread of ab over the H, W axes of L [..., H, W, 1], ab [..., H, W, 2].
+
+  Each pixel counts in the bands by `band_weights`; a band holding few pixels is pulled toward
+  the whole image's statistics (`_BAND_PRIOR`), so an image without highlights still has
+  sensible highlight statistics.
+  """
+  ab = _f32(ab)
+  w = band_weights(L)[..., :, None]  # [..., H, W, bands, 1]
+  x = ab[..., None, :]  # [..., H, W, 1, 2]
+  pixels = L.shape[-3] * L.shape[-2]
+  axes = (-4, -3)
+  mean_all = jnp.mean(ab, axis=(-3, -2))[..., None, :]  # [..., 1, 2]
+  square_all = jnp.mean(ab * ab, axis=(-3, -2))[..., None, :]
+  prior = _BAND_PRIOR * pixels
+  count = jnp.sum(w, axis=axes) + prior  # [..., bands, 1]
+  mean = (jnp.sum(w * x, axis=axes) + prior * mean_all) / count
+  square = (jnp.sum(w * x * x, axis=axes) + prior * square_all) / count
+  return ChromaStats(mean, jnp.sqrt(jnp.maximum(square - mean * mean, 0.0)))
+
+
+def match_chroma(
+  L: jax.Array,  # noqa: N803
+  ab: jax.Array,
+  source: ChromaStats,
+  target: ChromaStats,
+  *,
+  max_gain: float,
+) -> jax.Array:
+  """Moves ab [..., H, W, 2] (with statistics `source` [..., bands, 2]) toward the statistics
+  `target` (e.g. a reference photo's): per band, ab' = (ab - mean_s) * gain + mean_t with
+  gain = std_t / std_s, at most `max_gain`; each pixel blends the bands by its lightness.
+  """
+  w = band_weights(L)  # [..., H, W, bands]
+
+  def at_pixels(per_band: jax.Array) -> jax.Array:
+    # [..., bands, 2] -> [..., H, W, 2]: each pixel's blend of the bands.
+    return jnp.sum(w[..., None] * per_band[..., None, None, :, :], axis=-2)
+
+  gain = target.std / jnp.maximum(source.std, target.std / max_gain + 1e-6)
+  return (_f32(ab) - at_pixels(source.mean)) * at_pixels(gain) + at_pixels(target.mean)

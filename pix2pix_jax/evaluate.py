@@ -42,6 +42,7 @@ from pix2pix_jax import (
   metrics,
   models,
   parallel,
+  progress,
   xla_flags,
 )
 
@@ -116,6 +117,7 @@ def evaluate_workdir(
   max_examples: int = -1,
   gallery_size: int = GALLERY_SIZE,
   step: int | None = None,
+  show_progress: bool = True,
 ) -> EvalResult:
   """Per-image metrics of the workdir's generator (latest checkpoint, or `step`) and of the two
   baselines on `data`.
@@ -123,6 +125,7 @@ def evaluate_workdir(
   Images are resized to the model's training crop size, as the training-time evaluation does.
   The mean-chroma baseline uses the mean ab of the evaluated images (a first pass over them):
   an optimistic baseline, since it has seen the evaluation set's average colour.
+  show_progress: a progress bar over the images (a summary line where stderr is not a terminal).
   """
   if not os.path.isdir(workdir):
     raise EvaluationError(f"{workdir}: workdir does not exist")
@@ -166,24 +169,32 @@ def evaluate_workdir(
   values: dict[str, dict[str, list[np.ndarray]]] = {p: {} for p in PREDICTORS}
   thumbnails: list[dict[str, bytes]] = []
   mean_ab_device = jnp.asarray(mean_ab, jnp.float32)
-  for host_batch in batches():
-    global_batch = parallel.to_global(host_batch, mesh)
-    per_image, shown, images = jax.device_get(
-      compute(variables, global_batch["image"], mean_ab_device)
-    )
-    mask = np.asarray(jax.device_get(gather(global_batch["mask"])))
-    for predictor, named in per_image.items():
-      for name, v in named.items():
-        values[predictor].setdefault(name, []).append(np.asarray(v)[mask])
-    for i in np.flatnonzero(mask):
-      if len(thumbnails) < gallery_size:
-        thumbnails.append(
-          {
-            "input": _thumbnail(np.asarray(shown["gray"][i])),
-            "model": _thumbnail(np.asarray(shown["model"][i])),
-            "target": _thumbnail(np.asarray(images[i])),
-          }
-        )
+  bar = progress.Progress(
+    f"evaluate {data}",
+    int(total[2]),
+    unit="images",
+    enabled=show_progress and jax.process_index() == 0,
+  )
+  with bar:
+    for host_batch in batches():
+      global_batch = parallel.to_global(host_batch, mesh)
+      per_image, shown, images = jax.device_get(
+        compute(variables, global_batch["image"], mean_ab_device)
+      )
+      mask = np.asarray(jax.device_get(gather(global_batch["mask"])))
+      for predictor, named in per_image.items():
+        for name, v in named.items():
+          values[predictor].setdefault(name, []).append(np.asarray(v)[mask])
+      for i in np.flatnonzero(mask):
+        if len(thumbnails) < gallery_size:
+          thumbnails.append(
+            {
+              "input": _thumbnail(np.asarray(shown["gray"][i])),
+              "model": _thumbnail(np.asarray(shown["model"][i])),
+              "target": _thumbnail(np.asarray(images[i])),
+            }
+          )
+      bar.update(int(mask.sum()))
   stacked = {p: {k: np.concatenate(v) for k, v in named.items()} for p, named in values.items()}
   count = len(next(iter(stacked["model"].values())))
   info = {
@@ -278,6 +289,7 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--max-examples", type=int, default=-1, help="-1: every image")
   parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
   parser.add_argument("--gallery-size", type=int, default=GALLERY_SIZE, help="images in gallery")
+  progress.add_quiet_flag(parser)
   cli.add_verbose_flag(parser)
   args = parser.parse_args(argv)
   cli.configure(verbose=args.verbose)
@@ -289,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
       max_examples=args.max_examples,
       gallery_size=args.gallery_size,
       step=args.step,
+      show_progress=not args.quiet,
     )
     output = args.output or os.path.join(args.workdir, "eval", result.info["data_name"])
     paths = write_outputs(result, output)
