@@ -5,16 +5,37 @@ a temporary directory and renames it when complete, so a crash mid-write leaves
 the previous checkpoint as the latest one that can be restored. This module is the only one
 that knows the layout and the state's key names: generator-only restore and save (colourising,
 evaluation, imported PyTorch weights) go through it.
+
+orbax keeps no checksum of the array data (tensorstore checks only its index), so once a step is
+final its files are sealed with a SHA-256 list (`<step>/sha256sums.json`), checked before the
+step is restored. A step that fails the check or cannot be read back is skipped for the newest
+one that restores; training moves the bad ones to `checkpoints/corrupt/<step>-<time>` (never
+deleted; orbax does not list that folder).
 """
 
+import datetime
+import hashlib
+import json
+import logging
 import os
-from typing import Any
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import jax
 import ml_collections
+import numpy as np
 import orbax.checkpoint as ocp
 
-from pix2pix_jax import config_lib, errors, metrics, models
+from pix2pix_jax import config_lib, errors, files, metrics, models
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Inside each step folder: {relative path: sha256} of every other file of the step.
+CONTENT_HASH_FILE = "sha256sums.json"
+# Beside the step folders: checkpoints moved aside because they failed to restore.
+CORRUPT_DIR = "corrupt"
 
 # Fields whose change makes an old checkpoint unusable (different parameter tree or meaning).
 ARCHITECTURE_FIELDS = (
@@ -40,6 +61,10 @@ class IncompatibleCheckpointError(errors.UserError, ValueError):
   """The workdir holds a checkpoint of a different architecture or colour space."""
 
 
+class CorruptCheckpointError(errors.UserError):
+  """A checkpoint's files differ from their content hash, or it cannot be read back."""
+
+
 # The generator's entries of the saved state (the train state's field names) and the flax
 # collections they hold.
 _GENERATOR_ITEMS = {"g_params": "params", "g_batch_stats": "batch_stats"}
@@ -54,6 +79,194 @@ def latest_step(workdir: str) -> int | None:
   directory = checkpoint_dir(workdir)
   steps = [int(n) for n in os.listdir(directory) if n.isdigit()] if os.path.isdir(directory) else []
   return max(steps) if steps else None
+
+
+def _sha256(path: str) -> str:
+  digest = hashlib.sha256()
+  with open(path, "rb") as f:
+    while chunk := f.read(1 << 20):
+      digest.update(chunk)
+  return digest.hexdigest()
+
+
+def write_content_hash(step_dir: str) -> None:
+  """Seals a final step folder: the SHA-256 of every file in it, in CONTENT_HASH_FILE."""
+  sums = {}
+  for root, dirs, names in os.walk(step_dir):
+    dirs.sort()
+    for name in sorted(names):
+      path = os.path.join(root, name)
+      rel = os.path.relpath(path, step_dir)
+      if rel != CONTENT_HASH_FILE and not name.startswith(".tmp-"):
+        sums[rel] = _sha256(path)
+  files.write_atomic(os.path.join(step_dir, CONTENT_HASH_FILE), json.dumps(sums, indent=0) + "\n")
+
+
+def verify_content_hash(step_dir: str) -> bool:
+  """True if every file listed in the step's content hash is there and unchanged; False if
+  the step was never sealed (saved by an older version, or killed before sealing). Raises
+  CorruptCheckpointError naming the first file that is missing or differs."""
+  hash_file = os.path.join(step_dir, CONTENT_HASH_FILE)
+  if not os.path.exists(hash_file):
+    return False
+  try:
+    with open(hash_file) as f:
+      sums = json.load(f)
+  except (OSError, ValueError) as e:
+    raise CorruptCheckpointError(f"{step_dir}: unreadable {CONTENT_HASH_FILE} ({e})") from e
+  for rel, digest in sums.items():
+    path = os.path.join(step_dir, rel)
+    if not os.path.isfile(path):
+      raise CorruptCheckpointError(f"{step_dir}: {rel} is missing")
+    if _sha256(path) != digest:
+      raise CorruptCheckpointError(f"{step_dir}: {rel} differs from its SHA-256 at save")
+  return True
+
+
+class Manager(ocp.CheckpointManager):
+  """orbax's CheckpointManager that seals each step it saves once the step is final.
+
+  orbax calls `wait_until_finished` before every save and on close, so a step is sealed
+  before the next one starts. Only process 0 writes the hash (it sees every process's files on
+  the shared filesystem that multi-host checkpointing needs).
+  """
+
+  def __init__(self, *args, **kwargs):
+    self._unsealed: list[int] = []  # saved by this manager, not yet sealed
+    super().__init__(*args, **kwargs)
+
+  def save(self, step: int, *args, **kwargs) -> bool:
+    saved = super().save(step, *args, **kwargs)
+    if saved:
+      self._unsealed.append(step)
+    return saved
+
+  def wait_until_finished(self) -> None:
+    super().wait_until_finished()
+    unsealed, self._unsealed = self._unsealed, []
+    if jax.process_index() != 0:
+      return
+    for step in unsealed:
+      step_dir = os.path.join(str(self.directory), str(step))
+      if os.path.isdir(step_dir):  # not already removed by the keep policy
+        write_content_hash(step_dir)
+
+
+def _quiet_closed_loop_reports() -> None:
+  """Drops the "RuntimeError: Event loop is closed" reports that follow a failed read.
+
+  orbax runs a restore on a fresh event loop and closes it as soon as one read fails;
+  tensorstore's other reads then complete onto the closed loop and each is printed through
+  `sys.unraisablehook` (dozens of tracebacks after the one failure we report). Anything else
+  still reaches the previous hook.
+  """
+  previous = sys.unraisablehook
+  if getattr(previous, "drops_closed_loop_reports", False):
+    return
+
+  def hook(unraisable):
+    value = unraisable.exc_value
+    if not (isinstance(value, RuntimeError) and str(value) == "Event loop is closed"):
+      previous(unraisable)
+
+  hook.drops_closed_loop_reports = True
+  sys.unraisablehook = hook
+
+
+def _short_cause(e: BaseException) -> str:
+  """The innermost cause of an orbax/tensorstore failure, in one line without its specs."""
+  while e.__cause__ is not None:
+    e = e.__cause__
+  text = (str(e).strip().splitlines() or [type(e).__name__])[0]
+  text = text.split(" [tensorstore_spec")[0].split(" See full TensorStore details")[0]
+  return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _move_aside(directory: str, step: int) -> str:
+  """Renames a step folder into CORRUPT_DIR (never deletes it); returns the new path."""
+  stamp = datetime.datetime.now().strftime("%Y%m%dT%H%M%S")
+  target = os.path.join(directory, CORRUPT_DIR, f"{step}-{stamp}")
+  os.makedirs(os.path.dirname(target), exist_ok=True)
+  suffix = 0
+  while os.path.exists(target + (f".{suffix}" if suffix else "")):
+    suffix += 1
+  target += f".{suffix}" if suffix else ""
+  os.rename(os.path.join(directory, str(step)), target)
+  return target
+
+
+def restore_newest_good(
+  manager: ocp.CheckpointManager,
+  restore: Callable[[int], T],
+  *,
+  move_aside: bool,
+) -> tuple[int, T] | None:
+  """`restore(step)` of the newest step that passes its content hash and reads back.
+
+  Newer steps that fail are logged (one line each, naming the folder and the cause) and, with
+  `move_aside`, moved to `checkpoints/corrupt/` once an older one has restored. If none
+  restores, nothing is moved and CorruptCheckpointError names each one. The project's own
+  errors from `restore` (e.g. IncompatibleCheckpointError) are not corruption: they propagate.
+  None if there is no checkpoint at all.
+  """
+  directory = str(manager.directory)
+  failures: list[tuple[int, str]] = []
+  _quiet_closed_loop_reports()
+  for step in sorted(manager.all_steps(), reverse=True):
+    step_dir = os.path.join(directory, str(step))
+    try:
+      verify_content_hash(step_dir)
+      result = restore(step)
+    except CorruptCheckpointError as e:
+      cause = str(e).removeprefix(f"{step_dir}: ")
+    except errors.UserError:
+      raise
+    except Exception as e:  # orbax and tensorstore raise ValueError, OSError, bare Exception...
+      cause = f"cannot be read back ({_short_cause(e)})"
+    else:
+      _agree_on_step(step)
+      for bad, why in failures:
+        bad_dir = os.path.join(directory, str(bad))
+        if move_aside and jax.process_index() == 0:
+          where = _move_aside(directory, bad)
+          log.warning("corrupt checkpoint %s: %s; moved to %s", bad_dir, why, where)
+        else:
+          log.warning("corrupt checkpoint %s: %s; skipped", bad_dir, why)
+      if failures and move_aside:
+        _barrier("pix2pix_corrupt_moved")
+        manager.reload()
+      if failures:
+        log.warning("restored the newest good checkpoint, step %d", step)
+      return step, result
+    failures.append((step, cause))
+  if failures:
+    raise CorruptCheckpointError(
+      f"{directory}: no checkpoint can be restored ("
+      + "; ".join(f"step {s}: {why}" for s, why in failures)
+      + "); nothing was moved"
+    )
+  return None
+
+
+def _barrier(name: str) -> None:
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+
+    multihost_utils.sync_global_devices(name)
+
+
+def _agree_on_step(step: int) -> None:
+  """With several processes: raises unless every process restored the same step."""
+  if jax.process_count() == 1:
+    return
+  from jax.experimental import multihost_utils
+
+  steps = multihost_utils.process_allgather(np.array(step))
+  if np.any(steps != step):
+    raise CorruptCheckpointError(
+      f"processes restored different checkpoints ({sorted(set(steps.tolist()))}): the "
+      "checkpoint folder looks different from different hosts"
+    )
 
 
 def create_manager(
@@ -77,9 +290,7 @@ def create_manager(
     preservation_policy=cm.AnyPreservationPolicy(keep),
     cleanup_tmp_directories=True,
   )
-  return ocp.CheckpointManager(
-    checkpoint_dir(workdir), options=options, item_names=("state", "config")
-  )
+  return Manager(checkpoint_dir(workdir), options=options, item_names=("state", "config"))
 
 
 def save(
@@ -135,13 +346,28 @@ def restore_state(manager: ocp.CheckpointManager, step: int, abstract_state: Any
   return restored["state"]
 
 
+def restore_training(
+  manager: ocp.CheckpointManager, config: ml_collections.ConfigDict, abstract_state: Any
+) -> tuple[int, Any] | None:
+  """(step, state) of the newest checkpoint that is compatible with `config` and restores
+  (see `restore_newest_good`; corrupt newer ones are moved aside); None if there is none."""
+
+  def restore(step: int) -> Any:
+    check_compatible(read_config(manager, step), config)
+    return restore_state(manager, step, abstract_state)
+
+  return restore_newest_good(manager, restore, move_aside=True)
+
+
 def restore_generator(
   workdir: str, step: int | None = None
 ) -> tuple[ml_collections.ConfigDict, dict[str, Any]]:
   """Config and generator variables ({"params", "batch_stats"}) of a training workdir.
 
   Reads only the generator's arrays: no discriminator or optimiser state is built or loaded.
-  `workdir` may also be a `checkpoints/` directory.
+  `workdir` may also be a `checkpoints/` directory. Without `step`, the newest checkpoint that
+  restores (corrupt newer ones are logged and skipped, never moved: that is training's job);
+  with `step`, that one or CorruptCheckpointError naming it.
   """
   directory = checkpoint_dir(workdir)
   if not os.path.isdir(directory) and os.path.basename(os.path.normpath(workdir)) == "checkpoints":
@@ -155,22 +381,40 @@ def restore_generator(
   # on every use, which would show on every colourising run.)
   options = ocp.CheckpointManagerOptions(create=False, save_root_metadata=False)
   with ocp.CheckpointManager(directory, item_handlers=handlers, options=options) as manager:
-    step = manager.latest_step() if step is None else step
     if step is None:
-      raise NoCheckpointError(f"{workdir}: no complete checkpoint to restore")
-    config = read_config(manager, step)
-    metadata = manager.item_metadata(step)["state"]
-    tree = metadata.tree if hasattr(metadata, "tree") else metadata
-    item = {k: tree[k] for k in _GENERATOR_ITEMS}
-    # Onto one local device, whatever the device count that saved it.
-    sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    restore_args = jax.tree.map(lambda _: ocp.ArrayRestoreArgs(sharding=sharding), item)
-    restored = manager.restore(
-      step,
-      args=ocp.args.Composite(
-        state=ocp.args.PyTreeRestore(item=item, restore_args=restore_args, partial_restore=True)
-      ),
-    )["state"]
+      found = restore_newest_good(manager, lambda s: _read_generator(manager, s), move_aside=False)
+      if found is None:
+        raise NoCheckpointError(f"{workdir}: no complete checkpoint to restore")
+      return found[1]
+    if step not in manager.all_steps():
+      raise NoCheckpointError(f"{workdir}: no complete checkpoint at step {step}")
+    step_dir = os.path.join(directory, str(step))
+    verify_content_hash(step_dir)
+    _quiet_closed_loop_reports()
+    try:
+      return _read_generator(manager, step)
+    except errors.UserError:
+      raise
+    except Exception as e:
+      raise CorruptCheckpointError(f"{step_dir}: cannot be read back ({_short_cause(e)})") from e
+
+
+def _read_generator(
+  manager: ocp.CheckpointManager, step: int
+) -> tuple[ml_collections.ConfigDict, dict[str, Any]]:
+  config = read_config(manager, step)
+  metadata = manager.item_metadata(step)["state"]
+  tree = metadata.tree if hasattr(metadata, "tree") else metadata
+  item = {k: tree[k] for k in _GENERATOR_ITEMS}
+  # Onto one local device, whatever the device count that saved it.
+  sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  restore_args = jax.tree.map(lambda _: ocp.ArrayRestoreArgs(sharding=sharding), item)
+  restored = manager.restore(
+    step,
+    args=ocp.args.Composite(
+      state=ocp.args.PyTreeRestore(item=item, restore_args=restore_args, partial_restore=True)
+    ),
+  )["state"]
   return config, {name: restored[key] or {} for key, name in _GENERATOR_ITEMS.items()}
 
 
@@ -183,7 +427,7 @@ def save_generator(
   if os.path.isdir(directory) and os.listdir(directory):
     raise CheckpointExistsError(f"{directory} already holds checkpoints; use a new --workdir")
   state = {key: variables.get(name, {}) for key, name in _GENERATOR_ITEMS.items()}
-  with ocp.CheckpointManager(directory, item_names=("state", "config")) as manager:
+  with Manager(directory, item_names=("state", "config")) as manager:
     args = ocp.args.Composite(
       state=ocp.args.PyTreeSave(state), config=ocp.args.JsonSave(config.to_dict())
     )

@@ -24,6 +24,7 @@ from pix2pix_jax import (
   parallel,
   train_step,
   visualize,
+  workdir_lock,
   xla_flags,
 )
 
@@ -94,8 +95,12 @@ def format_progress(
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train_step.TrainState:
   """Trains (resuming from `workdir` if it holds a checkpoint), logs, samples, evaluates."""
+  config_lib.validate(config)
+  parallel.local_batch_size(config.batch_size)  # fails early on an indivisible batch
   try:
-    return _train_and_evaluate(config, workdir)
+    # One run per workdir: a second one refuses at once, naming the owner.
+    with workdir_lock.hold(workdir):
+      return _train_and_evaluate(config, workdir)
   except OSError as e:
     if isinstance(e, errors.UserError):
       raise
@@ -104,8 +109,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
 
 
 def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train_step.TrainState:
-  config_lib.validate(config)
-  parallel.local_batch_size(config.batch_size)  # fails early on an indivisible batch
   mesh = parallel.make_mesh()
   replicated = parallel.replicated(mesh)
   is_chief = jax.process_index() == 0
@@ -120,14 +123,14 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> trai
     out_shardings=replicated,
   )
   manager = checkpoint.create_manager(workdir, config, best_metric=config.get("best_metric"))
-  latest = manager.latest_step()
-  if latest is not None:
-    checkpoint.check_compatible(checkpoint.read_config(manager, latest), config)
-    abstract = jax.eval_shape(init_fn, jax.random.key(0))
-    abstract = jax.tree.map(
-      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), abstract
-    )
-    state = checkpoint.restore_state(manager, latest, abstract)
+  abstract = jax.eval_shape(init_fn, jax.random.key(0))
+  abstract = jax.tree.map(
+    lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), abstract
+  )
+  # The newest checkpoint that restores; corrupt newer ones are moved to checkpoints/corrupt/.
+  restored = checkpoint.restore_training(manager, config, abstract)
+  if restored is not None:
+    latest, state = restored
     log.info("resumed from step %d in %s", latest, workdir)
   else:
     state = init_fn(init_key)
