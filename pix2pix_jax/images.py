@@ -113,6 +113,8 @@ def load_image(path: str) -> LoadedImage:
   MediaError (one line naming the file) for a missing or undecodable file.
   """
   if not os.path.exists(path):
+    if os.path.islink(path):
+      raise files.MediaError(f"{path}: broken symbolic link (or a loop of links)")
     raise files.MediaError(f"{path}: no such file")
   try:
     image, fmt = open_upright(path)

@@ -87,7 +87,13 @@ class FolderListing:
 
 def _find_images(root: str) -> list[str]:
   found = []
+  visited = set()
   for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+    real = os.path.realpath(dirpath)
+    if real in visited:  # a symlink loop, or a second link to a folder already listed
+      dirnames.clear()
+      continue
+    visited.add(real)
     dirnames.sort()
     for name in filenames:
       if name.lower().endswith(images.IMAGE_EXTENSIONS) and not name.startswith("."):

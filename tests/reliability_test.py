@@ -1,4 +1,5 @@
-"""Faults really caused: preemption, a kill mid-checkpoint, NaNs, bad files, a full disk."""
+"""Faults really caused: preemption, a kill mid-checkpoint, a corrupt checkpoint, NaNs, bad files,
+a full disk."""
 
 import logging
 import os
@@ -107,8 +108,32 @@ def test_kill_during_checkpoint_write_restores_previous_checkpoint(tmp_path, pho
   result = _run(main_command(workdir, photos, TOTAL))
   assert result.returncode == 0, result.stdout
   assert f"resumed from step {complete_before[-1]}" in result.stdout + result.stderr
+  # The killed run still named itself in the workdir lock; the kernel released the lock itself.
+  assert f"from pid {proc.pid} on host" in result.stderr and "no longer running" in result.stderr
   assert not [n for n in os.listdir(ckpt_dir) if "tmp" in n]
   _assert_same(checkpoint.restore_generator(str(workdir))[1], straight_run)
+
+
+def test_a_corrupt_newest_checkpoint_is_moved_aside_and_training_resumes(tmp_path, photos):
+  """The issue's report: a damaged newest checkpoint made the resume crash with orbax's
+  "RuntimeError: Event loop is closed". Here it is unsealed (no content hash, as one saved
+  before sealing existed) and misses its OCDBT manifest, which is what made orbax print that."""
+  workdir = tmp_path / "run"
+  every_2 = ("--config.checkpoint_every_steps=2", "--config.keep_checkpoint_every_steps=2")
+  assert _run(main_command(workdir, photos, 4, *every_2)).returncode == 0
+  assert _steps(workdir) == [2, 4]
+  bad = workdir / "checkpoints" / "4"
+  (bad / checkpoint.CONTENT_HASH_FILE).unlink()
+  (bad / "state" / "manifest.ocdbt").unlink()
+  result = _run(main_command(workdir, photos, 6, *every_2))
+  assert result.returncode == 0, result.stderr
+  assert "Event loop is closed" not in result.stderr and "Traceback" not in result.stderr
+  (warning,) = [line for line in result.stderr.splitlines() if "corrupt checkpoint" in line]
+  assert f"corrupt checkpoint {bad}: cannot be read back (" in warning
+  assert "resumed from step 2" in result.stderr
+  assert _steps(workdir) == [2, 4, 6]  # 4 saved again by the resumed run
+  (moved,) = os.listdir(workdir / "checkpoints" / checkpoint.CORRUPT_DIR)
+  assert moved.startswith("4-") and warning.endswith(f"moved to {bad.parent / 'corrupt' / moved}")
 
 
 def test_nan_stops_with_the_step_and_term_and_keeps_the_last_good_checkpoint(tmp_path, photos):

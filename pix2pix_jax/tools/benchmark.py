@@ -5,6 +5,7 @@
   pix2pix-benchmark input --source samples --render-size 256 --load 286
   pix2pix-benchmark video --seconds 20
   pix2pix-benchmark compare PEER_SCRIPT --batch-sizes 1 4
+  pix2pix-benchmark memory --short-seconds 60 --long-seconds 600
 
 Times are medians over `--steps` runs after a warm-up; compile time is reported
 separately. GFLOP/s comes from XLA's cost analysis of the compiled program; on CPU
@@ -188,6 +189,12 @@ def bench_video(args) -> list[dict]:
   return video_benchmark.run(args)
 
 
+def bench_memory(args) -> list[dict]:
+  from pix2pix_jax.tools import memory_benchmark
+
+  return memory_benchmark.run(args)
+
+
 def _run_peer(args, config) -> dict:
   cmd = [sys.executable, args.peer, "--batch", str(config.batch_size)]
   cmd += ["--res", str(config.data.crop_size), "--steps", str(args.steps), "--in-ch", "1"]
@@ -234,6 +241,7 @@ RUNNERS = {
   "input": bench_input,
   "video": bench_video,
   "compare": bench_compare,
+  "memory": bench_memory,
 }
 
 
@@ -246,6 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     "input": "img/s of the input pipeline",
     "video": "decode, model, encode and end-to-end frames/s, and peak memory",
     "compare": "train and infer against a PyTorch pix2pix script, side by side, as ratios",
+    "memory": "peak RSS of pix2pix-colorize on a long clip vs a short one, many images vs few",
   }
   for kind, text in helps.items():
     sub = kinds.add_parser(kind, help=text, description=text)
@@ -261,6 +270,10 @@ def build_parser() -> argparse.ArgumentParser:
       sub.add_argument("--clip-size", default="320x240", help="clip WIDTHxHEIGHT")
       sub.add_argument("--preset", default="veryfast", help="x264 preset")
       sub.add_argument("--workdir", default=None, help="a trained workdir (else random init)")
+    if kind == "memory":
+      from pix2pix_jax.tools import memory_benchmark
+
+      memory_benchmark.add_arguments(sub)
     if kind == "compare":
       sub.add_argument("peer", help="the PyTorch script to compare with (e.g. torch_pix2pix.py)")
       sub.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 4])
