@@ -206,3 +206,27 @@ def test_a_symlink_loop_in_a_training_folder_lists_each_photo_once(tmp_path):
   (tmp_path / "sub" / "up").symlink_to("..", target_is_directory=True)
   found = input_pipeline._find_images(str(tmp_path))
   assert found == [str(tmp_path / "a.png"), str(tmp_path / "sub" / "b.png")]
+
+
+def mp4_declaring_frames(path, count):
+  """A 6-frame H.264 MP4 whose sample table (stts) declares `count` frames."""
+  data = bytearray(_clip(path).read_bytes())
+  stts = data.find(b"stts")
+  data[stts + 12 : stts + 16] = struct.pack(">I", count)  # the first entry's sample count
+  path.write_bytes(bytes(data))
+  return path
+
+
+@pytest.mark.xfail(
+  strict=True,
+  reason="decord 0.6 aborts the whole process (std::bad_alloc, exit 134) opening this file in "
+  "video.reader.choose_backend; ffmpeg itself decodes its 6 frames",
+)
+def test_a_video_declaring_two_billion_frames(tmp_path, workdir):
+  clip = mp4_declaring_frames(tmp_path / "long.mp4", 2_000_000_000)
+  result = _colorize(workdir, str(clip), "--output", str(tmp_path / "out.mp4"))
+  if result.returncode == 0:  # the frames it really has
+    assert probe.count_frames(str(tmp_path / "out.mp4")) == 6
+  else:
+    assert result.returncode == 1 and len(_errors(result.stderr)) == 1, result.stderr
+  assert result.peak_rss_mb < 2500
