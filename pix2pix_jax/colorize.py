@@ -15,6 +15,10 @@ Images keep their format and exact width and height (as displayed: EXIF orientat
 to the pixels); output is 8-bit RGB, with the alpha channel kept for PNG, WebP and TIFF. Videos
 keep their container, frame count, size, average frame rate and audio (see pix2pix_jax/video/).
 
+Colour controls: --saturation S scales the predicted chroma (0: gray, 2: twice as colourful),
+--reference IMAGE moves the colours toward a photo's colour statistics, and --compare writes the
+source (left) and the result (right) side by side, twice as wide.
+
 An existing output is never replaced without --overwrite, and outputs are written to a temporary
 file beside the destination and renamed on success. A failing input prints one line naming the
 file and the cause, the others still run, and the exit code is 1 if any input failed.
@@ -27,7 +31,9 @@ import os
 import sys
 import time
 
-from pix2pix_jax import cli, errors, files, images, inference
+import numpy as np
+
+from pix2pix_jax import cli, color, errors, files, images, inference, progress
 from pix2pix_jax.video import memory, pipeline, probe, writer
 
 
@@ -70,10 +76,7 @@ def plan(inputs: list[str], output: str) -> list[Job]:
     and not os.path.isdir(output)
   )
   if single:
-    return _check_outputs([Job(inputs[0], output)])
-  blocker = _file_in_the_way(output)
-  if blocker is not None:
-    return [Job(output, None, error=f"{output}: {blocker} is a file, but the output is a folder")]
+    return [Job(inputs[0], output)]
   jobs: list[Job] = []
   for item in inputs:
     if os.path.isdir(item):
@@ -90,52 +93,17 @@ def plan(inputs: list[str], output: str) -> list[Job]:
       jobs += [Job(f, os.path.join(output, os.path.basename(f))) for f in files]
     else:
       jobs.append(Job(item, None, error=f"{item}: no such file or directory"))
-  return _check_outputs(jobs)
-
-
-def _check_outputs(jobs: list[Job]) -> list[Job]:
-  """Refuses an output that is an input (also through symlinks, `..` or hard links) and one
-  output written by two inputs; an input listed twice (same file, same output) runs once."""
-  inputs = {}
+  seen: dict[str, str] = {}
   for job in jobs:
-    if (identity := _file_identity(job.src)) is not None:
-      inputs.setdefault(identity, job.src)
-  seen: dict[str, Job] = {}
-  kept = []
-  for job in jobs:
-    if job.dst is not None:
-      key = os.path.realpath(job.dst)
-      clash = inputs.get(_file_identity(job.dst))
-      if clash is not None:
-        job.error = f"{job.dst}: output is the input file {clash}; choose another --output"
-        job.dst = None
-      elif key in seen:
-        identity = _file_identity(job.src)
-        if identity is not None and identity == _file_identity(seen[key].src):
-          continue  # the same file given twice (or found twice through a symlink loop)
-        job.error = f"{job.src}: output {job.dst} would also be written by {seen[key].src}"
-        job.dst = None
-      else:
-        seen[key] = job
-    kept.append(job)
-  return kept
-
-
-def _file_in_the_way(folder: str) -> str | None:
-  """The existing non-folder at `folder` or above it, which would stop it being created."""
-  path = os.path.abspath(folder)
-  while not os.path.lexists(path) and os.path.dirname(path) != path:
-    path = os.path.dirname(path)
-  return None if os.path.isdir(path) else path
-
-
-def _file_identity(path: str) -> tuple[int, int] | None:
-  """(device, inode) of an existing file, the same through symlinks, `..` and hard links."""
-  try:
-    st = os.stat(path)
-  except OSError:
-    return None
-  return st.st_dev, st.st_ino
+    if job.dst is None:
+      continue
+    key = os.path.abspath(job.dst)
+    if key in seen:
+      job.error = f"{job.src}: output {job.dst} would also be written by {seen[key]}"
+      job.dst = None
+    else:
+      seen[key] = job.src
+  return jobs
 
 
 def classify(job: Job) -> None:
@@ -159,33 +127,77 @@ def classify(job: Job) -> None:
   job.kind = kind
 
 
-def run_images(colorizer: inference.Colorizer, jobs: list[Job], overwrite: bool) -> None:
-  """Colourises image jobs in groups of batch_size; sets job.error on failure."""
-  for start in range(0, len(jobs), colorizer.batch_size):
-    group, loaded = [], []
-    for job in jobs[start : start + colorizer.batch_size]:
-      try:
-        files.check_output(job.dst, overwrite=overwrite)
-        loaded.append(images.load_image(job.src))
-        group.append(job)
-      except files.MediaError as e:
-        fail(job, str(e))
-    if not group:
-      continue
-    outputs = colorizer.colorize_images([im.rgb for im in loaded])
-    for job, image, rgb in zip(group, loaded, outputs, strict=True):
-      try:
-        with files.atomic_output(job.dst, overwrite=overwrite) as tmp:
-          images.save_image(tmp, rgb, alpha=image.alpha)
-        h, w = rgb.shape[:2]
-        print(f"{job.src} -> {job.dst}: {w}x{h} image", flush=True)
-      except files.MediaError as e:
-        fail(job, str(e))
+def run_images(
+  colorizer: inference.Colorizer,
+  jobs: list[Job],
+  overwrite: bool,
+  *,
+  compare: bool = False,
+  show_progress: bool = True,
+) -> None:
+  """Colourises image jobs in groups of batch_size; sets job.error on failure.
+
+  compare: save the source and the result side by side (`inference.side_by_side`).
+  show_progress: a progress bar (or summary line) on stderr when there are two or more images.
+  """
+  bar = progress.Progress(
+    "colourising", len(jobs), unit="images", enabled=show_progress and len(jobs) > 1
+  )
+  with bar:
+    for start in range(0, len(jobs), colorizer.batch_size):
+      group, loaded = [], []
+      for job in jobs[start : start + colorizer.batch_size]:
+        try:
+          files.check_output(job.dst, overwrite=overwrite)
+          loaded.append(images.load_image(job.src))
+          group.append(job)
+        except files.MediaError as e:
+          fail(job, str(e), bar)
+      if group:
+        outputs = colorizer.colorize_images([im.rgb for im in loaded])
+        for job, image, rgb in zip(group, loaded, outputs, strict=True):
+          _save_image(job, image, rgb, overwrite=overwrite, compare=compare, bar=bar)
+      bar.update(len(jobs[start : start + colorizer.batch_size]))
 
 
-def fail(job: Job, message: str) -> None:
+def _save_image(
+  job: Job,
+  image: images.LoadedImage,
+  rgb: np.ndarray,
+  *,
+  overwrite: bool,
+  compare: bool,
+  bar: progress.Progress,
+) -> None:
+  alpha = image.alpha
+  if compare:
+    rgb = inference.side_by_side(image.rgb, rgb)
+    if alpha is not None:
+      alpha = inference.side_by_side(alpha[..., None], alpha[..., None])[..., 0]
+  try:
+    with files.atomic_output(job.dst, overwrite=overwrite) as tmp:
+      images.save_image(tmp, rgb, alpha=alpha)
+    h, w = rgb.shape[:2]
+    bar.message(f"{job.src} -> {job.dst}: {w}x{h} image{' (side by side)' if compare else ''}")
+  except files.MediaError as e:
+    fail(job, str(e), bar)
+
+
+def load_reference(path: str) -> color.ChromaStats:
+  """The --reference photo's chroma statistics; MediaError for an unreadable or gray photo."""
+  stats = inference.reference_stats(images.load_image(path).rgb)
+  if float(np.max(np.hypot(stats.mean[..., 0], stats.mean[..., 1]) + stats.std.max(-1))) < 2.0:
+    raise files.MediaError(f"{path}: reference image has no colour to take (it is gray)")
+  return stats
+
+
+def fail(job: Job, message: str, bar: progress.Progress | None = None) -> None:
   job.error = message
-  print(f"error: {message}", file=sys.stderr, flush=True)
+  line = f"error: {message}"
+  if bar is None:
+    print(line, file=sys.stderr, flush=True)
+  else:
+    bar.message(line, sys.stderr)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -217,7 +229,23 @@ def build_parser() -> argparse.ArgumentParser:
   parser.add_argument(
     "--consistency", action="store_true", help="report temporal consistency of each video"
   )
-  parser.add_argument("--no-progress", action="store_true")
+  parser.add_argument(
+    "--saturation",
+    type=float,
+    default=1.0,
+    help="chroma gain in Lab: 1 as predicted, 0 gray, 2 twice as colourful; default %(default)s",
+  )
+  parser.add_argument(
+    "--reference",
+    metavar="IMAGE",
+    help="move the colours toward this photo's colour statistics (one photo for all inputs)",
+  )
+  parser.add_argument(
+    "--compare",
+    action="store_true",
+    help="write source (left) and result (right) side by side, twice as wide",
+  )
+  progress.add_quiet_flag(parser)
   cli.add_verbose_flag(parser)
   return parser
 
@@ -227,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
   args = parser.parse_args(argv)
   if not 0.0 <= args.smoothing < 1.0:
     parser.error("--smoothing must be in [0, 1)")
+  if args.saturation < 0.0:
+    parser.error("--saturation must be >= 0")
   cli.configure(verbose=args.verbose)
   memory.tune_memory()
   jobs = plan(args.inputs, args.output)
@@ -237,13 +267,25 @@ def main(argv: list[str] | None = None) -> int:
   todo = [job for job in jobs if not job.error]
   if todo:
     try:
+      reference = load_reference(args.reference) if args.reference else None
       colorizer = inference.Colorizer.from_workdir(
-        args.workdir, step=args.step, render_size=args.render_size, batch_size=args.batch_size
+        args.workdir,
+        step=args.step,
+        render_size=args.render_size,
+        batch_size=args.batch_size,
+        saturation=args.saturation,
+        reference=reference,
       )
     except errors.UserError as e:
       return cli.report(e)
     start = time.perf_counter()
-    run_images(colorizer, [job for job in todo if job.kind == "image"], args.overwrite)
+    run_images(
+      colorizer,
+      [job for job in todo if job.kind == "image"],
+      args.overwrite,
+      compare=args.compare,
+      show_progress=not args.quiet,
+    )
     encode = writer.EncodeOptions(
       codec=args.codec, crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt
     )
@@ -258,7 +300,8 @@ def main(argv: list[str] | None = None) -> int:
           smoothing=args.smoothing,
           cut_threshold=args.cut_threshold,
           consistency=args.consistency,
-          progress=not args.no_progress,
+          compare=args.compare,
+          progress=not args.quiet,
         )
         print(result.summary(), flush=True)
       except files.MediaError as e:

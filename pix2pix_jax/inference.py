@@ -12,6 +12,11 @@ Three jit'd functions, so that a new frame size never recompiles the generator:
 Batches have a fixed size (the last one is padded), a multiple of the device count, and are
 sharded over the ("data",) mesh; the generator's variables are replicated.
 
+Colour controls, applied in compose at full resolution: a chroma gain (`saturation`, 1 = as
+predicted, 0 = gray) and a reference photo's colour statistics (`reference`: per luminance band,
+the predicted a and b are shifted and scaled to the reference's mean and spread, see
+`color.match_chroma`).
+
 Optional temporal smoothing (video): an exponential moving average of the predicted ab across
 consecutive frames, reset at scene cuts, detected as a large change of the luminance histogram.
 """
@@ -32,6 +37,11 @@ _HIST_BINS = 32
 # Total-variation distance between consecutive luminance histograms above which a frame starts
 # a new shot (0: identical histograms, 1: disjoint). Pans and fades stay well below this.
 DEFAULT_CUT_THRESHOLD = 0.3
+# --reference: the largest factor by which the spread of the predicted chroma is stretched toward
+# the reference's (a nearly uniform prediction would otherwise have its noise amplified).
+REFERENCE_MAX_GAIN = 4.0
+# Reference photos are measured at most this many pixels on a side (statistics barely change).
+_REFERENCE_MAX_SIDE = 512
 
 
 class RenderSizeError(errors.UserError, ValueError):
@@ -57,11 +67,36 @@ def _prepare(frames: jax.Array, *, color_space: str, size: int) -> tuple[jax.Arr
   return lightness, jnp.clip(x, -1.0, 1.0)
 
 
-def _compose(lightness: jax.Array, ab: jax.Array) -> jax.Array:
-  """Lab L [B,H,W,1] + ab [B,r,r,2] -> uint8 RGB [B,H,W,3] (ab upsampled to H, W)."""
+def _compose(
+  lightness: jax.Array,
+  ab: jax.Array,
+  saturation: jax.Array,
+  reference: color.ChromaStats | None,
+) -> jax.Array:
+  """Lab L [B,H,W,1] + ab [B,r,r,2] -> uint8 RGB [B,H,W,3] (ab upsampled to H, W).
+
+  With `reference`, ab is first matched to its statistics (each frame's own statistics as the
+  source); then it is multiplied by `saturation`.
+  """
   b, h, w, _ = lightness.shape
   ab = jax.image.resize(ab, (b, h, w, 2), "linear")
-  return color.float_to_uint8(color.combine(lightness, ab))
+  if reference is not None:
+    source = color.chroma_stats(lightness, ab)
+    ab = color.match_chroma(lightness, ab, source, reference, max_gain=REFERENCE_MAX_GAIN)
+  return color.float_to_uint8(color.combine(lightness, ab * saturation))
+
+
+def reference_stats(rgb: np.ndarray) -> color.ChromaStats:
+  """A reference photo (uint8 [H,W,3]) -> its per-band chroma statistics for `Colorizer`."""
+  rgb = np.asarray(rgb)
+  step = max(1, -(-max(rgb.shape[:2]) // _REFERENCE_MAX_SIDE))
+  lab = color.rgb_to_lab(color.uint8_to_float(rgb[::step, ::step, :3]))
+  return jax.device_get(color.chroma_stats(lab[..., :1], lab[..., 1:]))
+
+
+def side_by_side(source: np.ndarray, result: np.ndarray) -> np.ndarray:
+  """The --compare layout: source left, result right, same height ([..., H, W, C] -> 2W)."""
+  return np.concatenate([source, result], axis=-2)
 
 
 def luminance_histograms(x: jax.Array) -> jax.Array:
@@ -118,7 +153,12 @@ class Colorizer:
     *,
     render_size: int | None = None,
     batch_size: int = 8,
+    saturation: float = 1.0,
+    reference: np.ndarray | color.ChromaStats | None = None,
   ):
+    """saturation: chroma gain (1 as predicted, 0 gray, 2 twice the chroma up to the gamut).
+    reference: a photo (uint8 [H,W,3]) or its `reference_stats`; colours move toward it.
+    """
     self.config = config
     self.color_space = config.color_space
     size = int(render_size or config.data.crop_size)
@@ -128,6 +168,12 @@ class Colorizer:
         f"render size {size} must be a positive multiple of 2**num_downs = {multiple}"
       )
     self.render_size = size
+    if saturation < 0:
+      raise ValueError(f"saturation must be >= 0, got {saturation}")
+    self.saturation = jnp.float32(saturation)
+    if reference is not None and not isinstance(reference, color.ChromaStats):
+      reference = reference_stats(reference)
+    self.reference = reference
     self.batch_size = parallel.device_multiple(batch_size)
     self.mesh = parallel.make_mesh()
     self._batch_sharding = parallel.batch_sharding(self.mesh)
@@ -199,7 +245,7 @@ class Colorizer:
         ab, x, jnp.int32(n), state, jnp.float32(strength), jnp.float32(cut_threshold)
       )
       ab = jax.device_put(ab, self._batch_sharding)
-    return self._compose(lightness, ab), state, cuts
+    return self._compose(lightness, ab, self.saturation, self.reference), state, cuts
 
   def __call__(self, frames: np.ndarray) -> np.ndarray:
     """uint8 [N,H,W,3] or [N,H,W] -> uint8 [N,H,W,3], any N, frames colourised independently."""
@@ -232,7 +278,8 @@ class Colorizer:
       ab = self._predict(self.variables, jax.device_put(x, self._x_sharding))
       ab = np.asarray(ab)
       for i, (lightness, _) in enumerate(group):
-        outputs.append(np.asarray(self._compose(lightness, ab[i : i + 1]))[0])
+        rgb = self._compose(lightness, ab[i : i + 1], self.saturation, self.reference)
+        outputs.append(np.asarray(rgb)[0])
     return outputs
 
 

@@ -15,13 +15,13 @@ trades steadiness for lag.
 import dataclasses
 import fractions
 import os
-import sys
 import time
 from typing import Any
 
 import numpy as np
 
 from pix2pix_jax import files, inference, metrics
+from pix2pix_jax import progress as progress_lib
 from pix2pix_jax.video import memory, probe, reader, writer
 
 DEFAULT_SMOOTHING = 0.7  # chosen by measurement: most of the steadiness, little lag
@@ -55,42 +55,6 @@ class VideoResult:
         f", temporal consistency {self.consistency_out:.4f} (source {self.consistency_in:.4f})"
       )
     return text
-
-
-class Progress:
-  """A one-line progress bar on stderr: frames, fps and ETA."""
-
-  def __init__(self, name: str, total: int, *, stream: Any = None, enabled: bool = True):
-    self.name, self.total, self.done = name, total, 0
-    self.stream = stream or sys.stderr
-    self.enabled = enabled
-    self.start = self._last = time.perf_counter()
-    self._tty = hasattr(self.stream, "isatty") and self.stream.isatty()
-
-  def update(self, n: int) -> None:
-    self.done += n
-    now = time.perf_counter()
-    interval = 0.2 if self._tty else 5.0
-    if self.enabled and (now - self._last >= interval or self.done >= self.total):
-      self._last = now
-      self._print(now)
-
-  def _print(self, now: float) -> None:
-    elapsed = now - self.start
-    rate = self.done / elapsed if elapsed > 0 else 0.0
-    left = max(self.total - self.done, 0) / rate if rate > 0 else float("inf")
-    width = 24
-    filled = int(width * min(self.done / max(self.total, 1), 1.0))
-    bar = "#" * filled + "-" * (width - filled)
-    eta = time.strftime("%H:%M:%S", time.gmtime(left)) if np.isfinite(left) else "--:--:--"
-    line = f"{self.name} [{bar}] {self.done}/{self.total} frames {rate:.1f} fps ETA {eta}"
-    self.stream.write(("\r" + line) if self._tty else (line + "\n"))
-    self.stream.flush()
-
-  def close(self) -> None:
-    if self.enabled and self._tty:
-      self.stream.write("\n")
-      self.stream.flush()
 
 
 def _small(frames: np.ndarray, max_side: int = 96) -> np.ndarray:
@@ -130,6 +94,7 @@ def colorize_video(
   smoothing: float = DEFAULT_SMOOTHING,
   cut_threshold: float = inference.DEFAULT_CUT_THRESHOLD,
   consistency: bool = False,
+  compare: bool = False,
   progress: bool = True,
   timeout: float = reader.DEFAULT_CHUNK_TIMEOUT,
   reopen_every: int = reader.DEFAULT_REOPEN_EVERY,
@@ -138,6 +103,8 @@ def colorize_video(
 
   smoothing: 0 (off) .. <1, the weight of the previous frame's chroma in the moving average.
   consistency: also measure the temporal consistency of the source and output frames.
+  compare: write the source frame and its colourised frame side by side (width 2W, see
+    `inference.side_by_side`); frame count, rate and audio are kept as usual.
   """
   encode = encode or writer.EncodeOptions()
   start = time.perf_counter()
@@ -153,7 +120,7 @@ def colorize_video(
     fps = fractions.Fraction(info.fps or 25.0).limit_denominator(1001)
     total = int(round((info.duration or 0.0) * float(fps)))
   state = colorizer.initial_state() if smoothing > 0 else None
-  bar = Progress(os.path.basename(src), total, enabled=progress)
+  bar = progress_lib.Progress(os.path.basename(src), total, unit="frames", enabled=progress)
   measure_in = _Consistency() if consistency else None
   measure_out = _Consistency() if consistency else None
   frames_done, cuts, width, height = 0, 0, info.width, info.height
@@ -175,6 +142,7 @@ def colorize_video(
       for k, frames in enumerate(chunks):
         if encoder is None:
           height, width = frames.shape[1:3]
+          width *= 2 if compare else 1
           encoder = writer.FrameWriter(video_tmp, width, height, fps, encode)
         out, state, cut_flags = colorizer.colorize_batch(
           frames, state=state, strength=smoothing, cut_threshold=cut_threshold
@@ -184,7 +152,7 @@ def colorize_video(
         if pending is not None:
           frames_done, cuts = _flush(pending, encoder, measure_out, bar, frames_done, cuts)
         # Read back one batch late, so that the next batch is queued before this one finishes.
-        pending = (out, len(frames), cut_flags)
+        pending = (out, len(frames), cut_flags, frames if compare else None)
         if k % 16 == 15:
           memory.release_freed_memory()
       if pending is not None:
@@ -220,17 +188,17 @@ def colorize_video(
 
 
 def _flush(
-  pending: tuple[Any, int, Any],
+  pending: tuple[Any, int, Any, np.ndarray | None],
   encoder: writer.FrameWriter,
   measure: _Consistency | None,
-  bar: Progress,
+  bar: progress_lib.Progress,
   frames_done: int,
   cuts: int,
 ) -> tuple[int, int]:
   """Writes a colourised batch; returns the frame and scene-cut counts with it added."""
-  out, n, cut_flags = pending
+  out, n, cut_flags, source = pending
   frames = np.asarray(out)[:n]
-  encoder.write(frames)
+  encoder.write(frames if source is None else inference.side_by_side(source, frames))
   if measure is not None:
     measure.add(frames)
   bar.update(n)
