@@ -76,7 +76,10 @@ def plan(inputs: list[str], output: str) -> list[Job]:
     and not os.path.isdir(output)
   )
   if single:
-    return [Job(inputs[0], output)]
+    return _check_outputs([Job(inputs[0], output)])
+  blocker = _file_in_the_way(output)
+  if blocker is not None:
+    return [Job(output, None, error=f"{output}: {blocker} is a file, but the output is a folder")]
   jobs: list[Job] = []
   for item in inputs:
     if os.path.isdir(item):
@@ -93,17 +96,52 @@ def plan(inputs: list[str], output: str) -> list[Job]:
       jobs += [Job(f, os.path.join(output, os.path.basename(f))) for f in files]
     else:
       jobs.append(Job(item, None, error=f"{item}: no such file or directory"))
-  seen: dict[str, str] = {}
+  return _check_outputs(jobs)
+
+
+def _check_outputs(jobs: list[Job]) -> list[Job]:
+  """Refuses an output that is an input (also through symlinks, `..` or hard links) and one
+  output written by two inputs; an input listed twice (same file, same output) runs once."""
+  inputs = {}
   for job in jobs:
-    if job.dst is None:
-      continue
-    key = os.path.abspath(job.dst)
-    if key in seen:
-      job.error = f"{job.src}: output {job.dst} would also be written by {seen[key]}"
-      job.dst = None
-    else:
-      seen[key] = job.src
-  return jobs
+    if (identity := _file_identity(job.src)) is not None:
+      inputs.setdefault(identity, job.src)
+  seen: dict[str, Job] = {}
+  kept = []
+  for job in jobs:
+    if job.dst is not None:
+      key = os.path.realpath(job.dst)
+      clash = inputs.get(_file_identity(job.dst))
+      if clash is not None:
+        job.error = f"{job.dst}: output is the input file {clash}; choose another --output"
+        job.dst = None
+      elif key in seen:
+        identity = _file_identity(job.src)
+        if identity is not None and identity == _file_identity(seen[key].src):
+          continue  # the same file given twice (or found twice through a symlink loop)
+        job.error = f"{job.src}: output {job.dst} would also be written by {seen[key].src}"
+        job.dst = None
+      else:
+        seen[key] = job
+    kept.append(job)
+  return kept
+
+
+def _file_in_the_way(folder: str) -> str | None:
+  """The existing non-folder at `folder` or above it, which would stop it being created."""
+  path = os.path.abspath(folder)
+  while not os.path.lexists(path) and os.path.dirname(path) != path:
+    path = os.path.dirname(path)
+  return None if os.path.isdir(path) else path
+
+
+def _file_identity(path: str) -> tuple[int, int] | None:
+  """(device, inode) of an existing file, the same through symlinks, `..` and hard links."""
+  try:
+    st = os.stat(path)
+  except OSError:
+    return None
+  return st.st_dev, st.st_ino
 
 
 def classify(job: Job) -> None:
