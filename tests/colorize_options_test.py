@@ -4,6 +4,7 @@
 import os
 import pty
 import re
+import shutil
 import subprocess
 import sys
 
@@ -99,6 +100,7 @@ def test_saturation_two_doubles_the_mean_chroma(workdir, tmp_path):
 
 def test_compare_puts_source_left_and_result_right(workdir, tmp_path):
   write_images(tmp_path / "in")
+  shutil.copy(os.path.join(images.SAMPLES_DIR, "eval", "skimage_chelsea.jpg"), tmp_path / "in")
   assert run(workdir, tmp_path / "in", "-o", tmp_path / "plain", "-q") == 0
   assert run(workdir, tmp_path / "in", "-o", tmp_path / "both", "--compare", "-q") == 0
   for name in sorted(os.listdir(tmp_path / "in")):
@@ -184,10 +186,12 @@ def test_reference_bands_follow_the_photos_lightness(workdir, tmp_path):
   assert dark[1] > 5 and bright[1] < -10 and dark[1] - bright[1] > 25, (dark, bright)
 
 
-def test_reference_for_a_video(workdir, tmp_path):
+def test_reference_and_saturation_for_a_video(workdir, tmp_path):
   src = make_clip(str(tmp_path / "clip.mkv"), audio="libopus", seconds=0.4)
-  plain, ref = tmp_path / "plain.mkv", tmp_path / "ref.mkv"
+  plain, ref, gray = tmp_path / "plain.mkv", tmp_path / "ref.mkv", tmp_path / "gray.mkv"
   assert run(workdir, src, "-o", plain, "-q", "--crf", "4") == 0
+  assert run(workdir, src, "-o", gray, "-q", "--crf", "4", "--saturation", "0") == 0
+  assert mean_chroma(decode(str(plain))) > 5 and mean_chroma(decode(str(gray))) < 1
   assert run(workdir, src, "-o", ref, "-q", "--crf", "4", "--reference", REFERENCE) == 0
   assert probe.count_frames(str(ref)) == 10 and probe.probe(str(ref)).audio_codec == "opus"
   target = mean_ab(images.load_image(REFERENCE).rgb)
