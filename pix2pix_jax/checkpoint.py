@@ -7,15 +7,14 @@ that knows the layout and the state's key names: generator-only restore and save
 evaluation, imported PyTorch weights) go through it.
 
 orbax keeps no checksum of the array data (tensorstore checks only its index), so once a step is
-final its files are sealed with a SHA-256 list (`<step>/sha256sums.json`), checked before the
-step is restored. A step that fails the check or cannot be read back is skipped for the newest
-one that restores; training moves the bad ones to `checkpoints/corrupt/<step>-<time>` (never
-deleted; orbax does not list that folder).
+final its files are sealed with a SHA-256 list (`<step>/SHA256SUMS`, the format `sha256sum -c`
+reads), checked before the step is restored. A step that fails the check or cannot be read back
+is skipped for the newest one that restores; training moves the bad ones to
+`checkpoints/corrupt/<step>-<time>` (never deleted; orbax does not list that folder).
 """
 
 import datetime
 import hashlib
-import json
 import logging
 import os
 import sys
@@ -32,8 +31,8 @@ from pix2pix_jax import config_lib, errors, files, metrics, models
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# Inside each step folder: {relative path: sha256} of every other file of the step.
-CONTENT_HASH_FILE = "sha256sums.json"
+# Inside each step folder: "<sha256>  <relative path>" lines for every other file of the step.
+CONTENT_HASH_FILE = "SHA256SUMS"
 # Beside the step folders: checkpoints moved aside because they failed to restore.
 CORRUPT_DIR = "corrupt"
 
@@ -91,15 +90,15 @@ def _sha256(path: str) -> str:
 
 def write_content_hash(step_dir: str) -> None:
   """Seals a final step folder: the SHA-256 of every file in it, in CONTENT_HASH_FILE."""
-  sums = {}
+  lines = []
   for root, dirs, names in os.walk(step_dir):
     dirs.sort()
     for name in sorted(names):
       path = os.path.join(root, name)
       rel = os.path.relpath(path, step_dir)
       if rel != CONTENT_HASH_FILE and not name.startswith(".tmp-"):
-        sums[rel] = _sha256(path)
-  files.write_atomic(os.path.join(step_dir, CONTENT_HASH_FILE), json.dumps(sums, indent=0) + "\n")
+        lines.append(f"{_sha256(path)}  {rel}\n")
+  files.write_atomic(os.path.join(step_dir, CONTENT_HASH_FILE), "".join(lines))
 
 
 def verify_content_hash(step_dir: str) -> bool:
@@ -111,10 +110,12 @@ def verify_content_hash(step_dir: str) -> bool:
     return False
   try:
     with open(hash_file) as f:
-      sums = json.load(f)
+      sums = [line.rstrip("\n").split("  ", 1) for line in f]
+    if not sums or any(len(entry) != 2 or len(entry[0]) != 64 for entry in sums):
+      raise ValueError("not a SHA-256 list")
   except (OSError, ValueError) as e:
     raise CorruptCheckpointError(f"{step_dir}: unreadable {CONTENT_HASH_FILE} ({e})") from e
-  for rel, digest in sums.items():
+  for digest, rel in sums:
     path = os.path.join(step_dir, rel)
     if not os.path.isfile(path):
       raise CorruptCheckpointError(f"{step_dir}: {rel} is missing")

@@ -1,7 +1,6 @@
 """Generator-only checkpoints, workdirs saved by earlier versions, and corrupted checkpoints:
 detected, moved aside, the newest good one restored."""
 
-import json
 import logging
 import os
 import shutil
@@ -126,9 +125,22 @@ def test_every_finished_step_is_sealed_and_passes(two_checkpoints):
   for step in (2, 4):
     step_dir = os.path.join(two_checkpoints["workdir"], "checkpoints", str(step))
     assert checkpoint.verify_content_hash(step_dir) is True
-  with open(os.path.join(step_dir, checkpoint.CONTENT_HASH_FILE)) as f:
-    listed = json.load(f)
-  assert "state/manifest.ocdbt" in listed and "config/metadata" in listed
+  # The format sha256sum reads: an independent check of every digest.
+  check = subprocess.run(
+    ["sha256sum", "--check", "--strict", checkpoint.CONTENT_HASH_FILE],
+    cwd=step_dir,
+    capture_output=True,
+    text=True,
+  )
+  assert check.returncode == 0, check.stdout + check.stderr
+  listed = {line.rsplit(": ", 1)[0] for line in check.stdout.splitlines()}
+  assert {"state/manifest.ocdbt", "config/metadata", "state/_METADATA"} <= listed
+  on_disk = {
+    os.path.relpath(os.path.join(root, name), step_dir)
+    for root, _, names in os.walk(step_dir)
+    for name in names
+  }
+  assert listed == on_disk - {checkpoint.CONTENT_HASH_FILE}
 
 
 @pytest.mark.parametrize("how", ["truncated", "bit_flip", "missing_metadata"])
