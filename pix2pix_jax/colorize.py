@@ -1,6 +1,7 @@
 """Command line: colourise images, videos, folders and globs with a trained generator.
 
   pix2pix-colorize --workdir runs/x INPUT... --output OUT
+  pix2pix-colorize --model model.p2p INPUT... --output OUT    # a pix2pix-export file
   python -m pix2pix_jax.colorize --workdir runs/x INPUT... --output OUT
 
 INPUT is any mix of image files (jpg, png, webp, bmp, tiff), video files (anything ffmpeg
@@ -22,12 +23,16 @@ source (left) and the result (right) side by side, twice as wide.
 An existing output is never replaced without --overwrite, and outputs are written to a temporary
 file beside the destination and renamed on success. A failing input prints one line naming the
 file and the cause, the others still run, and the exit code is 1 if any input failed.
+Ctrl-C or SIGTERM stops after removing the output in progress (exit 130 / 143); with
+--skip-existing a run started again skips every output that exists (outputs only ever exist
+complete) and removes the temporary files a killed run left beside them.
 """
 
 import argparse
 import dataclasses
 import glob
 import os
+import signal
 import sys
 import time
 
@@ -36,6 +41,8 @@ import numpy as np
 from pix2pix_jax import cli, color, errors, files, images, inference, progress
 from pix2pix_jax.video import memory, pipeline, probe, writer
 
+DEFAULT_BATCH_SIZE = 8
+
 
 @dataclasses.dataclass
 class Job:
@@ -43,6 +50,7 @@ class Job:
   dst: str | None  # None when `error` is set
   kind: str | None = None  # "image" | "video"
   error: str | None = None
+  skipped: bool = False  # --skip-existing and the output exists
 
 
 def _has_glob(text: str) -> bool:
@@ -229,6 +237,33 @@ def load_reference(path: str) -> color.ChromaStats:
   return stats
 
 
+def skip_existing(jobs: list[Job], *, skip: bool) -> None:
+  """Removes what killed runs left beside the outputs; with `skip`, marks jobs whose output
+  exists as skipped (an output only exists complete: see files.atomic_output)."""
+  for folder in sorted({os.path.dirname(os.path.abspath(job.dst)) for job in jobs if job.dst}):
+    removed = files.remove_stale_temps(folder)
+    if removed:
+      print(f"removed {len(removed)} unfinished file(s) of an interrupted run from {folder}")
+  for job in jobs:
+    if skip and not job.error and os.path.exists(job.dst):
+      job.skipped = True
+
+
+def load_colorizer(args: argparse.Namespace, **kwargs: object) -> inference.Colorizer:
+  """The Colorizer of --model or --workdir, with the render size and batch size asked for."""
+  if args.model:
+    return inference.Colorizer.from_exported(
+      args.model, render_size=args.render_size, batch_size=args.batch_size, **kwargs
+    )
+  return inference.Colorizer.from_workdir(
+    args.workdir,
+    step=args.step,
+    render_size=args.render_size,
+    batch_size=args.batch_size or DEFAULT_BATCH_SIZE,
+    **kwargs,
+  )
+
+
 def fail(job: Job, message: str, bar: progress.Progress | None = None) -> None:
   job.error = message
   line = f"error: {message}"
@@ -244,14 +279,27 @@ def build_parser() -> argparse.ArgumentParser:
     description="Colourise images and videos with a trained pix2pix_jax generator.",
   )
   parser.add_argument("inputs", nargs="+", metavar="INPUT", help="files, folders or globs")
-  parser.add_argument("--workdir", required=True, help="training workdir (its checkpoints/)")
+  source = parser.add_mutually_exclusive_group(required=True)
+  source.add_argument("--workdir", help="training workdir (its checkpoints/)")
+  source.add_argument("--model", metavar="FILE.p2p", help="a model file from pix2pix-export")
   parser.add_argument("--output", "-o", required=True, help="output file or folder")
   parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
   parser.add_argument(
     "--render-size", type=int, default=None, help="model resolution (default: training size)"
   )
-  parser.add_argument("--batch-size", type=int, default=8)
-  parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+  parser.add_argument(
+    "--batch-size",
+    type=int,
+    default=None,
+    help=f"frames per call (default {DEFAULT_BATCH_SIZE}; a --model file's own)",
+  )
+  existing = parser.add_mutually_exclusive_group()
+  existing.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+  existing.add_argument(
+    "--skip-existing",
+    action="store_true",
+    help="leave existing outputs as they are (continue an interrupted job)",
+  )
   parser.add_argument("--codec", default="auto", help="h264 (default; vp9 for .webm), h265, ...")
   parser.add_argument("--crf", type=int, default=None, help="quality (default: codec's, 18 H.264)")
   parser.add_argument("--preset", default=writer.DEFAULT_PRESET, help="x264/x265 preset")
@@ -291,6 +339,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
   parser = build_parser()
   args = parser.parse_args(argv)
+  if args.model and args.step is not None:
+    parser.error("--step selects a checkpoint of --workdir; a --model file has one generator")
   if not 0.0 <= args.smoothing < 1.0:
     parser.error("--smoothing must be in [0, 1)")
   if args.saturation < 0.0:
@@ -302,18 +352,12 @@ def main(argv: list[str] | None = None) -> int:
     classify(job)
     if job.error:
       print(f"error: {job.error}", file=sys.stderr, flush=True)
-  todo = [job for job in jobs if not job.error]
+  skip_existing(jobs, skip=args.skip_existing)
+  todo = [job for job in jobs if not job.error and not job.skipped]
   if todo:
     try:
       reference = load_reference(args.reference) if args.reference else None
-      colorizer = inference.Colorizer.from_workdir(
-        args.workdir,
-        step=args.step,
-        render_size=args.render_size,
-        batch_size=args.batch_size,
-        saturation=args.saturation,
-        reference=reference,
-      )
+      colorizer = load_colorizer(args, saturation=args.saturation, reference=reference)
     except errors.UserError as e:
       return cli.report(e)
     start = time.perf_counter()
@@ -350,7 +394,10 @@ def main(argv: list[str] | None = None) -> int:
   else:
     elapsed = 0.0
   failed = [job for job in jobs if job.error]
-  print(f"done: {len(jobs) - len(failed)} of {len(jobs)} inputs colourised in {elapsed:.1f} s")
+  skipped = sum(job.skipped for job in jobs)
+  done = len(jobs) - len(failed) - skipped
+  skipped_text = f", {skipped} skipped (output exists)" if skipped else ""
+  print(f"done: {done} of {len(jobs)} inputs colourised{skipped_text} in {elapsed:.1f} s")
   if failed:
     print(f"{len(failed)} failed:", file=sys.stderr)
     for job in failed:
@@ -359,9 +406,30 @@ def main(argv: list[str] | None = None) -> int:
   return 0
 
 
+class Interrupted(KeyboardInterrupt):
+  """SIGTERM, raised in the main thread as Ctrl-C is, so that outputs in progress are removed."""
+
+  def __init__(self, signum: int):
+    super().__init__()
+    self.signum = signum
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+  raise Interrupted(signum)
+
+
 def run() -> None:
-  """The `pix2pix-colorize` console entry point."""
-  cli.run(main)
+  """The `pix2pix-colorize` console entry point: SIGTERM stops it as Ctrl-C does."""
+  signal.signal(signal.SIGTERM, _on_sigterm)
+  try:
+    cli.run(main)
+  except KeyboardInterrupt as e:
+    print(
+      "interrupted: every output written so far is complete; "
+      "run the same command with --skip-existing to continue",
+      file=sys.stderr,
+    )
+    sys.exit(128 + getattr(e, "signum", signal.SIGINT))
 
 
 if __name__ == "__main__":

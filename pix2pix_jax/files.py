@@ -1,12 +1,16 @@
 """Output files written atomically, and OS errors described in one line.
 
 An output is written to a temporary file beside its destination and renamed onto it only once it
-is complete, so a destination never holds a partial file.
+is complete, so a destination never holds a partial file. Temporary names carry the writing
+process's id (`.name.<pid>-<random>.<tag>.ext`), so that `remove_stale_temps` can tell the
+leftovers of a killed run from the files of a run still going.
 """
 
 import contextlib
 import errno
 import os
+import re
+import secrets
 import tempfile
 from collections.abc import Iterator
 
@@ -44,18 +48,17 @@ def check_output(path: str, *, overwrite: bool) -> None:
 def atomic_output(path: str, *, overwrite: bool = False) -> Iterator[str]:
   """Yields a temporary path beside `path`; renames it onto `path` only if the body succeeds.
 
-  On any error the temporary file is removed. Its name keeps the extension, so that ffmpeg and
-  PIL pick the right format. Failures raise MediaError.
+  On any error, Ctrl-C or SIGTERM included, the temporary file is removed. Its name keeps the
+  extension, so that ffmpeg and PIL pick the right format. Failures raise MediaError.
   """
   check_output(path, overwrite=overwrite)
-  folder, name = os.path.split(os.path.abspath(path))
-  stem, ext = os.path.splitext(name)
+  tmp = temp_name(path, "partial")
   try:
-    fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".partial{ext}", dir=folder)
-  except OSError as e:
-    raise MediaError(f"{path}: cannot write output ({e.strerror})") from e
-  os.close(fd)
-  try:
+    # Created inside the try: an interrupt at any point leaves no file behind.
+    try:
+      _create(tmp)
+    except OSError as e:
+      raise MediaError(f"{path}: cannot write output ({e.strerror})") from e
     yield tmp
     if os.path.exists(path) and not overwrite:  # appeared while we worked
       raise MediaError(f"{path}: output exists (use --overwrite to replace it)")
@@ -67,13 +70,56 @@ def atomic_output(path: str, *, overwrite: bool = False) -> Iterator[str]:
       os.remove(tmp)
 
 
-def sibling_temp(path: str, tag: str) -> str:
-  """A fresh temporary file name beside `path` (same extension), created empty."""
+def temp_name(path: str, tag: str) -> str:
+  """A new temporary file name beside `path` (same extension, this process's id); the file is
+  not created, so that a caller can create it where an interrupt cleans it up."""
   folder, name = os.path.split(os.path.abspath(path))
   stem, ext = os.path.splitext(name)
-  fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".{tag}{ext}", dir=folder)
-  os.close(fd)
+  return os.path.join(folder, f".{stem}.{os.getpid()}-{secrets.token_hex(4)}.{tag}{ext}")
+
+
+def _create(path: str) -> None:
+  os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+
+
+def sibling_temp(path: str, tag: str) -> str:
+  """A fresh temporary file beside `path` (same extension, `temp_name`), created empty."""
+  tmp = temp_name(path, tag)
+  _create(tmp)
   return tmp
+
+
+# temp_name's names: ".<stem>.<pid>-<8 hex digits>.<tag><ext>".
+_TEMP_NAME = re.compile(r"^\..*\.(\d+)-[0-9a-f]{8}\.[a-z]+(\.[^.]*)?$")
+
+
+def _running(pid: int) -> bool:
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:  # another user's process
+    return True
+  return True
+
+
+def remove_stale_temps(folder: str) -> list[str]:
+  """Removes the temporary files in `folder` whose writing process no longer runs (a killed
+  run's leftovers); returns their paths. Files of running processes are left alone."""
+  try:
+    names = os.listdir(folder)
+  except OSError:
+    return []
+  removed = []
+  for name in sorted(names):
+    match = _TEMP_NAME.match(name)
+    if match is None or _running(int(match.group(1))):
+      continue
+    path = os.path.join(folder, name)
+    with contextlib.suppress(OSError):  # gone already, or not ours to remove: leave it
+      os.remove(path)
+      removed.append(path)
+  return removed
 
 
 def write_atomic(path: str, data: str | bytes) -> None:

@@ -22,6 +22,7 @@ consecutive frames, reset at scene cuts, detected as a large change of the lumin
 """
 
 import functools
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -31,7 +32,7 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from pix2pix_jax import checkpoint, color, errors, models, parallel, xla_flags
+from pix2pix_jax import color, errors, exported_model, parallel, xla_flags
 
 _HIST_BINS = 32
 # Total-variation distance between consecutive luminance histograms above which a frame starts
@@ -99,6 +100,20 @@ def side_by_side(source: np.ndarray, result: np.ndarray) -> np.ndarray:
   return np.concatenate([source, result], axis=-2)
 
 
+def generator_predict(config: ml_collections.ConfigDict) -> Callable[..., jax.Array]:
+  """The config's generator as (variables, model input [B,r,r,1]) -> ab [B,r,r,2], not jit'd."""
+  from pix2pix_jax import models  # flax: not needed by exported models (`from_exported`)
+
+  generator = models.make_generator(config)
+  color_space = config.color_space
+
+  def predict(variables: dict[str, Any], x: jax.Array) -> jax.Array:
+    outputs = generator.apply(variables, x, train=False)
+    return color.predicted_ab(x, outputs.astype(jnp.float32), color_space)
+
+  return predict
+
+
 def luminance_histograms(x: jax.Array) -> jax.Array:
   """Normalised histograms [B, bins] of model inputs [B,r,r,1] in [-1, 1]."""
   x = x[:, ::2, ::2, 0]
@@ -155,9 +170,11 @@ class Colorizer:
     batch_size: int = 8,
     saturation: float = 1.0,
     reference: np.ndarray | color.ChromaStats | None = None,
+    predict: Callable[[dict[str, Any], jax.Array], jax.Array] | None = None,
   ):
     """saturation: chroma gain (1 as predicted, 0 gray, 2 twice the chroma up to the gamut).
     reference: a photo (uint8 [H,W,3]) or its `reference_stats`; colours move toward it.
+    predict: (variables, model input) -> ab; default: `generator_predict(config)`.
     """
     self.config = config
     self.color_space = config.color_space
@@ -182,13 +199,8 @@ class Colorizer:
       {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})},
       parallel.replicated(self.mesh),
     )
-    generator = models.make_generator(config)
     color_space = self.color_space
-
-    def predict(variables: dict[str, Any], x: jax.Array) -> jax.Array:
-      outputs = generator.apply(variables, x, train=False)
-      return color.predicted_ab(x, outputs.astype(jnp.float32), color_space)
-
+    predict = predict or generator_predict(config)
     self._prepare = jax.jit(functools.partial(_prepare, color_space=color_space, size=size))
     self._predict = jax.jit(predict, compiler_options=xla_flags.forward_compiler_options())
     self._compose = jax.jit(_compose)
@@ -197,8 +209,53 @@ class Colorizer:
   @classmethod
   def from_workdir(cls, workdir: str, *, step: int | None = None, **kwargs: Any) -> "Colorizer":
     """Restores the generator (only) and its config from a training workdir."""
+    from pix2pix_jax import checkpoint  # orbax: not needed by exported models
+
     config, variables = checkpoint.restore_generator(workdir, step)
     return cls(config, variables, **kwargs)
+
+  @classmethod
+  def from_exported(
+    cls,
+    path: str,
+    *,
+    render_size: int | None = None,
+    batch_size: int | None = None,
+    **kwargs: Any,
+  ) -> "Colorizer":
+    """A .p2p file from `pix2pix-export` (jax and numpy only: no flax, orbax or TensorFlow).
+
+    Its generator runs on each local device with the exported per-device batch, so the batch
+    is that times the device count; render size and batch size are fixed by the export.
+    """
+    model = exported_model.load(path)
+    devices = len(jax.devices())
+    fixed = {"render size": (render_size, model.render_size)}
+    fixed["batch size"] = (batch_size, model.batch_per_device * devices)
+    for name, (asked, exported) in fixed.items():
+      if asked is not None and asked != exported:
+        raise exported_model.ModelFileError(
+          f"{path}: exported for {name} {exported} here, not {asked} (export again to change it)"
+        )
+    config = ml_collections.ConfigDict(
+      {
+        "color_space": model.color_space,
+        "data": {"crop_size": model.render_size},
+        "model": {"num_downs": int(model.metadata["num_downs"])},
+      }
+    )
+    mesh = parallel.make_mesh()
+    per_device = jax.shard_map(
+      model.exported.call, mesh=mesh, in_specs=(P(), P("data")), out_specs=P("data")
+    )
+    return cls(
+      config,
+      model.variables,
+      render_size=model.render_size,
+      batch_size=model.batch_per_device * devices,
+      predict=per_device,
+      **kwargs,
+    )
 
   def initial_state(self) -> SmoothState:
     """The smoothing state before a clip's first frame."""

@@ -126,7 +126,8 @@ def colorize_video(
   frames_done, cuts, width, height = 0, 0, info.width, info.height
   audio = "none"
   with files.atomic_output(dst, overwrite=overwrite) as tmp:
-    video_tmp = files.sibling_temp(dst, "video") if info.audio_codec else tmp
+    # Named only: the encoder creates it inside the try below, which removes it on any error.
+    video_tmp = files.temp_name(dst, "video") if info.audio_codec else tmp
     encoder = None
     try:
       pending = None
@@ -137,7 +138,7 @@ def colorize_video(
         reopen_every=reopen_every,
         reader=decord_reader.pop() if decord_reader else None,
         backend=backend,
-        size=(info.width, info.height),
+        info=info,
       )
       for k, frames in enumerate(chunks):
         if encoder is None:

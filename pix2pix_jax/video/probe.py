@@ -3,6 +3,9 @@
 ffmpeg is the binary shipped by `imageio-ffmpeg` (there is no ffprobe): streams are probed by
 parsing the header that `ffmpeg -i` prints. Failures a user can cause (missing file, not a
 media file, no video stream, ...) raise `files.MediaError` naming the file.
+
+Width and height are as displayed: a stream with a display matrix (phone clips: "rotation of
+-90.00 degrees") reports its rotated size, which is what ffmpeg's autorotation decodes to.
 """
 
 import dataclasses
@@ -47,12 +50,29 @@ class VideoInfo:
   fps: float | None  # the stream's nominal rate, None when ffmpeg prints none
   duration: float | None  # seconds, None when unknown
   audio_codec: str | None  # None: no audio stream
+  rotation: float | None = None  # the display matrix's rotation in degrees; None: no matrix
+  pix_fmt: str | None = None  # e.g. "yuv420p10le"
+  transfer: str | None = None  # colour transfer tag, e.g. "smpte2084"; None when untagged
 
+  @property
+  def hdr(self) -> bool:
+    """PQ (SMPTE 2084) or HLG (ARIB STD-B67) coded: needs tone mapping to SDR."""
+    return self.transfer in HDR_TRANSFERS
+
+
+# Larger frames are refused before decoding (a frame is decoded whole, a batch at a time, so a
+# header declaring 16000x16000 would ask for gigabytes): 8192x8192 holds 8K UHD and DCI 8K.
+MAX_FRAME_PIXELS = 8192 * 8192
 
 _STREAM_RE = re.compile(r"Stream #\d+:\d+.*?: (Video|Audio): (\w+)(.*)")
 _SIZE_RE = re.compile(r", (\d{1,5})x(\d{1,5})[ ,\n]")
 _FPS_RE = re.compile(r", ([\d.]+)(k?) fps")
 _DURATION_RE = re.compile(r"Duration: (\d+):(\d+):([\d.]+)")
+# "yuv420p10le(tv, bt2020nc/bt2020/smpte2084, progressive)": pixel format, then range, colour
+# space/primaries/transfer (one name where all three agree) and field order.
+_PIX_FMT_RE = re.compile(r"^, (\w+)(?:\(([^)]*)\))?")
+_ROTATION_RE = re.compile(r"[Dd]isplay ?[Mm]atrix: rotation of (-?[\d.]+) degrees")
+HDR_TRANSFERS = ("smpte2084", "arib-std-b67")
 
 
 def probe(path: str) -> VideoInfo:
@@ -87,6 +107,18 @@ def probe(path: str) -> VideoInfo:
   size = _SIZE_RE.search(rest)
   if size is None:
     raise files.MediaError(f"{path}: video stream has no frame size (unsupported codec?)")
+  width, height = int(size.group(1)), int(size.group(2))
+  if width * height > MAX_FRAME_PIXELS:
+    raise files.MediaError(
+      f"{path}: declares {width}x{height} frames, over the {MAX_FRAME_PIXELS:,}-pixel limit"
+    )
+  # The stream's side data follows its line, up to the next stream.
+  side_data = text[video.end() :].split("Stream #", 1)[0]
+  rotation = _ROTATION_RE.search(side_data)
+  degrees = float(rotation.group(1)) if rotation else None
+  if degrees is not None and round(degrees / 90) % 2:
+    width, height = height, width
+  pix_fmt, transfer = _pixel_format(rest)
   fps = _FPS_RE.search(rest)
   fps_value = float(fps.group(1)) * (1000 if fps.group(2) else 1) if fps else None
   duration = _DURATION_RE.search(text)
@@ -95,13 +127,32 @@ def probe(path: str) -> VideoInfo:
     h, m, s = duration.groups()
     seconds = int(h) * 3600 + int(m) * 60 + float(s)
   return VideoInfo(
-    width=int(size.group(1)),
-    height=int(size.group(2)),
+    width=width,
+    height=height,
     codec=video.group(2),
     fps=fps_value,
     duration=seconds,
     audio_codec=audio.group(2) if audio else None,
+    rotation=degrees,
+    pix_fmt=pix_fmt,
+    transfer=transfer,
   )
+
+
+def _pixel_format(rest: str) -> tuple[str | None, str | None]:
+  """(pixel format, transfer tag) from the text after a video stream's codec name."""
+  codec_details = re.sub(r"^ \([^)]*\)( \([^)]*\))?", "", rest)  # "(High 10) (avc1 / 0x...)"
+  match = _PIX_FMT_RE.search(codec_details)
+  if match is None:
+    return None, None
+  transfer = None
+  for item in (match.group(2) or "").split(", "):
+    names = item.split("/")
+    if len(names) == 3:
+      transfer = names[2]
+    elif item in HDR_TRANSFERS or item in ("bt709", "bt2020"):  # one name for all three
+      transfer = item
+  return match.group(1), None if transfer == "unknown" else transfer
 
 
 def _probe_cause(text: str) -> str:
@@ -109,7 +160,10 @@ def _probe_cause(text: str) -> str:
   causes = [
     line.split("] ", 1)[1].strip()
     for line in text.splitlines()
-    if line.startswith("[") and "] " in line and "@ 0x" in line
+    if line.startswith("[")
+    and "] " in line
+    and "@ 0x" in line
+    and "Error opening input" not in line  # ffmpeg's generic follow-up, not the cause
   ]
   return causes[-1] if causes else last_line(text)
 

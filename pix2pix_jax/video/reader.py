@@ -7,6 +7,11 @@ cannot open a file that ffmpeg still decodes (truncated MP4), or would hold too 
 decodes ahead of a slower consumer without bound (dmlc/decord#157, #208), so it reads only clips
 whose decoded frames fit `DECORD_MAX_DECODED_BYTES`. The pipe's memory is bounded by the pipe.
 
+The pipe decodes frames as they are displayed and in SDR: ffmpeg applies a display matrix
+(rotation, flips: phone clips) itself, and PQ or HLG (HDR) streams are tone-mapped to BT.709 SDR
+(`TONEMAP_FILTER`); decord does neither, so such clips always come from the pipe. Other 10-bit
+streams are converted to 8-bit RGB with their own colour matrix.
+
 A frame count that over-reports ends the clip at the first frame that fails to decode; a stalled
 decoder raises after `timeout` seconds instead of hanging.
 """
@@ -34,6 +39,12 @@ DEFAULT_REOPEN_EVERY = 0
 # The most decoded RGB a clip may amount to for decord to read it (see the module docstring).
 DECORD_MAX_DECODED_BYTES = 512 << 20
 _QUEUE_CHUNKS = 2  # decoded chunks waiting for the consumer
+# HDR -> SDR: to linear light (100 nits = 1.0), BT.709 primaries, Hable's curve without
+# desaturation, then BT.709 transfer and matrix (zscale is ffmpeg's libzimg filter).
+TONEMAP_FILTER = (
+  "zscale=t=linear:npl=100,format=gbrpf32le,zscale=p=bt709,tonemap=tonemap=hable:desat=0,"
+  "zscale=t=bt709:m=bt709:r=tv,format=yuv444p"
+)
 
 
 def _decord() -> Any:
@@ -119,20 +130,23 @@ def _decord_chunks(
       return
 
 
-def _ffmpeg_command(path: str, frames: int | None = None) -> list[str]:
+def _ffmpeg_command(path: str, info: probe.VideoInfo, frames: int | None = None) -> list[str]:
+  """Raw RGB frames as displayed (ffmpeg autorotates), tone-mapped to SDR where HDR."""
   limit = ["-frames:v", str(frames)] if frames else []
+  tonemap = ["-vf", TONEMAP_FILTER] if info.hdr else []
   return [
-    probe.ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-noautorotate", "-i", path,
-    "-map", "0:v:0", *limit, "-f", "rawvideo", "-pix_fmt", "rgb24", "-fps_mode", "passthrough",
-    "pipe:1",
+    probe.ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-i", path,
+    "-map", "0:v:0", *limit, *tonemap, "-f", "rawvideo", "-pix_fmt", "rgb24",
+    "-fps_mode", "passthrough", "pipe:1",
   ]  # fmt: skip
 
 
-def _ffmpeg_chunks(path: str, chunk_size: int, width: int, height: int) -> Iterator[np.ndarray]:
+def _ffmpeg_chunks(path: str, chunk_size: int, info: probe.VideoInfo) -> Iterator[np.ndarray]:
   """Frames piped out of ffmpeg."""
+  width, height = info.width, info.height
   frame_bytes = width * height * 3
   with tempfile.TemporaryFile() as log:
-    proc = subprocess.Popen(_ffmpeg_command(path), stdout=subprocess.PIPE, stderr=log)
+    proc = subprocess.Popen(_ffmpeg_command(path, info), stdout=subprocess.PIPE, stderr=log)
     count = 0
     try:
       while True:
@@ -152,17 +166,19 @@ def _ffmpeg_chunks(path: str, chunk_size: int, width: int, height: int) -> Itera
       raise files.MediaError(f"{path}: cannot decode any frame ({cause})")
 
 
-def first_frame_ffmpeg(path: str, width: int, height: int) -> np.ndarray | None:
-  proc = subprocess.run(_ffmpeg_command(path, 1), capture_output=True, check=False)
-  if len(proc.stdout) != width * height * 3:
+def first_frame_ffmpeg(path: str, info: probe.VideoInfo) -> np.ndarray | None:
+  proc = subprocess.run(_ffmpeg_command(path, info, 1), capture_output=True, check=False)
+  if len(proc.stdout) != info.width * info.height * 3:
     return None
-  return np.frombuffer(proc.stdout, np.uint8).reshape(height, width, 3)
+  return np.frombuffer(proc.stdout, np.uint8).reshape(info.height, info.width, 3)
 
 
 def choose_backend(path: str, info: probe.VideoInfo) -> tuple[str, "decord.VideoReader | None"]:
   """("decord", reader) where decord can be imported, the clip's decoded frames fit
-  DECORD_MAX_DECODED_BYTES and decord decodes the first frame as ffmpeg does; else
-  ("ffmpeg", None)."""
+  DECORD_MAX_DECODED_BYTES, need no display matrix or tone mapping, and decord decodes the
+  first frame as ffmpeg does; else ("ffmpeg", None)."""
+  if info.rotation is not None or info.hdr:
+    return "ffmpeg", None
   try:
     decord = _decord()
   except (ImportError, OSError):
@@ -170,12 +186,12 @@ def choose_backend(path: str, info: probe.VideoInfo) -> tuple[str, "decord.Video
   try:
     reader = open_reader(path)
   except files.MediaError:
-    if first_frame_ffmpeg(path, info.width, info.height) is None:
+    if first_frame_ffmpeg(path, info) is None:
       raise
     return "ffmpeg", None
   if len(reader) * info.width * info.height * 3 > DECORD_MAX_DECODED_BYTES:
     return "ffmpeg", None
-  reference = first_frame_ffmpeg(path, info.width, info.height)
+  reference = first_frame_ffmpeg(path, info)
   if reference is None:
     return "decord", reader
   try:
@@ -196,19 +212,20 @@ def iter_chunks(
   reopen_every: int = DEFAULT_REOPEN_EVERY,
   reader: "decord.VideoReader | None" = None,
   backend: str = "decord",
-  size: tuple[int, int] | None = None,
+  info: probe.VideoInfo | None = None,
 ) -> Iterator[np.ndarray]:
   """uint8 [n<=chunk_size, H, W, 3] chunks in order, decoded on a background thread.
 
-  backend "decord" (VideoReader.get_batch) or "ffmpeg" (raw frames from a pipe; needs
-  size=(width, height)). The queue holds at most a couple of chunks; a chunk that takes longer
-  than `timeout` raises MediaError (decord can hang on some files).
+  backend "decord" (VideoReader.get_batch) or "ffmpeg" (raw frames from a pipe; needs the
+  clip's `probe.probe` info: displayed size, HDR transfer). The queue holds at most a couple
+  of chunks; a chunk that takes longer than `timeout` raises MediaError (decord can hang on
+  some files).
   """
   if backend == "decord":
     source = _decord_chunks(path, chunk_size, reopen_every, reader)
     reader = None  # owned by `source` now, which closes it when it re-opens the file
   else:
-    source = _ffmpeg_chunks(path, chunk_size, *size)
+    source = _ffmpeg_chunks(path, chunk_size, info or probe.probe(path))
   chunks: queue.Queue = queue.Queue(maxsize=_QUEUE_CHUNKS)
   stop = threading.Event()
   done = object()

@@ -5,6 +5,11 @@ Codec: H.264 (libx264, yuv420p, CRF 18, preset veryfast) by default; VP9 for .we
 their exact size (the size is never changed); VP8/VP9/MPEG-4/MJPEG code odd sizes in 4:2:0
 directly. Audio streams are copied, or re-encoded (AAC; Opus for WebM) only where the output
 container cannot hold them.
+
+Output colour: 8-bit SDR frames (HDR sources arrive tone-mapped, see reader.py), tagged BT.709
+primaries and transfer with the BT.601 matrix that swscale's RGB -> YUV conversion uses; a
+--pix-fmt such as yuv420p10le stores them in 10 bits (no more precision than the 8-bit frames).
+No display rotation is written: frames arrive rotated as displayed.
 """
 
 import dataclasses
@@ -82,9 +87,12 @@ def encoder_args(options: EncodeOptions, dst: str, width: int, height: int) -> l
     args += ["-q:v", str(options.crf if options.crf is not None else 3)]
   elif crf is not None:
     args += ["-crf", str(crf)]
-  # Tag the matrix swscale uses for RGB -> YUV, so players convert back with the same one.
+  # Tag the matrix swscale uses for RGB -> YUV, so players convert back with the same one, and
+  # say SDR BT.709 outright (a player would otherwise guess, e.g. from the size). ffmpeg takes
+  # primaries and transfer from the frames, so they are set on the frames.
   if pix_fmt.startswith("yuv"):
     args += ["-colorspace", "smpte170m"]
+    args += ["-vf", "setparams=color_primaries=bt709:color_trc=bt709"]
   if os.path.splitext(dst)[1].lower() in (".mp4", ".m4v", ".mov"):
     args += ["-movflags", "+faststart"]
   return args

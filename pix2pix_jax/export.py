@@ -1,0 +1,145 @@
+"""pix2pix-export: a training workdir's generator as one self-contained .p2p file.
+
+  pix2pix-export --workdir runs/x --output model.p2p [--step S] [--render-size N]
+      [--batch-size N] [--platforms cpu,cuda,tpu] [--overwrite]
+
+The generator (with its colour conversion to Lab ab) is lowered with `jax.export` for every
+platform in --platforms at once (on CPU the program keeps the tuned convolutions, on GPU/TPU
+XLA's own), for a fixed render size and a fixed number of images per call on each device; its
+weights and settings go beside it in the same file (format: `exported_model`).
+`pix2pix-colorize --model model.p2p ...` and `inference.Colorizer.from_exported` run it.
+"""
+
+import argparse
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax import export as jax_export
+
+from pix2pix_jax import checkpoint, cli, errors, exported_model, inference
+
+PLATFORMS = ("cpu", "cuda", "rocm", "tpu")  # what jax.export lowers for
+DEFAULT_PLATFORMS = ("cpu", "cuda", "tpu")
+
+
+def export_generator(
+  config: Any,
+  variables: dict[str, Any],
+  *,
+  render_size: int,
+  batch_per_device: int,
+  platforms: tuple[str, ...] = DEFAULT_PLATFORMS,
+) -> jax_export.Exported:
+  """(variables, model input [batch_per_device, r, r, 1]) -> ab, lowered for `platforms`."""
+  x = jax.ShapeDtypeStruct((batch_per_device, render_size, render_size, 1), jnp.float32)
+  abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), variables)
+  predict = jax.jit(inference.generator_predict(config))
+  return jax_export.export(predict, platforms=platforms)(abstract, x)
+
+
+def export_workdir(
+  workdir: str,
+  output: str,
+  *,
+  step: int | None = None,
+  render_size: int | None = None,
+  batch_per_device: int = 8,
+  platforms: tuple[str, ...] = DEFAULT_PLATFORMS,
+  overwrite: bool = False,
+) -> dict[str, Any]:
+  """Writes `output` (atomically) from the workdir's generator; returns the file's metadata."""
+  config, variables = checkpoint.restore_generator(workdir, step)
+  size = int(render_size or config.data.crop_size)
+  multiple = 2**config.model.num_downs
+  if size <= 0 or size % multiple:
+    raise inference.RenderSizeError(
+      f"render size {size} must be a positive multiple of 2**num_downs = {multiple}"
+    )
+  unknown = set(platforms) - set(PLATFORMS)
+  if unknown or not platforms:
+    raise errors.UserError(
+      f"--platforms {','.join(platforms)}: expected some of {', '.join(PLATFORMS)}"
+    )
+  if batch_per_device < 1:
+    raise errors.UserError(f"--batch-size must be at least 1, got {batch_per_device}")
+  # The same pytree as `Colorizer` passes, so that the exported call accepts it.
+  variables = {"params": variables["params"], "batch_stats": variables.get("batch_stats") or {}}
+  exported = export_generator(
+    config, variables, render_size=size, batch_per_device=batch_per_device, platforms=platforms
+  )
+  metadata = {
+    "render_size": size,
+    "color_space": config.color_space,
+    "num_downs": int(config.model.num_downs),
+    "batch_per_device": batch_per_device,
+    "platforms": list(exported.platforms),
+    "parameters": int(sum(a.size for a in jax.tree.leaves(variables["params"]))),
+    "source": {
+      "workdir": os.path.abspath(workdir),
+      "step": step or checkpoint.latest_step(workdir),
+    },
+    "jax_version": jax.__version__,
+  }
+  exported_model.save(output, exported, variables, metadata, overwrite=overwrite)
+  return metadata
+
+
+def build_parser() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(
+    prog="pix2pix-export",
+    description="Write a workdir's generator as one self-contained .p2p model file.",
+  )
+  parser.add_argument("--workdir", required=True, help="training workdir (its checkpoints/)")
+  parser.add_argument("--output", "-o", required=True, help="the .p2p file to write")
+  parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
+  parser.add_argument(
+    "--render-size", type=int, default=None, help="model resolution (default: training size)"
+  )
+  parser.add_argument(
+    "--batch-size", type=int, default=8, help="images per call on each device (default 8)"
+  )
+  parser.add_argument(
+    "--platforms",
+    default=",".join(DEFAULT_PLATFORMS),
+    help="platforms to lower for, comma-separated (default %(default)s)",
+  )
+  parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
+  cli.add_verbose_flag(parser)
+  return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+  args = build_parser().parse_args(argv)
+  cli.configure(verbose=args.verbose)
+  platforms = tuple(p.strip() for p in args.platforms.split(",") if p.strip())
+  try:
+    metadata = export_workdir(
+      args.workdir,
+      args.output,
+      step=args.step,
+      render_size=args.render_size,
+      batch_per_device=args.batch_size,
+      platforms=platforms,
+      overwrite=args.overwrite,
+    )
+  except errors.UserError as e:
+    return cli.report(e)
+  megabytes = os.path.getsize(args.output) / 1e6
+  print(
+    f"{args.workdir} step {metadata['source']['step']} -> {args.output}: "
+    f"{metadata['parameters']:,} parameters, render size {metadata['render_size']}, "
+    f"{metadata['color_space']}, {metadata['batch_per_device']} images per device per call, "
+    f"{'/'.join(metadata['platforms'])}, {megabytes:.1f} MB"
+  )
+  return 0
+
+
+def run() -> None:
+  """The `pix2pix-export` console entry point."""
+  cli.run(main)
+
+
+if __name__ == "__main__":
+  run()

@@ -1,0 +1,153 @@
+"""Phone clips with a display rotation, 10-bit and HDR-tagged sources, on real encoded files."""
+
+import glob
+import os
+import subprocess
+import tempfile
+
+import numpy as np
+import pytest
+from inference_test import psnr
+from PIL import Image
+from video_test import colorizer, ffmpeg, make_clip  # noqa: F401 (colorizer: a fixture)
+
+from pix2pix_jax import color, colorize
+from pix2pix_jax.video import pipeline, probe, reader, writer
+
+# Luminance is compared at 40 dB, as in video_test: the encoder's loss must stay below that.
+NEAR_LOSSLESS = writer.EncodeOptions(crf=8)
+
+
+def displayed_frames(path, tmp_path, vf=None):
+  """Every frame as a player shows it: decoded by ffmpeg (which applies the display matrix) to
+  PNG files, read with PIL; no probe involved."""
+  folder = tempfile.mkdtemp(dir=tmp_path)
+  pattern = os.path.join(folder, "%04d.png")
+  ffmpeg("-i", path, *(["-vf", vf] if vf else []), "-fps_mode", "passthrough", pattern)
+  names = sorted(glob.glob(os.path.join(folder, "*.png")))
+  return np.stack([np.asarray(Image.open(f).convert("RGB")) for f in names])
+
+
+def luma(frames):
+  return np.asarray(color.luminance(frames / 255.0))
+
+
+def stream_line(path):
+  """ffmpeg's description of the first video stream (pixel format and colour tags)."""
+  text = subprocess.run(
+    [probe.ffmpeg_exe(), "-hide_banner", "-i", path], capture_output=True, text=True
+  ).stderr
+  return [line for line in text.splitlines() if "Video:" in line][0]
+
+
+@pytest.mark.parametrize("degrees", [90, 180, -90])
+def test_display_rotation_is_applied_to_the_pixels(colorizer, tmp_path, degrees):  # noqa: F811
+  plain = make_clip(str(tmp_path / "plain.mp4"), audio="aac", seconds=0.4)
+  src = str(tmp_path / "phone.mp4")
+  ffmpeg("-display_rotation", str(degrees), "-i", plain, "-c", "copy", src)
+  shown = displayed_frames(src, tmp_path)
+  assert shown.shape == ((10, 64, 48, 3) if degrees % 180 else (10, 48, 64, 3))  # the set-up works
+  info = probe.probe(src)
+  assert (info.width, info.height) == (shown.shape[2], shown.shape[1])
+  assert (info.rotation - degrees) % 360 == 0  # ffmpeg prints 180 as -180
+  # decord ignores the display matrix: rotated clips come from the pipe, which applies it.
+  assert reader.choose_backend(src, info) == ("ffmpeg", None)
+  dst = str(tmp_path / "out" / "phone.mp4")
+  result = pipeline.colorize_video(colorizer, src, dst, encode=NEAR_LOSSLESS, progress=False)
+  out = displayed_frames(dst, tmp_path)
+  assert out.shape == shown.shape and result.frames == 10
+  assert (result.width, result.height) == (shown.shape[2], shown.shape[1])
+  assert probe.probe(dst).rotation is None and probe.probe(dst).audio_codec == "aac"
+  assert psnr(luma(out), luma(shown), 100.0) > 40.0
+  # Against the same frames turned half a turn (same size) the luminance is far off: the check
+  # above sees orientation, not only size.
+  assert psnr(luma(out), luma(shown[:, ::-1, ::-1]), 100.0) < 25.0
+
+
+def test_a_rotated_clip_through_the_command_line(tmp_path, capsys):
+  plain = make_clip(str(tmp_path / "plain.mov"), seconds=0.2)
+  src = str(tmp_path / "phone.mov")
+  ffmpeg("-display_rotation", "90", "-i", plain, "-c", "copy", src)
+  workdir = _tiny_workdir(tmp_path / "run")
+  assert colorize.main(["--workdir", workdir, src, "-o", str(tmp_path / "o.mov"), "--quiet"]) == 0
+  assert "5 frames 48x64" in capsys.readouterr().out
+  assert displayed_frames(str(tmp_path / "o.mov"), tmp_path).shape == (5, 64, 48, 3)
+
+
+def _tiny_workdir(path):
+  import jax
+  import jax.numpy as jnp
+  from conftest import tiny_config
+
+  from pix2pix_jax import checkpoint, models
+
+  config = tiny_config()
+  variables = models.make_generator(config).init(
+    jax.random.key(0), jnp.zeros((1, 32, 32, 1)), train=False
+  )
+  checkpoint.save_generator(str(path), config, variables, step=1)
+  return str(path)
+
+
+HDR_TAGS = "setparams=color_primaries=bt2020:color_trc=smpte2084:colorspace=bt2020nc"
+
+
+def make_10bit_clip(path, vcodec, *, hdr):
+  """64x48, 10 frames, yuv420p10le, BT.2020 matrix; PQ (HDR10) tags when `hdr`."""
+  vf = "scale=out_color_matrix=bt2020nc,format=yuv420p10le"
+  vf += f",{HDR_TAGS}" if hdr else ",setparams=colorspace=bt2020nc"
+  extra = ["-x265-params", "log-level=error"] if vcodec == "libx265" else []
+  ffmpeg(
+    "-f",
+    "lavfi",
+    "-i",
+    "testsrc2=size=64x48:rate=25:duration=0.4",
+    "-vf",
+    vf,
+    "-c:v",
+    vcodec,
+    *extra,
+    path,
+  )
+  return path
+
+
+@pytest.mark.parametrize(
+  "name, vcodec, hdr",
+  [
+    ("h264_hdr10.mp4", "libx264", True),
+    ("hevc_hdr10.mp4", "libx265", True),
+    ("vp9_hdr10.webm", "libvpx-vp9", True),
+    ("h264_10bit_sdr.mkv", "libx264", False),
+  ],
+)
+def test_10bit_and_hdr_sources(colorizer, tmp_path, name, vcodec, hdr):  # noqa: F811
+  src = make_10bit_clip(str(tmp_path / name), vcodec, hdr=hdr)
+  line = stream_line(src)
+  assert "yuv420p10le" in line and ("smpte2084" in line) == hdr  # the set-up works
+  info = probe.probe(src)
+  assert info.pix_fmt == "yuv420p10le" and info.hdr == hdr
+  dst = str(tmp_path / "out" / name)
+  result = pipeline.colorize_video(colorizer, src, dst, encode=NEAR_LOSSLESS, progress=False)
+  assert result.frames == probe.count_frames(dst) == 10
+  out_line = stream_line(dst)
+  assert "yuv420p(tv, smpte170m/bt709/bt709" in out_line, out_line  # 8-bit SDR, tagged
+  out = displayed_frames(dst, tmp_path)
+  if hdr:
+    # PQ-coded values are tone-mapped to SDR first (reader.TONEMAP_FILTER), not shown as SDR.
+    expected = displayed_frames(src, tmp_path, reader.TONEMAP_FILTER)
+    assert psnr(luma(out), luma(displayed_frames(src, tmp_path)), 100.0) < 30.0
+  else:
+    expected = displayed_frames(src, tmp_path)
+  assert psnr(luma(out), luma(expected), 100.0) > 40.0
+
+
+def test_10bit_output_on_request(colorizer, tmp_path):  # noqa: F811
+  src = make_10bit_clip(str(tmp_path / "in.mp4"), "libx265", hdr=True)
+  dst = str(tmp_path / "out.mp4")
+  options = writer.EncodeOptions(codec="h265", pix_fmt="yuv420p10le", crf=8)
+  pipeline.colorize_video(colorizer, src, dst, encode=options, progress=False)
+  line = stream_line(dst)
+  assert "hevc (Main 10)" in line and "yuv420p10le(tv, smpte170m/bt709/bt709" in line, line
+  expected = displayed_frames(src, tmp_path, reader.TONEMAP_FILTER)
+  assert psnr(luma(displayed_frames(dst, tmp_path)), luma(expected), 100.0) > 40.0
