@@ -1,7 +1,7 @@
 """Runs a few train steps as one process of a (possibly) multi-process jax program.
 
-Used by distributed_test.py: every process feeds its slice of the same global
-batches, and process 0 writes the final parameters to --out.
+Used by distributed_test.py and slurm_test.py: every process feeds its slice of the same
+global batches, and process 0 writes the final parameters to --out.
 """
 
 import argparse
@@ -14,9 +14,16 @@ parser.add_argument("--num-processes", type=int, default=1)
 parser.add_argument("--port", type=int, default=0)
 parser.add_argument("--steps", type=int, default=2)
 parser.add_argument("--out", required=True)
+parser.add_argument(
+  "--cluster", action="store_true", help="start up as pix2pix-train does (e.g. from SLURM's env)"
+)
 args = parser.parse_args()
 
-if args.num_processes > 1:
+if args.cluster:
+  from pix2pix_jax import distributed
+
+  distributed.initialize()
+elif args.num_processes > 1:
   jax.config.update("jax_cpu_collectives_implementation", "gloo")
   jax.distributed.initialize(
     f"localhost:{args.port}", num_processes=args.num_processes, process_id=args.process_id

@@ -1,7 +1,9 @@
 """Hyperparameter sweeps: launch training runs, skip finished ones, tabulate and plot results.
 
 ``pix2pix-sweep experiments/gan_loss.py [--parallel N] [--dry-run] [--output DIR]
-[--scale full] [--config.field=value ...] [--collect-only]``
+[--scale full] [--config.field=value ...] [--collect-only]
+[--launcher slurm [--partition P] [--time T] [--gpus-per-run N] [--cpus-per-run C]
+[--sbatch-arg=--account=A ...]]``
 
 A sweep definition is a Python file whose ``get_sweep()`` returns a dict:
 
@@ -26,6 +28,13 @@ exits cleanly gets a ``DONE`` marker (JSON with its wall time); on restart, runs
 checkpoint at ``num_train_steps`` are skipped and unfinished ones resume from their checkpoints.
 Every field name and value is checked against the base config before anything is launched.
 
+With ``--launcher slurm`` each unfinished run is submitted as one SLURM batch job (its script is
+``<run>/slurm_job.sh``, its job ids are kept in ``<run>/slurm_jobs.json``) and the command
+returns. Running it again writes the reports with the runs that have finished (``DONE``), leaves
+alone runs whose job is still queued or running (``squeue``), and submits the others again
+(failed, cancelled, preempted): they resume from their checkpoints. A job stopped by SIGTERM
+requeues itself (`tools/slurm.py`).
+
 Results are read back from each run's TensorBoard events (``eval/<metric>`` scalars, the
 ``images_per_sec`` throughput) and written to ``<output>/<sweep>/results.csv``, ``results.md``,
 ``<metric>_vs_params.png`` (final and best metric against each swept field) and
@@ -41,7 +50,7 @@ import time
 from typing import Any
 
 from pix2pix_jax import cli, config_lib, errors, files
-from pix2pix_jax.tools import sweep_report, sweep_spec
+from pix2pix_jax.tools import slurm, sweep_report, sweep_spec
 
 
 def flag(field: str, value: Any) -> str:
@@ -68,13 +77,19 @@ def _write_json(path: str, value: Any) -> None:
   files.write_atomic(path, json.dumps(value, indent=2, default=str) + "\n")
 
 
-def _start(sweep: sweep_spec.Sweep, run: sweep_spec.Run) -> tuple[subprocess.Popen, Any, float]:
+def _prepare(sweep: sweep_spec.Sweep, run: sweep_spec.Run) -> list[str]:
+  """Creates the run's workdir with its config.json; returns its training command."""
   os.makedirs(run.workdir, exist_ok=True)
   cmd = command(sweep, run)
   _write_json(
     os.path.join(run.workdir, "config.json"),
     {"command": cmd, "overrides": run.overrides, "config": run.config.to_dict()},
   )
+  return cmd
+
+
+def _start(sweep: sweep_spec.Sweep, run: sweep_spec.Run) -> tuple[subprocess.Popen, Any, float]:
+  cmd = _prepare(sweep, run)
   env = dict(os.environ)
   env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   log = open(os.path.join(run.workdir, "train.log"), "a")  # noqa: SIM115 - closed on exit
@@ -125,6 +140,44 @@ def launch(sweep: sweep_spec.Sweep, parallel: int = 1, echo=print) -> dict[str, 
   return status
 
 
+def _slurm_jobs(run: sweep_spec.Run) -> list[str]:
+  path = os.path.join(run.workdir, "slurm_jobs.json")
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return json.load(f)["jobs"]
+
+
+def submit_slurm(sweep: sweep_spec.Sweep, resources: slurm.Resources, echo=print) -> dict[str, str]:
+  """Submits every run that is neither finished nor queued/running; returns {run: status}."""
+  jobs = {run.name: _slurm_jobs(run) for run in sweep.runs}
+  states = slurm.job_states([ids[-1] for ids in jobs.values() if ids])
+  status = {}
+  for run in sweep.runs:
+    last = jobs[run.name][-1] if jobs[run.name] else None
+    state = states.get(last)
+    if sweep_spec.is_done(run):
+      status[run.name] = "done"
+    elif slurm.is_active(state):
+      status[run.name] = f"{state.lower()} (job {last})"
+    else:
+      cmd = _prepare(sweep, run)
+      script = os.path.join(run.workdir, "slurm_job.sh")
+      files.write_atomic(
+        script,
+        slurm.batch_script(
+          cmd, name=f"{sweep.name}/{run.name}", workdir=run.workdir, cwd=os.getcwd(), res=resources
+        ),
+      )
+      job = slurm.submit(script)
+      _write_json(os.path.join(run.workdir, "slurm_jobs.json"), {"jobs": [*jobs[run.name], job]})
+      ended = f"ended {state}" if state else "left the queue unfinished"
+      previous = f"; job {last} {ended}" if last else ""
+      status[run.name] = f"submitted (job {job}{previous})"
+    echo(f"[{sweep.name}] {run.name}: {status[run.name]}")
+  return status
+
+
 def _parse_override(text: str) -> tuple[str, Any]:
   """`--config.field=value` -> (field, value)."""
   if not text.startswith("--config.") or "=" not in text:
@@ -146,6 +199,23 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument(
     "--collect-only", action="store_true", help="only (re)write the reports from existing runs"
   )
+  parser.add_argument(
+    "--launcher",
+    choices=("local", "slurm"),
+    default="local",
+    help="local: subprocesses here, until done; slurm: submit batch jobs and return",
+  )
+  slurm_args = parser.add_argument_group("SLURM (--launcher slurm)")
+  slurm_args.add_argument("--partition", default=None, help="sbatch --partition")
+  slurm_args.add_argument("--time", default=None, help="sbatch --time per run, e.g. 4:00:00")
+  slurm_args.add_argument("--gpus-per-run", type=int, default=0, help="sbatch --gpus")
+  slurm_args.add_argument("--cpus-per-run", type=int, default=None, help="sbatch --cpus-per-task")
+  slurm_args.add_argument(
+    "--sbatch-arg",
+    action="append",
+    default=[],
+    help="another sbatch option for every run (repeatable), e.g. --sbatch-arg=--qos=low",
+  )
   parser.epilog = "--config.field=value (repeatable) overrides a field in every run."
   args, rest = parser.parse_known_args(argv)
   cli.configure()
@@ -162,10 +232,31 @@ def main(argv: list[str] | None = None) -> int:
       state = "finished" if sweep_spec.is_done(run) else "to run"
       print(f"{run.name} ({state}):\n  {' '.join(command(sweep, run))}")
     return 0
-  statuses = {} if args.collect_only else launch(sweep, args.parallel)
+  try:
+    if args.collect_only:
+      statuses = {}
+    elif args.launcher == "slurm":
+      resources = slurm.Resources(
+        partition=args.partition,
+        time=args.time,
+        gpus=args.gpus_per_run,
+        cpus=args.cpus_per_run,
+        extra=tuple(args.sbatch_arg),
+      )
+      statuses = submit_slurm(sweep, resources)
+    else:
+      statuses = launch(sweep, args.parallel)
+  except errors.UserError as e:
+    return cli.report(e)
   rows = sweep_report.collect(sweep, statuses)
   for path in sweep_report.write_reports(sweep, rows):
     print(f"wrote {path}")
+  waiting = [name for name, s in statuses.items() if s != "done"]
+  if args.launcher == "slurm" and waiting:
+    print(
+      f"[{sweep.name}] {len(waiting)} runs queued or running on SLURM; run the same command "
+      "again to collect them (and resubmit any that fail)"
+    )
   failed = [name for name, s in statuses.items() if s.startswith("failed")]
   if failed:
     print(f"error: {len(failed)} runs failed: {', '.join(failed)} (see their train.log)")
