@@ -151,3 +151,16 @@ def test_10bit_output_on_request(colorizer, tmp_path):  # noqa: F811
   assert "hevc (Main 10)" in line and "yuv420p10le(tv, smpte170m/bt709/bt709" in line, line
   expected = displayed_frames(src, tmp_path, reader.TONEMAP_FILTER)
   assert psnr(luma(displayed_frames(dst, tmp_path)), luma(expected), 100.0) > 40.0
+
+
+def test_declared_frame_counts_are_read_before_decord_opens_a_file(tmp_path):
+  from hostile_inputs_test import mp4_declaring_frames
+
+  clip = make_clip(str(tmp_path / "a.mp4"), audio="aac", seconds=1.0)
+  assert probe.declared_frames(clip) == probe.count_frames(clip) == 25  # the video track's
+  assert probe.declared_frames(make_clip(str(tmp_path / "a.mkv"), seconds=0.2)) is None
+  assert probe.declared_frames(str(tmp_path)) is None  # a folder, not a file
+  huge = str(mp4_declaring_frames(tmp_path / "huge.mp4", 2_000_000_000))
+  assert probe.declared_frames(huge) == 2_000_000_000
+  # decord would abort the process on it; the pipe decodes the 6 frames it really has.
+  assert reader.choose_backend(huge, probe.probe(huge)) == ("ffmpeg", None)

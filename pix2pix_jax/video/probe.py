@@ -11,6 +11,7 @@ Width and height are as displayed: a stream with a display matrix (phone clips: 
 import dataclasses
 import os
 import re
+import struct
 import subprocess
 
 import imageio_ffmpeg
@@ -194,3 +195,74 @@ def count_frames(path: str) -> int:
   if proc.returncode or not frames:
     raise files.MediaError(f"{path}: cannot decode ({last_line(proc.stderr)})")
   return int(frames[-1])
+
+
+# MP4/MOV boxes that hold the sample tables, and the boxes a file of that family starts with.
+_MP4_CONTAINERS = (b"moov", b"trak", b"mdia", b"minf", b"stbl")
+_MP4_FIRST = (b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide")
+_MP4_MAX_BOXES = 10_000
+
+
+def declared_frames(path: str) -> int | None:
+  """The largest frame count an MP4/MOV video track declares in its sample table (stts); None
+  for other containers or an unreadable table. decord sizes its index by this count without
+  checking it (a file declaring 2e9 frames aborts the process), so it is read first."""
+  try:
+    with open(path, "rb") as f:
+      end = os.fstat(f.fileno()).st_size
+      first = next(_boxes(f, 0, end), None)
+      if first is None or first[0] not in _MP4_FIRST:
+        return None
+      return _largest_stts(f, 0, end, depth=0)
+  except (OSError, struct.error):
+    return None
+
+
+def _boxes(f, start: int, end: int):
+  """(type, body start, end) of the boxes between `start` and `end`."""
+  pos = start
+  for _ in range(_MP4_MAX_BOXES):
+    if pos + 8 > end:
+      return
+    f.seek(pos)
+    size, kind = struct.unpack(">I4s", f.read(8))
+    header = 8
+    if size == 1:
+      (size,) = struct.unpack(">Q", f.read(8))
+      header = 16
+    elif size == 0:
+      size = end - pos
+    if size < header:
+      return
+    yield kind, pos + header, min(pos + size, end)
+    pos += size
+
+
+def _largest_stts(f, start: int, end: int, *, depth: int) -> int | None:
+  largest = None
+  for kind, body, stop in _boxes(f, start, end):
+    if kind == b"trak" and _handler(f, body, stop) != b"vide":
+      continue  # audio, subtitles, ...
+    if kind in _MP4_CONTAINERS and depth < len(_MP4_CONTAINERS):
+      found = _largest_stts(f, body, stop, depth=depth + 1)
+    elif kind == b"stts" and stop - body >= 8:
+      f.seek(body + 4)  # version and flags
+      (entries,) = struct.unpack(">I", f.read(4))
+      entries = min(entries, (stop - body - 8) // 8)
+      found = sum(struct.unpack(f">{2 * entries}I", f.read(8 * entries))[::2])
+    else:
+      continue
+    if found is not None:
+      largest = max(largest or 0, found)
+  return largest
+
+
+def _handler(f, start: int, end: int) -> bytes | None:
+  """A track's handler type (b"vide", b"soun", ...) from its mdia/hdlr box."""
+  for kind, body, stop in _boxes(f, start, end):
+    if kind == b"mdia":
+      for inner, inner_body, _ in _boxes(f, body, stop):
+        if inner == b"hdlr":
+          f.seek(inner_body + 8)  # version, flags, pre_defined
+          return f.read(4)
+  return None

@@ -175,9 +175,13 @@ def first_frame_ffmpeg(path: str, info: probe.VideoInfo) -> np.ndarray | None:
 
 def choose_backend(path: str, info: probe.VideoInfo) -> tuple[str, "decord.VideoReader | None"]:
   """("decord", reader) where decord can be imported, the clip's decoded frames fit
-  DECORD_MAX_DECODED_BYTES, need no display matrix or tone mapping, and decord decodes the
-  first frame as ffmpeg does; else ("ffmpeg", None)."""
+  DECORD_MAX_DECODED_BYTES (by the frame count an MP4 declares, before decord opens it, and by
+  decord's), need no display matrix or tone mapping, and decord decodes the first frame as
+  ffmpeg does; else ("ffmpeg", None)."""
   if info.rotation is not None or info.hdr:
+    return "ffmpeg", None
+  declared = probe.declared_frames(path)  # before decord sizes its index by it
+  if declared is not None and declared * info.width * info.height * 3 > DECORD_MAX_DECODED_BYTES:
     return "ffmpeg", None
   try:
     decord = _decord()
