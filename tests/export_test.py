@@ -196,7 +196,9 @@ ab = model.exported.call(model.variables, x)                 # Lab ab / 110, [n,
 _BLOCKED = ("flax", "optax", "orbax", "tensorflow", "tensorflow_datasets")
 
 
-def test_readme_python_lines_run_without_flax_orbax_or_tensorflow(model_file, tmp_path):
+def test_readme_python_lines_and_the_command_run_without_flax_orbax_or_tensorflow(
+  model_file, tmp_path
+):
   readme = open(os.path.join(REPO, "README.md")).read()
   assert README_SNIPPET in readme and README_RAW_SNIPPET in readme
   os.symlink(model_file, tmp_path / "model.p2p")
@@ -215,6 +217,8 @@ def test_readme_python_lines_run_without_flax_orbax_or_tensorflow(model_file, tm
     f"""
     assert rgb.shape == (21, 34, 3) and rgb.dtype == np.uint8, rgb.shape
     assert ab.shape == (2, 32, 32, 2), ab.shape
+    from pix2pix_jax import colorize  # the command line too
+    assert colorize.main(["--model", "model.p2p", "photo.jpg", "-o", "out.png", "--quiet"]) == 0
     loaded = {{name.split(".")[0] for name, module in sys.modules.items() if module is not None}}
     assert not loaded & set({_BLOCKED!r}), loaded & set({_BLOCKED!r})
     print("loaded without training code")
