@@ -1,13 +1,14 @@
 """pix2pix-export: a training workdir's generator as one self-contained .p2p file.
 
   pix2pix-export --workdir runs/x --output model.p2p [--step S] [--render-size N]
-      [--batch-size N] [--platforms cpu,cuda,tpu] [--overwrite]
+      [--batch-size N] [--platforms cpu,cuda,tpu] [--saved-model DIR] [--overwrite]
 
 The generator (with its colour conversion to Lab ab) is lowered with `jax.export` for every
 platform in --platforms at once (on CPU the program keeps the tuned convolutions, on GPU/TPU
 XLA's own), for a fixed render size and a fixed number of images per call on each device; its
 weights and settings go beside it in the same file (format: `exported_model`).
 `pix2pix-colorize --model model.p2p ...` and `inference.Colorizer.from_exported` run it.
+--saved-model also writes the same program as a TensorFlow SavedModel (`saved_model`).
 """
 
 import argparse
@@ -18,7 +19,7 @@ import jax
 import jax.numpy as jnp
 from jax import export as jax_export
 
-from pix2pix_jax import checkpoint, cli, errors, exported_model, inference
+from pix2pix_jax import checkpoint, cli, errors, exported_model, files, inference, saved_model
 
 PLATFORMS = ("cpu", "cuda", "rocm", "tpu")  # what jax.export lowers for
 DEFAULT_PLATFORMS = ("cpu", "cuda", "tpu")
@@ -48,8 +49,13 @@ def export_workdir(
   batch_per_device: int = 8,
   platforms: tuple[str, ...] = DEFAULT_PLATFORMS,
   overwrite: bool = False,
+  saved_model_dir: str | None = None,
 ) -> dict[str, Any]:
-  """Writes `output` (atomically) from the workdir's generator; returns the file's metadata."""
+  """Writes `output` (atomically) from the workdir's generator, and the SavedModel folder
+  `saved_model_dir` if given; returns the file's metadata."""
+  files.check_output(output, overwrite=overwrite)
+  if saved_model_dir and os.path.exists(saved_model_dir) and not overwrite:
+    raise files.MediaError(f"{saved_model_dir}: output exists (use --overwrite to replace it)")
   config, variables = checkpoint.restore_generator(workdir, step)
   size = int(render_size or config.data.crop_size)
   multiple = 2**config.model.num_downs
@@ -83,6 +89,9 @@ def export_workdir(
     "jax_version": jax.__version__,
   }
   exported_model.save(output, exported, variables, metadata, overwrite=overwrite)
+  if saved_model_dir:
+    predict = inference.generator_predict(config)
+    saved_model.save(saved_model_dir, predict, variables, metadata, overwrite=overwrite)
   return metadata
 
 
@@ -105,7 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
     default=",".join(DEFAULT_PLATFORMS),
     help="platforms to lower for, comma-separated (default %(default)s)",
   )
-  parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
+  parser.add_argument(
+    "--saved-model",
+    metavar="DIR",
+    help="also write a TensorFlow SavedModel of the same program (jax2tf) into DIR",
+  )
+  parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
   cli.add_verbose_flag(parser)
   return parser
 
@@ -123,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
       batch_per_device=args.batch_size,
       platforms=platforms,
       overwrite=args.overwrite,
+      saved_model_dir=args.saved_model,
     )
   except errors.UserError as e:
     return cli.report(e)
@@ -133,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     f"{metadata['color_space']}, {metadata['batch_per_device']} images per device per call, "
     f"{'/'.join(metadata['platforms'])}, {megabytes:.1f} MB"
   )
+  if args.saved_model:
+    print(f"TensorFlow SavedModel (serving_default: x -> ab) -> {args.saved_model}")
   return 0
 
 

@@ -234,3 +234,28 @@ def test_readme_python_lines_and_the_command_run_without_flax_orbax_or_tensorflo
   )
   assert result.returncode == 0, result.stderr[-3000:]
   assert "loaded without training code" in result.stdout
+
+
+def test_saved_model_for_tensorflow_serving(workdir, tmp_path, capsys):
+  tf = pytest.importorskip("tensorflow")
+  model_path, folder = str(tmp_path / "m.p2p"), str(tmp_path / "m_savedmodel")
+  args = ["--workdir", workdir, "-o", model_path, "--batch-size", "2", "--saved-model", folder]
+  assert export.main(args) == 0
+  assert f"serving_default: x -> ab) -> {folder}" in capsys.readouterr().out
+  assert sorted(os.listdir(tmp_path)) == ["m.p2p", "m_savedmodel"]  # no temporary folder left
+  serve = tf.saved_model.load(folder).signatures["serving_default"]
+  x = np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 1)).astype(np.float32)
+  ab_tf = serve(x=tf.constant(x))["ab"].numpy()
+  model = exported_model.load(model_path)
+  ab_jax = np.asarray(model.exported.call(model.variables, x))
+  assert ab_tf.shape == (2, 32, 32, 2) and np.abs(ab_jax).max() > 1e-3
+  np.testing.assert_allclose(ab_tf, ab_jax, atol=1e-5)
+  with open(os.path.join(folder, "assets.extra", "pix2pix_jax.json")) as f:
+    assert json.load(f)["render_size"] == 32
+  stamp = os.path.getmtime(folder)
+  assert export.main([*args[:2], "-o", str(tmp_path / "n.p2p"), *args[4:]]) == 1
+  assert (
+    capsys.readouterr().err.strip()
+    == f"error: {folder}: output exists (use --overwrite to replace it)"
+  )
+  assert os.path.getmtime(folder) == stamp and not os.path.exists(tmp_path / "n.p2p")
