@@ -225,3 +225,16 @@ def test_a_video_declaring_two_billion_frames(tmp_path, workdir):
   assert result.returncode == 0, result.stderr
   assert probe.count_frames(str(tmp_path / "out.mp4")) == 6  # the frames it really has
   assert result.peak_rss_mb < 2500
+
+
+def test_training_reads_photos_with_odd_names(tmp_path):
+  for name in NAMES:
+    _photo(tmp_path / f"{name}.png", size=(40, 40))
+  listing = input_pipeline.list_images(str(tmp_path), "train", 0.0)
+  assert sorted(os.path.basename(f) for f in listing.files) == sorted(f"{n}.png" for n in NAMES)
+  assert listing.skipped == ()
+  config = tiny_config(
+    **{"data.source": "folder", "data.folder": str(tmp_path), "data.eval_fraction": 0.0}
+  )
+  batch = next(input_pipeline.create_train_iterator(config))
+  assert batch["image"].shape == (4, 32, 32, 3)
