@@ -55,9 +55,12 @@ def test_compare_runs_the_peer_and_reports_ratios_against_its_best_run(
     assert r["infer_ratio"] == pytest.approx(r["ours_infer_img_per_s"] / (10 * r["batch_size"]))
 
 
-def test_peak_flops_matches_device_kind_prefixes():
+def test_peak_flops_matches_the_longest_device_kind_prefix_and_the_dtype():
   assert benchmark.peak_flops("NVIDIA H100 80GB HBM3") == 989e12
-  assert benchmark.peak_flops("NVIDIA H100 PCIe") == 989e12
+  assert benchmark.peak_flops("NVIDIA H100 80GB HBM3", "float32") == 67e12
+  assert benchmark.peak_flops("NVIDIA H100 PCIe") == 756e12
+  assert benchmark.peak_flops("NVIDIA H200", "float32") == 67e12
+  assert benchmark.peak_flops("TPU v4", "float32") is None
   assert benchmark.peak_flops("cpu") is None
 
 

@@ -137,7 +137,7 @@ def test_the_core_trains_and_colourises_without_tensorflow_decord_or_torch():
   result = _run(
     _BLOCKER
     + """
-import jax, json, numpy as np
+import jax, json, os, tempfile, numpy as np
 from conftest import tiny_config
 from pix2pix_jax import inference, models
 from pix2pix_jax.tools import benchmark
@@ -146,6 +146,16 @@ from pix2pix_jax.tools import benchmark
 for kind in ("train", "infer"):
   benchmark.main([kind, "--batch-size", "2", "--render-size", "32", "--ngf", "4", "--ndf", "4",
                   "--num-downs", "5", "--steps", "1"])
+# The accelerator report, video pipeline (ffmpeg pipe, no decord) included.
+with tempfile.TemporaryDirectory() as tmp:
+  report = os.path.join(tmp, "report.md")
+  benchmark.main(["accelerator-report", "--output", report, "--size", "32", "--ngf", "4",
+                  "--ndf", "4", "--num-downs", "5", "--batches", "2", "--dtypes", "float32",
+                  "--steps", "1", "--video-seconds", "0.4", "--clip-size", "64x48",
+                  "--video-batch", "2"])
+  text = open(report).read()
+  assert "| float32 | 2 |" in text and "| 64x48 | 32 | 2 |" in text, text
+  assert "skipped" not in text and "failed" not in text, text
 
 config = tiny_config()
 variables = models.make_generator(config).init(jax.random.key(0), np.zeros((1, 32, 32, 1)),
@@ -164,5 +174,6 @@ print("light core ok")
   )
   assert "light core ok" in result.stdout
   records = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
-  assert [r["bench"] for r in records] == ["train", "infer"]
-  assert all(r["img_per_s"] > 0 for r in records)
+  assert [r["bench"] for r in records][:2] == ["train", "infer"]
+  assert all(r["img_per_s"] > 0 for r in records[:2])
+  assert [r["bench"] for r in records][2:] == ["report_environment", "report_video", "report_row"]

@@ -5,16 +5,20 @@
   pix2pix-benchmark input --source samples --render-size 256 --load 286
   pix2pix-benchmark video --seconds 20
   pix2pix-benchmark compare PEER_SCRIPT --batch-sizes 1 4
+  pix2pix-benchmark accelerator-report --output report.md --peer PEER_SCRIPT
   pix2pix-benchmark memory --short-seconds 60 --long-seconds 600
 
 Times are medians over `--steps` runs after a warm-up; compile time is reported
 separately. GFLOP/s comes from XLA's cost analysis of the compiled program; on CPU
 `ceiling_fraction` divides it by a large matmul's rate measured in the same process, on
-accelerators `mfu` divides it by the device kind's dense bf16 peak. `loadavg_1m` is recorded
-because other processes on the machine change CPU timings a lot: compare runs side by side.
+accelerators `mfu` divides it by the device kind's dense peak in the measured dtype; there
+float32 runs at full float32 precision (no TF32), as the PyTorch peer's float32 does.
+`loadavg_1m` is recorded because other processes on the machine change CPU timings a lot:
+compare runs side by side.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -31,16 +35,20 @@ import numpy as np
 from pix2pix_jax import cli, config_lib, parallel, train_step, xla_flags
 from pix2pix_jax.tools import shapes
 
-# Dense bf16 peak FLOP/s by device kind (vendor figures), for MFU on accelerators.
-BF16_PEAK_FLOPS = {
-  "NVIDIA H100 80GB HBM3": 989e12,
-  "NVIDIA H100": 989e12,
-  "NVIDIA H200": 989e12,
-  "NVIDIA A100-SXM4-80GB": 312e12,
-  "NVIDIA A100-SXM4-40GB": 312e12,
-  "TPU v4": 275e12,
-  "TPU v5 lite": 197e12,
-  "TPU v5": 459e12,
+# Dense peak FLOP/s by device kind (vendor datasheets; SXM parts unless named), bfloat16 and
+# plain float32 (no TF32), for MFU on accelerators. A kind matches its longest listed prefix.
+PEAK_FLOPS = {
+  "NVIDIA H100": {"bfloat16": 989e12, "float32": 67e12},
+  "NVIDIA H100 PCIe": {"bfloat16": 756e12, "float32": 51e12},
+  "NVIDIA H100 NVL": {"bfloat16": 835e12, "float32": 60e12},
+  "NVIDIA H200": {"bfloat16": 989e12, "float32": 67e12},
+  "NVIDIA GH200": {"bfloat16": 989e12, "float32": 67e12},
+  "NVIDIA A100": {"bfloat16": 312e12, "float32": 19.5e12},
+  "NVIDIA L4": {"bfloat16": 121e12, "float32": 30.3e12},
+  "TPU v4": {"bfloat16": 275e12},
+  "TPU v5 lite": {"bfloat16": 197e12},
+  "TPU v5": {"bfloat16": 459e12},
+  "TPU v6 lite": {"bfloat16": 918e12},
 }
 
 
@@ -78,12 +86,19 @@ def compile_with_flops(jitted, *args) -> tuple[Any, float, float]:
   return compiled, float((cost or {}).get("flops", 0.0)), compile_s
 
 
-def peak_flops(device_kind: str) -> float | None:
-  """Dense bf16 peak of one device of this kind, or None when unknown."""
-  if device_kind in BF16_PEAK_FLOPS:
-    return BF16_PEAK_FLOPS[device_kind]
-  matches = [k for k in BF16_PEAK_FLOPS if device_kind.startswith(k)]
-  return BF16_PEAK_FLOPS[max(matches, key=len)] if matches else None
+def peak_flops(device_kind: str, dtype: str = "bfloat16") -> float | None:
+  """Dense peak of one device of this kind in `dtype`, or None when unknown."""
+  matches = [k for k in PEAK_FLOPS if device_kind.startswith(k)]
+  return PEAK_FLOPS[max(matches, key=len)].get(dtype) if matches else None
+
+
+def full_precision(config) -> contextlib.AbstractContextManager:
+  """Where float32 is measured on an accelerator, XLA's float32 matmuls and convolutions at full
+  precision (GPUs would otherwise use TF32): the same arithmetic as the PyTorch peer's float32
+  and as a CPU. Nothing changes on CPU or for bfloat16."""
+  if config.model.dtype != "float32" or jax.default_backend() == "cpu":
+    return contextlib.nullcontext()
+  return jax.default_matmul_precision("float32")
 
 
 def describe(config, args, images_per_call: int, seconds, flops, compile_s) -> dict:
@@ -109,8 +124,7 @@ def describe(config, args, images_per_call: int, seconds, flops, compile_s) -> d
     record["matmul_gflop_per_s"] = matmul_ceiling(jnp.dtype(config.model.dtype)) / 1e9
     record["ceiling_fraction"] = achieved / (record["matmul_gflop_per_s"] * 1e9)
   else:
-    # Against the dense bf16 peak whatever --dtype is (float32 matmuls may run as TF32 there).
-    peak = peak_flops(device.device_kind)
+    peak = peak_flops(device.device_kind, config.model.dtype)
     record["peak_tflop_per_s"] = peak * jax.device_count() / 1e12 if peak else None
     record["mfu"] = achieved / (peak * jax.device_count()) if peak else None
   return record
@@ -130,7 +144,8 @@ def bench_train(args) -> dict:
   batch = parallel.to_global({"image": images}, mesh)
   key = jax.random.key(0)
   step_fn = train_step.compile_step(nets, mesh)
-  step, flops, compile_s = compile_with_flops(step_fn, state, batch, key)
+  with full_precision(config):
+    step, flops, compile_s = compile_with_flops(step_fn, state, batch, key)
   holder = [state]
 
   def one():
@@ -154,7 +169,8 @@ def bench_infer(args) -> dict:
     lambda v, x: generator.apply(v, x, train=False),
     compiler_options=xla_flags.forward_compiler_options(),
   )
-  forward, flops, compile_s = compile_with_flops(forward, variables, gray)
+  with full_precision(config):
+    forward, flops, compile_s = compile_with_flops(forward, variables, gray)
   _, seconds = timed(lambda: forward(variables, gray), args.steps)
   return {"bench": "infer", **describe(config, args, batch_size, seconds, flops, compile_s)}
 
@@ -195,10 +211,17 @@ def bench_memory(args) -> list[dict]:
   return memory_benchmark.run(args)
 
 
-def _run_peer(args, config) -> dict:
+def bench_accelerator_report(args) -> list[dict]:
+  from pix2pix_jax.tools import accelerator_report
+
+  return accelerator_report.run(args)
+
+
+def _run_peer(args, config, *extra: str) -> dict:
+  """The peer's JSON record for `config`'s shapes; `extra`: more of its flags."""
   cmd = [sys.executable, args.peer, "--batch", str(config.batch_size)]
   cmd += ["--res", str(config.data.crop_size), "--steps", str(args.steps), "--in-ch", "1"]
-  cmd += ["--out-ch", "3" if config.color_space == "rgb" else "2"]
+  cmd += ["--out-ch", "3" if config.color_space == "rgb" else "2", *extra]
   out = subprocess.run(cmd, check=True, capture_output=True, text=True)
   return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -241,6 +264,7 @@ RUNNERS = {
   "input": bench_input,
   "video": bench_video,
   "compare": bench_compare,
+  "accelerator-report": bench_accelerator_report,
   "memory": bench_memory,
 }
 
@@ -278,6 +302,11 @@ def build_parser() -> argparse.ArgumentParser:
       sub.add_argument("peer", help="the PyTorch script to compare with (e.g. torch_pix2pix.py)")
       sub.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 4])
       sub.add_argument("--peer-runs", type=int, default=2, help="best of this many PyTorch runs")
+  from pix2pix_jax.tools import accelerator_report
+
+  text = "train, infer and video rates, the PyTorch peer, versions: a markdown report"
+  report = kinds.add_parser("accelerator-report", help=text, description=text)
+  accelerator_report.add_arguments(report)
   return parser
 
 

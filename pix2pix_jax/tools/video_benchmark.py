@@ -55,9 +55,14 @@ def reset_peak_rss() -> bool:
 
 
 def time_decode(path: str, chunk_size: int = 8) -> dict[str, float]:
-  """Decode only, through the same reader thread as colourising."""
+  """Decode only, through the same reader thread and backend choice as colourising (decord,
+  or the ffmpeg pipe where decord is missing or would misread the clip)."""
   start = time.perf_counter()
-  frames = sum(len(c) for c in reader.iter_chunks(path, chunk_size))
+  info = probe.probe(path)
+  backend, decord_reader = reader.choose_backend(path, info)
+  chunks = reader.iter_chunks(path, chunk_size, reader=decord_reader, backend=backend, info=info)
+  del decord_reader  # iter_chunks owns it now
+  frames = sum(len(c) for c in chunks)
   seconds = time.perf_counter() - start
   return {"frames": frames, "seconds": seconds, "fps": frames / seconds}
 
@@ -172,6 +177,28 @@ def _memory_in_subprocess(args: Any, clip: str) -> dict[str, Any]:
   return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def measure_rates(
+  colorizer: inference.Colorizer,
+  clip: str,
+  encode: writer.EncodeOptions,
+  repeats: int,
+) -> dict[str, dict[str, float]]:
+  """Median decode-only, model-only, encode-only and end-to-end rates over `repeats` runs on
+  `clip`: {"decode" | "model" | "encode" | "end_to_end": {"frames", "seconds", "fps"}}."""
+  info = probe.probe(clip)
+  width, height = info.width, info.height
+  frames = probe.count_frames(clip)
+  decode = _median(lambda: time_decode(clip, colorizer.batch_size), repeats)
+  model = _median(
+    lambda: time_model(colorizer, height, width, batches=max(4, frames // colorizer.batch_size)),
+    repeats,
+  )
+  enc = _median(lambda: time_encode(height, width, frames, options=encode), repeats)
+  time_end_to_end(colorizer, clip, encode=encode)  # warm-up: compiles prepare/compose
+  e2e = _median(lambda: time_end_to_end(colorizer, clip, encode=encode), repeats)
+  return {"decode": decode, "model": model, "encode": enc, "end_to_end": e2e}
+
+
 def run(args: Any) -> list[dict]:
   """The records described in the module docstring."""
   memory.tune_memory()  # as the colourising commands do
@@ -194,21 +221,13 @@ def run(args: Any) -> list[dict]:
     clip = sample_clip.make_sample_clip(
       os.path.join(tmp, "clip.mp4"), seconds=args.seconds, size=(width, height)
     )
-    frames = probe.count_frames(clip)
-    colorizer = make_colorizer(args)
-    decode = _median(lambda: time_decode(clip, colorizer.batch_size), repeats)
-    model = _median(
-      lambda: time_model(colorizer, height, width, batches=max(4, frames // colorizer.batch_size)),
-      repeats,
-    )
-    enc = _median(lambda: time_encode(height, width, frames, options=encode), repeats)
-    time_end_to_end(colorizer, clip, encode=encode)  # warm-up: compiles prepare/compose
-    e2e = _median(lambda: time_end_to_end(colorizer, clip, encode=encode), repeats)
-    for name, rec in (("decode", decode), ("model", model), ("encode", enc), ("end_to_end", e2e)):
+    rates = measure_rates(make_colorizer(args), clip, encode, repeats)
+    for name, rec in rates.items():
       records.append(
         {"bench": f"video_{name}", **shape, "frames": rec["frames"], "fps": rec["fps"]}
       )
-    records.append({"bench": "video_e2e_over_model", **shape, "ratio": e2e["fps"] / model["fps"]})
+    ratio = rates["end_to_end"]["fps"] / rates["model"]["fps"]
+    records.append({"bench": "video_e2e_over_model", **shape, "ratio": ratio})
     long_clip = sample_clip.make_sample_clip(
       os.path.join(tmp, "long.mp4"), seconds=args.seconds * 10, size=(width, height)
     )

@@ -1,0 +1,353 @@
+"""pix2pix-benchmark accelerator-report: what this machine's accelerator does, in one markdown file.
+
+  pix2pix-benchmark accelerator-report --output report.md --peer path/to/torch_pix2pix.py
+
+At `--size` (default 256, the paper's networks: unet_256 ngf 64 + 70x70 PatchGAN, 1 -> 3
+channels) it measures, for each batch size (1, 16, 64) and dtype (float32, bfloat16): the jit'd
+train step's and the generator's img/s, compile times, GFLOP/s and MFU (the `train` and `infer`
+benchmarks); the PyTorch peer script on the same device, shapes and precision, in a subprocess
+(`PEER --device cuda|cpu --dtype ...`); and the video pipeline (decoding and encoding on CPU
+threads, the model on the device) end to end against the model alone (tools/video_benchmark.py).
+The table also gives the device, driver and library versions and the issue's speed targets.
+
+Needs jax, flax, optax, orbax-checkpoint, ml_collections, numpy, pillow and imageio-ffmpeg (torch
+only in the peer's process). Measurements run in order of importance (video, then the batch
+sizes as given) and stop at `--budget-minutes`; what did not fit, or failed, is marked so in the
+table instead of ending the run.
+"""
+
+import argparse
+import datetime
+import functools
+import importlib.metadata
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import jax
+
+from pix2pix_jax import files, inference
+from pix2pix_jax.tools import benchmark, shapes, video_benchmark
+from pix2pix_jax.video import memory, probe, sample_clip, writer
+
+DTYPES = ("float32", "bfloat16")
+LIBRARIES = (
+  "jax",
+  "jaxlib",
+  "jax-cuda13-plugin",
+  "jax-cuda12-plugin",
+  "libtpu",
+  "flax",
+  "optax",
+  "orbax-checkpoint",
+  "ml-collections",
+  "numpy",
+  "imageio-ffmpeg",
+)
+# The issue's targets, as ratios measured in one run: ours over the peer in the same precision
+# at these batch sizes, and video end to end over model-only.
+PEER_TARGET, PEER_TARGET_BATCHES, VIDEO_TARGET = 1.2, (1, 16), 0.9
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+  parser.add_argument("--output", required=True, help="the markdown report to write")
+  parser.add_argument("--overwrite", action="store_true", help="replace an existing --output")
+  parser.add_argument("--peer", default=None, help="PyTorch peer script (torch_pix2pix.py)")
+  parser.add_argument("--size", type=int, default=256, help="square model input size")
+  parser.add_argument("--batches", type=int, nargs="+", default=[1, 16, 64])
+  parser.add_argument("--dtypes", nargs="+", default=list(DTYPES), choices=DTYPES)
+  parser.add_argument("--steps", type=int, default=10, help="timed calls after a warm-up call")
+  parser.add_argument("--ngf", type=int, default=None, help="generator width (default 64)")
+  parser.add_argument("--ndf", type=int, default=None, help="discriminator width (default 64)")
+  parser.add_argument("--num-downs", type=int, default=None, help="U-Net levels (default 8)")
+  parser.add_argument("--video-seconds", type=float, default=20.0, help="sample clip length")
+  parser.add_argument("--clip-size", default="640x360", help="sample clip WIDTHxHEIGHT")
+  parser.add_argument("--video-batch", type=int, default=16, help="frames per model call")
+  parser.add_argument(
+    "--budget-minutes", type=float, default=7.0, help="start no measurement after this long"
+  )
+
+
+def _shape_args(args: argparse.Namespace, batch: int, dtype: str) -> argparse.Namespace:
+  """The flags of `shapes.add_arguments` (and --steps) for one measurement."""
+  return argparse.Namespace(
+    config=None,
+    batch_size=batch,
+    render_size=args.size,
+    ngf=args.ngf,
+    ndf=args.ndf,
+    num_downs=args.num_downs,
+    conv=None,
+    dtype=dtype,
+    color_space=None,
+    steps=args.steps,
+  )
+
+
+class Budget:
+  """Runs measurements until `minutes` have passed; a failure is recorded, not raised."""
+
+  def __init__(self, minutes: float):
+    self.start = time.monotonic()
+    self.seconds = minutes * 60.0
+
+  def elapsed(self) -> float:
+    return time.monotonic() - self.start
+
+  def measure(self, name: str, fn: Callable[[], Any]) -> Any:
+    """fn()'s result, or {"skipped": reason} when the budget is spent or fn fails."""
+    if self.elapsed() > self.seconds:
+      return {"skipped": "time budget spent"}
+    try:
+      return fn()
+    except Exception as e:  # noqa: BLE001 (one failed measurement must not lose the report)
+      traceback.print_exc()
+      print(f"accelerator-report: {name} failed: {e}", file=sys.stderr, flush=True)
+      return {"skipped": f"failed: {type(e).__name__}: {probe.last_line(str(e))}"}
+
+
+def peer_device() -> str:
+  """The peer's --device for this machine's JAX platform."""
+  return {"gpu": "cuda", "cpu": "cpu"}.get(jax.default_backend(), "")
+
+
+def _peer(args, batch: int, dtype: str) -> dict:
+  if not args.peer:
+    return {"skipped": "no --peer"}
+  if not peer_device():
+    return {"skipped": f"no PyTorch device for {jax.default_backend()}"}
+  config = shapes.config_from_args(_shape_args(args, batch, dtype))
+  return benchmark._run_peer(args, config, "--device", peer_device(), "--dtype", dtype)
+
+
+def _video(args) -> dict:
+  """Video rates with the report's generator (random weights, float32, default precision, as
+  pix2pix-colorize runs it) on a rendered sample clip."""
+  memory.tune_memory()  # as the colourising commands do
+  config = shapes.config_from_args(_shape_args(args, args.video_batch, "float32"))
+  width, height = (int(v) for v in args.clip_size.lower().split("x"))
+  _, variables = shapes.random_generator(config)
+  colorizer = inference.Colorizer(config, variables, batch_size=args.video_batch)
+  with tempfile.TemporaryDirectory() as tmp:
+    clip = sample_clip.make_sample_clip(
+      os.path.join(tmp, "clip.mp4"), seconds=args.video_seconds, size=(width, height)
+    )
+    rates = video_benchmark.measure_rates(colorizer, clip, writer.EncodeOptions(), repeats=2)
+  return {
+    "bench": "report_video",
+    "clip_size": f"{width}x{height}",
+    "render_size": args.size,
+    "batch_size": colorizer.batch_size,
+    "frames": rates["end_to_end"]["frames"],
+    **{f"{name}_fps": rec["fps"] for name, rec in rates.items()},
+    "e2e_over_model": rates["end_to_end"]["fps"] / rates["model"]["fps"],
+  }
+
+
+def _command_output(cmd: list[str]) -> str | None:
+  """The first line of a command's output, or None when it cannot run."""
+  if not shutil.which(cmd[0]) and not os.path.exists(cmd[0]):
+    return None
+  try:
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=True).stdout
+  except (OSError, subprocess.SubprocessError):
+    return None
+  return out.strip().splitlines()[0] if out.strip() else None
+
+
+def environment() -> dict[str, str]:
+  """Device, driver and library versions, as the table shows them."""
+  device = jax.devices()[0]
+  info = {
+    "device": f"{device.device_kind} x{jax.device_count()} ({device.platform})",
+    "platform version": getattr(device.client, "platform_version", None),
+    "driver": _command_output(
+      ["nvidia-smi", "--query-gpu=driver_version,memory.total", "--format=csv,noheader"]
+    ),
+    "host": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+  }
+  for name in LIBRARIES:
+    try:
+      info[name] = importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+      pass
+  try:
+    info["ffmpeg"] = _command_output([probe.ffmpeg_exe(), "-version"])
+  except Exception:  # noqa: BLE001 (a missing ffmpeg shows as n/a; the video row says why)
+    info["ffmpeg"] = None
+  return {k: ("n/a" if v is None else str(v)) for k, v in info.items()}
+
+
+def measure(args) -> dict[str, Any]:
+  """Every measurement: {"environment", "video", "rows": [{dtype, batch, train, infer, peer}]}."""
+  budget = Budget(args.budget_minutes)
+  results: dict[str, Any] = {"environment": environment()}
+  results["video"] = budget.measure("video", lambda: _video(args))
+  rows = []
+  for batch in args.batches:
+    for dtype in args.dtypes:
+      sub = _shape_args(args, batch, dtype)
+      row = {"dtype": dtype, "batch": batch}
+      name = f"{dtype} batch {batch}"
+      row["train"] = budget.measure(f"train {name}", functools.partial(benchmark.bench_train, sub))
+      row["infer"] = budget.measure(f"infer {name}", functools.partial(benchmark.bench_infer, sub))
+      row["peer"] = budget.measure(f"peer {name}", functools.partial(_peer, args, batch, dtype))
+      rows.append(row)
+  results["rows"] = rows
+  results["minutes"] = budget.elapsed() / 60.0
+  return results
+
+
+# --- The markdown ---------------------------------------------------------------------------
+
+
+def _number(value: float | None, digits: int = 3) -> str:
+  if value is None:
+    return "n/a"
+  return f"{value:.{digits}g}" if abs(value) < 10**digits else f"{value:.0f}"
+
+
+def _get(record: dict, key: str) -> float | None:
+  return record.get(key) if "skipped" not in record else None
+
+
+def _ratio(ours: float | None, peer: float | None) -> float | None:
+  return ours / peer if ours and peer else None
+
+
+def ratios(row: dict) -> dict[str, float | None]:
+  """Ours over the peer's img/s, train and infer, for one (dtype, batch) row."""
+  return {
+    kind: _ratio(_get(row[kind], "img_per_s"), _get(row["peer"], f"{kind}_img_per_s"))
+    for kind in ("train", "infer")
+  }
+
+
+def _cell(record: dict, key: str, digits: int = 3) -> str:
+  if "skipped" in record:
+    return record["skipped"]
+  return _number(record.get(key), digits)
+
+
+def _percent(value: float | None) -> str:
+  return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
+def targets(results: dict) -> list[tuple[str, float | None]]:
+  """(target, measured ratio) for each of the issue's speed targets."""
+  out = []
+  for row in results["rows"]:
+    if row["batch"] in PEER_TARGET_BATCHES:
+      for kind, value in ratios(row).items():
+        name = f"{kind} >= {PEER_TARGET}x the peer, {row['dtype']}, batch {row['batch']}"
+        out.append((name, value))
+  video = results["video"]
+  out.append((f"video end to end >= {VIDEO_TARGET}x model-only", _get(video, "e2e_over_model")))
+  return out
+
+
+def _target_met(name: str, value: float | None) -> str:
+  if value is None:
+    return "not measured"
+  limit = VIDEO_TARGET if name.startswith("video") else PEER_TARGET
+  return "yes" if value >= limit else "no"
+
+
+def markdown(results: dict, args: argparse.Namespace) -> str:
+  env = results["environment"]
+  width = f"ngf {args.ngf or 64}, ndf {args.ndf or 64}, num_downs {args.num_downs or 8}"
+  lines = [
+    f"# pix2pix_jax on {env['device']}",
+    "",
+    f"`pix2pix-benchmark accelerator-report`, {datetime.date.today().isoformat()}, "
+    f"{results['minutes']:.1f} min.",
+    "",
+    "| | |",
+    "|---|---|",
+    *[f"| {k} | {v} |" for k, v in env.items()],
+    "",
+    f"## Training and inference, {args.size}x{args.size} ({width}, 1 -> 3 channels)",
+    "",
+    f"img/s: median of {args.steps} calls after a warm-up call; ratio: ours over the PyTorch "
+    "peer in the same precision (float32: full float32 in both, no TF32; bfloat16: our bf16 "
+    "compute with float32 parameters, the peer's autocast). GFLOP/s from XLA's cost analysis, "
+    "MFU against the device's dense peak in that dtype.",
+    "",
+    "| dtype | batch | train img/s | peer train | ratio | infer img/s | peer infer | ratio "
+    "| compile s train / infer | GFLOP/s train / infer | MFU train / infer |",
+    "|---|---|---|---|---|---|---|---|---|---|---|",
+  ]
+  for row in results["rows"]:
+    train, infer, peer = row["train"], row["infer"], row["peer"]
+    r = ratios(row)
+    lines.append(
+      f"| {row['dtype']} | {row['batch']} | {_cell(train, 'img_per_s')} "
+      f"| {_cell(peer, 'train_img_per_s')} | {_number(r['train'], 2)} "
+      f"| {_cell(infer, 'img_per_s')} | {_cell(peer, 'infer_img_per_s')} "
+      f"| {_number(r['infer'], 2)} "
+      f"| {_cell(train, 'compile_s')} / {_cell(infer, 'compile_s')} "
+      f"| {_cell(train, 'gflop_per_s')} / {_cell(infer, 'gflop_per_s')} "
+      f"| {_percent(_get(train, 'mfu'))} / {_percent(_get(infer, 'mfu'))} |"
+    )
+  peers = [row["peer"] for row in results["rows"] if "skipped" not in row["peer"]]
+  if peers:
+    lines += ["", f"Peer: torch {peers[0].get('torch', 'n/a')} on {peers[0].get('device')}."]
+  video = results["video"]
+  lines += [
+    "",
+    "## Video pipeline (float32 generator, random weights, H.264 veryfast)",
+    "",
+    "| clip | render | batch | decode fps | model-only fps | encode fps | end to end fps "
+    "| end to end / model |",
+    "|---|---|---|---|---|---|---|---|",
+  ]
+  if "skipped" in video:
+    lines.append(
+      f"| {args.clip_size} | {args.size} | {args.video_batch} | {video['skipped']} | | | | |"
+    )
+  else:
+    lines.append(
+      f"| {video['clip_size']} | {video['render_size']} | {video['batch_size']} "
+      f"| {_number(video['decode_fps'])} | {_number(video['model_fps'])} "
+      f"| {_number(video['encode_fps'])} | {_number(video['end_to_end_fps'])} "
+      f"| {_number(video['e2e_over_model'], 2)} |"
+    )
+  lines += [
+    "",
+    "## Targets (one run, this device)",
+    "",
+    "| target | measured | met |",
+    "|---|---|---|",
+  ]
+  for name, value in targets(results):
+    lines.append(f"| {name} | {_number(value, 2)} | {_target_met(name, value)} |")
+  return "\n".join(lines) + "\n"
+
+
+def records(results: dict) -> list[dict]:
+  """The measurements as JSON-able records, one per line of the command's output."""
+  out = [{"bench": "report_environment", **results["environment"]}]
+  out.append({"bench": "report_video", **results["video"]})
+  for row in results["rows"]:
+    out.append({"bench": "report_row", **row, **{f"{k}_ratio": v for k, v in ratios(row).items()}})
+  return out
+
+
+def run(args: argparse.Namespace) -> list[dict]:
+  """Measures, writes `args.output` (refused up front if it exists without --overwrite), and
+  returns the records."""
+  files.check_output(args.output, overwrite=args.overwrite)
+  # Leaves the peer's process room on the device: JAX would otherwise take 75% of it up front.
+  os.environ.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", "0.5")
+  results = measure(args)
+  with files.atomic_output(args.output, overwrite=args.overwrite) as tmp:
+    with open(tmp, "w") as f:
+      f.write(markdown(results, args))
+  return records(results)
