@@ -80,6 +80,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--few-images", type=int, default=100)
   parser.add_argument("--many-images", type=int, default=2000)
   parser.add_argument("--image-size", default="64x48", help="image WIDTHxHEIGHT")
+  parser.add_argument(
+    "--kinds", nargs="+", choices=("video", "images"), default=["video", "images"]
+  )
 
 
 def make_clip(path: str, seconds: float, size: str, fps: float) -> str:
@@ -133,16 +136,17 @@ def run(args: argparse.Namespace) -> list[dict]:
   records = []
   with tempfile.TemporaryDirectory() as tmp:
     workdir = make_workdir(os.path.join(tmp, "workdir"), args)
-    cases = {
-      "video": [
+    cases = {}
+    if "video" in args.kinds:
+      cases["video"] = [
         (f"{s:g} s", make_clip(os.path.join(tmp, f"{s:g}s.mp4"), s, args.clip_size, args.fps))
         for s in (args.short_seconds, args.long_seconds)
-      ],
-      "images": [
+      ]
+    if "images" in args.kinds:
+      cases["images"] = [
         (f"{n} images", make_images(os.path.join(tmp, f"{n}images"), n, args.image_size))
         for n in (args.few_images, args.many_images)
-      ],
-    }
+      ]
     for kind, ((small_name, small), (large_name, large)) in cases.items():
       out = os.path.join(tmp, f"out_{kind}")
       ext = ".mp4" if kind == "video" else ""
