@@ -1,6 +1,7 @@
 """Several processes on localhost (CPU devices, gloo collectives) behave as one program."""
 
 import functools
+import json
 import os
 import signal
 import socket
@@ -11,6 +12,8 @@ import time
 import numpy as np
 import pytest
 from conftest import main_command, subprocess_env, write_photo_folder
+
+from pix2pix_jax import workdir_lock
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(TESTS)
@@ -115,6 +118,18 @@ def test_surviving_process_exits_when_its_peer_dies(tmp_path):
     assert time.time() < deadline, "training never reached step 2"
     assert all(p.poll() is None for p in procs)
     time.sleep(0.5)
+  # Only process 0 holds the workdir lock, and a third run on the workdir is refused naming it.
+  lock = json.loads((tmp_path / "run" / workdir_lock.LOCK_FILE).read_text())
+  assert lock["pid"] == procs[0].pid
+  third = subprocess.run(
+    main_command(tmp_path / "run", folder, 100000),
+    env=subprocess_env(),
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=240,
+  )
+  assert third.returncode == 1 and f"being trained by pid {procs[0].pid} on" in third.stderr
   procs[1].send_signal(signal.SIGKILL)
   start = time.time()
   try:

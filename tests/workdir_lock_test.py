@@ -1,7 +1,6 @@
 """Two runs, one workdir: the second refuses at once naming the owner; a dead owner's lock is
 taken over; a sweep never gives two runs one workdir."""
 
-import functools
 import json
 import os
 import signal
@@ -102,33 +101,3 @@ def test_a_sweep_never_gives_two_runs_one_workdir(tmp_path):
   with pytest.raises(sweep_spec.SweepError, match="two runs share a name"):
     sweep_spec.load_sweep(str(path), root=str(tmp_path / "runs"))
   assert not (tmp_path / "runs").exists()
-
-
-def test_in_a_two_process_run_process_0_holds_the_lock(tmp_path):
-  from distributed_test import _free_port, _launch, _main_args
-
-  photos = write_photo_folder(tmp_path / "photos", n=8)
-  workdir = tmp_path / "run"
-  procs = _launch(
-    functools.partial(_main_args, workdir, photos, _free_port(), 100_000), 2, 1, cwd=REPO
-  )
-  try:
-    deadline = time.time() + 240
-    while not (workdir / "checkpoints" / "2").is_dir():
-      assert all(p.poll() is None for p in procs) and time.time() < deadline
-      time.sleep(0.5)
-    assert json.loads((workdir / workdir_lock.LOCK_FILE).read_text())["pid"] == procs[0].pid
-    third = subprocess.run(
-      main_command(workdir, photos, 100_000),
-      env=subprocess_env(),
-      cwd=REPO,
-      capture_output=True,
-      text=True,
-      timeout=240,
-    )
-    assert third.returncode == 1 and f"being trained by pid {procs[0].pid} on" in third.stderr
-  finally:
-    for p in procs:
-      p.send_signal(signal.SIGTERM)
-    outs = [p.communicate(timeout=120)[0] for p in procs]
-  assert [p.returncode for p in procs] == [0, 0], outs
