@@ -106,11 +106,11 @@ def hold(workdir: str) -> Iterator[None]:
     if jax.process_index() == 0:
       try:
         stack.enter_context(_flock(workdir))
-      except WorkdirLockedError as e:
+      except Exception as e:  # locked, or an unwritable workdir: the others must hear of it too
         error = e
     refused = multihost_utils.broadcast_one_to_all(np.array(error is not None))
     if error is not None:
       raise error
     if refused:
-      raise WorkdirLockedError(f"{workdir} is being trained by another run (process 0 was refused)")
+      raise WorkdirLockedError(f"{workdir}: process 0 could not lock it (see its error)")
     yield
