@@ -184,10 +184,10 @@ def train_step(
     "g_l1": g_l1,
     "d_real_logits": jnp.mean(real_logits),
     "d_fake_logits": jnp.mean(fake_logits),
-    "g_grad_norm": optax.global_norm(g_grads),
-    "d_grad_norm": optax.global_norm(d_grads),
-    "g_param_norm": optax.global_norm(g_params),
-    "d_param_norm": optax.global_norm(d_params),
+    "g_grad_norm": optax.tree.norm(g_grads),
+    "d_grad_norm": optax.tree.norm(d_grads),
+    "g_param_norm": optax.tree.norm(g_params),
+    "d_param_norm": optax.tree.norm(d_params),
     "learning_rate": nets.learning_rate(state.step),
   }
   return new_state, metrics

@@ -124,7 +124,10 @@ def _peer(args, batch: int, dtype: str) -> dict:
   if not peer_device():
     return {"skipped": f"no PyTorch device for {jax.default_backend()}"}
   config = shapes.config_from_args(_shape_args(args, batch, dtype))
-  return benchmark._run_peer(args, config, "--device", peer_device(), "--dtype", dtype)
+  try:
+    return benchmark._run_peer(args, config, "--device", peer_device(), "--dtype", dtype)
+  except subprocess.CalledProcessError as e:
+    raise RuntimeError(f"peer exited {e.returncode}: {probe.last_line(e.stderr)}") from e
 
 
 def _video(args) -> dict:
@@ -139,7 +142,7 @@ def _video(args) -> dict:
     clip = sample_clip.make_sample_clip(
       os.path.join(tmp, "clip.mp4"), seconds=args.video_seconds, size=(width, height)
     )
-    rates = video_benchmark.measure_rates(colorizer, clip, writer.EncodeOptions(), repeats=2)
+    rates = video_benchmark.measure_rates(colorizer, clip, writer.EncodeOptions(), repeats=3)
   return {
     "bench": "report_video",
     "clip_size": f"{width}x{height}",
