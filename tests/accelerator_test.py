@@ -100,6 +100,7 @@ def runs():
   return out
 
 
+@pytest.mark.slow
 def test_bfloat16_keeps_parameters_optimiser_state_statistics_and_losses_float32(runs):
   _, _, state, history, values = runs["bfloat16"]
   for path, leaf in jax.tree.leaves_with_path(state):
@@ -112,6 +113,7 @@ def test_bfloat16_keeps_parameters_optimiser_state_statistics_and_losses_float32
   assert values["predicted"].dtype == np.float32
 
 
+@pytest.mark.slow
 def test_bfloat16_training_matches_float32(runs):
   """Same seed, same batches: the losses follow the same course and the eval metrics agree.
 
@@ -133,6 +135,7 @@ def test_bfloat16_training_matches_float32(runs):
   assert got["ssim"].mean() == pytest.approx(want["ssim"].mean(), abs=0.01)
 
 
+@pytest.mark.slow
 def test_bfloat16_inference_matches_float32_by_psnr(runs):
   """The float32-trained generator run in bfloat16 colours the eval photos like float32: PSNR
   of the sRGB outputs above 48 dB, i.e. an RMS difference under one 8-bit step (1/255), so that

@@ -7,8 +7,9 @@ import short_training
 
 @pytest.mark.slow
 def test_overfitting_four_photos_halves_the_gray_baseline_ciede2000(tmp_path):
-  """150 steps (GAN + 100 L1, Lab, Adam 2e-4 as the paper) on 4 embedded photos at 64x64: the
-  generator's CIEDE2000 on those photos must fall below half the gray output's."""
+  """150 steps (GAN + 100 L1, Lab, Adam 2e-4 as the paper; U-Net num_downs 5, widths 16) on 4
+  embedded photos at 32x32 through the input pipeline: the generator's CIEDE2000 on those photos
+  must fall below half the gray output's (measured 3.3 against 12.3)."""
   config = short_training.overfit_config(short_training.photo_folder(tmp_path / "photos"))
   nets, state, history = short_training.train(config, steps=150)
   assert np.isfinite(history["g_loss"]).all()

@@ -24,8 +24,8 @@ def photo_folder(root, count: int = 4) -> str:
   return str(root)
 
 
-def overfit_config(folder: str, size: int = 64, **overrides):
-  """A small U-Net (num_downs 6, widths 16) on `folder`'s photos resized to `size`, no crop or
+def overfit_config(folder: str, size: int = 32, **overrides):
+  """A small U-Net (num_downs 5, widths 16) on `folder`'s photos resized to `size`, no crop or
   flip, so that every step sees the same 4 images."""
   fields = {
     "data.source": "folder",
@@ -33,7 +33,7 @@ def overfit_config(folder: str, size: int = 64, **overrides):
     "data.load_size": size,
     "data.crop_size": size,
     "data.flip": False,
-    "model.num_downs": 6,
+    "model.num_downs": 5,
     "model.ngf": 16,
     "model.ndf": 16,
     "num_epochs": 10_000,
