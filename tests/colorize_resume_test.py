@@ -7,27 +7,19 @@ import subprocess
 import sys
 import time
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import subprocess_env, tiny_config
+from conftest import subprocess_env, tiny_generator_workdir
 from PIL import Image
 from video_test import make_clip
 
-from pix2pix_jax import checkpoint, colorize, files, models
+from pix2pix_jax import colorize, files
 from pix2pix_jax.video import probe
 
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
-  config = tiny_config()
-  path = str(tmp_path_factory.mktemp("run"))
-  variables = models.make_generator(config).init(
-    jax.random.key(0), jnp.zeros((1, 32, 32, 1)), train=False
-  )
-  checkpoint.save_generator(path, config, variables, step=1)
-  return path
+  return tiny_generator_workdir(tmp_path_factory.mktemp("run"))
 
 
 def start(workdir, src, out, *extra):

@@ -5,29 +5,19 @@ import shutil
 import subprocess
 import sys
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import subprocess_env
+from conftest import subprocess_env, tiny_generator_workdir
 from PIL import Image
 from video_test import make_clip
 
-from pix2pix_jax import checkpoint, colorize, models
+from pix2pix_jax import colorize
 from pix2pix_jax.video import probe
 
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
-  from conftest import tiny_config
-
-  config = tiny_config()
-  path = str(tmp_path_factory.mktemp("run"))
-  variables = models.make_generator(config).init(
-    jax.random.key(0), jnp.zeros((1, 32, 32, 1)), train=False
-  )
-  checkpoint.save_generator(path, config, variables, step=1)
-  return path
+  return tiny_generator_workdir(tmp_path_factory.mktemp("run"))
 
 
 def gradient(w, h):

@@ -96,6 +96,21 @@ def subprocess_env(local_devices=1, **extra):
   return env
 
 
+def tiny_generator_workdir(path, step=1, config=None):
+  """A workdir holding only a random tiny generator (as `pix2pix-import-torch` writes one)."""
+  import jax
+  import jax.numpy as jnp
+
+  from pix2pix_jax import checkpoint, models
+
+  config = config or tiny_config()
+  variables = models.make_generator(config).init(
+    jax.random.key(0), jnp.zeros((1, 32, 32, 1)), train=False
+  )
+  checkpoint.save_generator(str(path), config, variables, step=step)
+  return str(path)
+
+
 def write_photo_folder(root, n=16, size=(40, 40)):
   """`n` random RGB PNGs in `root` (created)."""
   import numpy as np

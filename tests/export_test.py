@@ -12,23 +12,17 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from colorize_test import write_images
-from conftest import REPO, subprocess_env, tiny_config
+from conftest import REPO, subprocess_env, tiny_config, tiny_generator_workdir
 from PIL import Image
 from video_test import decode, make_clip
 
-from pix2pix_jax import checkpoint, colorize, export, exported_model, models
+from pix2pix_jax import colorize, export, exported_model, models
 from pix2pix_jax.video import probe
 
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
-  config = tiny_config()
-  path = str(tmp_path_factory.mktemp("run"))
-  variables = models.make_generator(config).init(
-    jax.random.key(0), jnp.zeros((1, 32, 32, 1)), train=False
-  )
-  checkpoint.save_generator(path, config, variables, step=3)
-  return path
+  return tiny_generator_workdir(tmp_path_factory.mktemp("run"), step=3)
 
 
 @pytest.fixture(scope="module")

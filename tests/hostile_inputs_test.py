@@ -11,14 +11,12 @@ import subprocess
 import sys
 import zlib
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import REPO, subprocess_env, tiny_config
+from conftest import REPO, subprocess_env, tiny_config, tiny_generator_workdir
 from PIL import Image
 
-from pix2pix_jax import checkpoint, colorize_jobs, images, input_pipeline, models
+from pix2pix_jax import colorize_jobs, images, input_pipeline
 from pix2pix_jax.tools import memory_benchmark
 from pix2pix_jax.video import probe
 
@@ -35,12 +33,7 @@ NAMES = [
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
-  path = tmp_path_factory.mktemp("model") / "run"
-  config = tiny_config()
-  generator = models.make_generator(config)
-  variables = generator.init(jax.random.key(0), jnp.zeros((1, 32, 32, 1)), train=False)
-  checkpoint.save_generator(str(path), config, variables)
-  return path
+  return tiny_generator_workdir(tmp_path_factory.mktemp("model") / "run")
 
 
 def _photo(path, size=(30, 20)):

@@ -7,6 +7,7 @@ import tempfile
 
 import numpy as np
 import pytest
+from conftest import tiny_generator_workdir
 from inference_test import psnr
 from PIL import Image
 from video_test import colorizer, ffmpeg, make_clip  # noqa: F401 (colorizer: a fixture)
@@ -68,25 +69,10 @@ def test_a_rotated_clip_through_the_command_line(tmp_path, capsys):
   plain = make_clip(str(tmp_path / "plain.mov"), seconds=0.2)
   src = str(tmp_path / "phone.mov")
   ffmpeg("-display_rotation", "90", "-i", plain, "-c", "copy", src)
-  workdir = _tiny_workdir(tmp_path / "run")
+  workdir = tiny_generator_workdir(tmp_path / "run")
   assert colorize.main(["--workdir", workdir, src, "-o", str(tmp_path / "o.mov"), "--quiet"]) == 0
   assert "5 frames 48x64" in capsys.readouterr().out
   assert displayed_frames(str(tmp_path / "o.mov"), tmp_path).shape == (5, 64, 48, 3)
-
-
-def _tiny_workdir(path):
-  import jax
-  import jax.numpy as jnp
-  from conftest import tiny_config
-
-  from pix2pix_jax import checkpoint, models
-
-  config = tiny_config()
-  variables = models.make_generator(config).init(
-    jax.random.key(0), jnp.zeros((1, 32, 32, 1)), train=False
-  )
-  checkpoint.save_generator(str(path), config, variables, step=1)
-  return str(path)
 
 
 HDR_TAGS = "setparams=color_primaries=bt2020:color_trc=smpte2084:colorspace=bt2020nc"
