@@ -8,6 +8,7 @@
 # `start` writes DIR/slurm.conf (this host, 2 CPUs, cons_tres, linuxproc process tracking, no
 # cgroups, no accounting storage), a private munge key and socket, free ports, and returns when
 # `sinfo` shows the node idle. Clients find the cluster with `SLURM_CONF=DIR/slurm.conf`.
+# cred_expire=10 shortens SLURM's delay before a requeued job may start again (120 s default).
 # The daemons run as root (slurmd must, to start jobs as their users).
 set -euo pipefail
 

@@ -29,7 +29,12 @@ def _launch(args_for, n, local_devices, **kw):
   return [
     subprocess.Popen(
       args_for(i),
-      env=subprocess_env(local_devices, PIX2PIX_HEARTBEAT_TIMEOUT="10"),
+      # No persistent compilation cache: a cached multi-process CPU executable hangs in its
+      # first gloo collective (seen with jax 0.10.2: "GetKeyValue() timed out with key
+      # cpu:gloo/..."; the same programs compiled afresh run).
+      env=subprocess_env(
+        local_devices, PIX2PIX_HEARTBEAT_TIMEOUT="10", JAX_ENABLE_COMPILATION_CACHE="false"
+      ),
       stdout=subprocess.PIPE,
       stderr=subprocess.STDOUT,
       text=True,
