@@ -15,8 +15,8 @@
 #    installs those wheels and the repository (pip --no-index --no-deps, no build isolation:
 #    nothing is downloaded) into $PYTHON's environment (default python3), prints the device and
 #    versions, and runs `pix2pix-benchmark accelerator-report --output OUTPUT.md --peer
-#    DIR/<peer>` (under 8 minutes on one GPU: its time budget is 7). Extra flags go to the report
-#    (the CPU dry run: --size 32 --ngf 4 --ndf 4 --num-downs 5 --batches 1 --steps 1 ...).
+#    DIR/<peer>` (under 8 minutes on one GPU: no measurement starts after 6). Extra flags go to
+#    the report (the CPU dry run: --size 32 --ngf 4 --ndf 4 --num-downs 5 --batches 1 ...).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}

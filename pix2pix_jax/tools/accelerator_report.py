@@ -71,7 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--clip-size", default="640x360", help="sample clip WIDTHxHEIGHT")
   parser.add_argument("--video-batch", type=int, default=16, help="frames per model call")
   parser.add_argument(
-    "--budget-minutes", type=float, default=7.0, help="start no measurement after this long"
+    "--budget-minutes", type=float, default=6.0, help="start no measurement after this long"
   )
 
 
@@ -170,7 +170,7 @@ def environment() -> dict[str, str]:
   device = jax.devices()[0]
   info = {
     "device": f"{device.device_kind} x{jax.device_count()} ({device.platform})",
-    "platform version": getattr(device.client, "platform_version", None),
+    "platform version": getattr(getattr(device, "client", None), "platform_version", None),
     "driver": _command_output(
       ["nvidia-smi", "--query-gpu=driver_version,memory.total", "--format=csv,noheader"]
     ),
