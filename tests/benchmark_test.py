@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from pix2pix_jax.tools import benchmark, shapes
+from pix2pix_jax.tools import benchmark, shapes, speed
 
 TINY = ["--render-size", "32", "--ngf", "4", "--ndf", "4", "--num-downs", "5", "--steps", "1"]
 
@@ -32,7 +32,7 @@ def test_train_and_infer_print_one_json_record(kind, capsys):
 def test_compare_runs_the_peer_and_reports_ratios_against_its_best_run(
   tmp_path, capsys, monkeypatch
 ):
-  monkeypatch.setattr(benchmark, "matmul_ceiling", lambda dtype: 1e11)  # measured above
+  monkeypatch.setattr(speed, "matmul_ceiling", lambda dtype: 1e11)  # measured above
   peer = tmp_path / "peer.py"
   runs = tmp_path / "runs"
   peer.write_text(  # the second of each batch size's runs is the faster at training
@@ -56,12 +56,12 @@ def test_compare_runs_the_peer_and_reports_ratios_against_its_best_run(
 
 
 def test_peak_flops_matches_the_longest_device_kind_prefix_and_the_dtype():
-  assert benchmark.peak_flops("NVIDIA H100 80GB HBM3") == 989e12
-  assert benchmark.peak_flops("NVIDIA H100 80GB HBM3", "float32") == 67e12
-  assert benchmark.peak_flops("NVIDIA H100 PCIe") == 756e12
-  assert benchmark.peak_flops("NVIDIA H200", "float32") == 67e12
-  assert benchmark.peak_flops("TPU v4", "float32") is None
-  assert benchmark.peak_flops("cpu") is None
+  assert speed.peak_flops("NVIDIA H100 80GB HBM3") == 989e12
+  assert speed.peak_flops("NVIDIA H100 80GB HBM3", "float32") == 67e12
+  assert speed.peak_flops("NVIDIA H100 PCIe") == 756e12
+  assert speed.peak_flops("NVIDIA H200", "float32") == 67e12
+  assert speed.peak_flops("TPU v4", "float32") is None
+  assert speed.peak_flops("cpu") is None
 
 
 def test_video_prints_each_rate_and_the_memory_of_a_clip_and_a_10x_longer_one(capsys):

@@ -34,7 +34,7 @@ from typing import Any
 import jax
 
 from pix2pix_jax import files, inference
-from pix2pix_jax.tools import benchmark, shapes, video_benchmark
+from pix2pix_jax.tools import shapes, speed, video_benchmark
 from pix2pix_jax.video import memory, probe, sample_clip, writer
 
 DTYPES = ("float32", "bfloat16")
@@ -125,7 +125,7 @@ def _peer(args, batch: int, dtype: str) -> dict:
     return {"skipped": f"no PyTorch device for {jax.default_backend()}"}
   config = shapes.config_from_args(_shape_args(args, batch, dtype))
   try:
-    return benchmark._run_peer(args, config, "--device", peer_device(), "--dtype", dtype)
+    return speed.run_peer(args, config, "--device", peer_device(), "--dtype", dtype)
   except subprocess.CalledProcessError as e:
     raise RuntimeError(f"peer exited {e.returncode}: {probe.last_line(e.stderr)}") from e
 
@@ -199,8 +199,8 @@ def measure(args) -> dict[str, Any]:
       sub = _shape_args(args, batch, dtype)
       row = {"dtype": dtype, "batch": batch}
       name = f"{dtype} batch {batch}"
-      row["train"] = budget.measure(f"train {name}", functools.partial(benchmark.bench_train, sub))
-      row["infer"] = budget.measure(f"infer {name}", functools.partial(benchmark.bench_infer, sub))
+      row["train"] = budget.measure(f"train {name}", functools.partial(speed.bench_train, sub))
+      row["infer"] = budget.measure(f"infer {name}", functools.partial(speed.bench_infer, sub))
       row["peer"] = budget.measure(f"peer {name}", functools.partial(_peer, args, batch, dtype))
       rows.append(row)
   results["rows"] = rows
