@@ -49,7 +49,7 @@ start() {
   local host memory ctld_port slurmd_port
   host=$(hostname -s)
   memory=$(awk '/MemTotal/ {print int($2 / 1024 * 0.9)}' /proc/meminfo)
-  ctld_port=$(free_port 16817)
+  ctld_port=$(free_port $((16817 + RANDOM % 500 * 2)))  # apart from another cluster starting now
   slurmd_port=$(free_port $((ctld_port + 1)))
 
   mungekey --create --keyfile="$dir/munge/munge.key" 2>/dev/null \

@@ -7,6 +7,7 @@ PIX2PIX_REQUIRE_SLURM=1, which CI (.ci/run) sets after installing SLURM.
 
 import contextlib
 import csv
+import fcntl
 import json
 import os
 import shutil
@@ -22,9 +23,6 @@ from conftest import REPO, main_command, subprocess_env, write_photo_folder
 
 from pix2pix_jax import checkpoint
 from pix2pix_jax.tools import slurm, sweep
-
-# One xdist worker runs them all: they share one cluster of 2 CPUs.
-pytestmark = pytest.mark.xdist_group("slurm")
 
 SCRIPT = os.path.join(REPO, ".ci", "slurm_cluster.sh")
 # For multi-process runs: cached multi-process CPU executables hang in their first gloo
@@ -53,24 +51,45 @@ def _unavailable(reason):
   pytest.skip(reason)
 
 
-@pytest.fixture(scope="module")
+@contextlib.contextmanager
+def _locked(path):
+  with open(path, "a") as f:
+    fcntl.flock(f, fcntl.LOCK_EX)
+    try:
+      yield
+    finally:
+      fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@pytest.fixture(scope="session")
 def cluster(tmp_path_factory):
-  """A running single-node cluster; SLURM_CONF points the client commands at it."""
+  """A running single-node cluster; SLURM_CONF points the client commands at it. pytest-xdist
+  workers share one: the first to need it starts it, the last to finish stops it."""
   if os.geteuid() != 0:
     _unavailable("a local SLURM cluster needs root (slurmd starts jobs as their users)")
   if not shutil.which("slurmctld") or not shutil.which("sbatch"):
     _unavailable("SLURM is not installed (as root: bash .ci/slurm_cluster.sh install)")
-  directory = str(tmp_path_factory.mktemp("slurm"))
-  started = subprocess.run(
-    ["bash", SCRIPT, "start", directory], capture_output=True, text=True, timeout=120
-  )
-  if started.returncode != 0:
-    subprocess.run(["bash", SCRIPT, "stop", directory], timeout=60)
-    _unavailable(f"the SLURM cluster did not start: {started.stderr.strip()[-500:]}")
+  root = tmp_path_factory.getbasetemp()
+  shared = root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root
+  directory, users = str(shared / "slurm"), shared / "slurm.users"
+  with _locked(shared / "slurm.lock"):
+    count = int(users.read_text()) if users.exists() else 0
+    if count == 0:
+      started = subprocess.run(
+        ["bash", SCRIPT, "start", directory], capture_output=True, text=True, timeout=120
+      )
+      if started.returncode != 0:
+        subprocess.run(["bash", SCRIPT, "stop", directory], timeout=120)
+        _unavailable(f"the SLURM cluster did not start: {started.stderr.strip()[-500:]}")
+    users.write_text(str(count + 1))
   with pytest.MonkeyPatch.context() as patch:
     patch.setenv("SLURM_CONF", os.path.join(directory, "slurm.conf"))
     yield directory
-  subprocess.run(["bash", SCRIPT, "stop", directory], timeout=60)
+  with _locked(shared / "slurm.lock"):
+    count = int(users.read_text()) - 1
+    users.write_text(str(count))
+    if count == 0:
+      subprocess.run(["bash", SCRIPT, "stop", directory], timeout=120)
 
 
 def _slurm(*args, env=None):
@@ -83,7 +102,7 @@ def _state(job):
   return slurm.job_states([job]).get(job)
 
 
-def _wait_for(predicate, what, timeout=400, every=0.3):
+def _wait_for(predicate, what, timeout=900, every=0.3):
   deadline = time.time() + timeout
   while not predicate():
     assert time.time() < deadline, f"timed out waiting for {what}"
@@ -179,7 +198,7 @@ def test_usr1_requeues_the_job_which_resumes_to_the_uninterrupted_result(cluster
     cwd=REPO,
     capture_output=True,
     text=True,
-    timeout=400,
+    timeout=900,
   )
   assert result.returncode == 0, result.stderr
 
@@ -219,14 +238,17 @@ def test_usr1_requeues_the_job_which_resumes_to_the_uninterrupted_result(cluster
 
 
 def test_scancel_cancels_a_run_without_requeueing_or_marking_it_done(cluster, tmp_path):
-  # A stand-in for the training: saves nothing, but exits 0 on SIGTERM as the training does.
+  # A stand-in for the training: saves nothing, but stops and exits 0 on SIGTERM as the training
+  # does (SLURM's SIGTERM and the one the script passes on arrive together).
   command = [
     sys.executable,
     "-c",
-    "import signal, sys, time\n"
-    "signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))\n"
+    "import signal, time\n"
+    "stop = []\n"
+    "signal.signal(signal.SIGTERM, lambda *a: stop.append(1))\n"
     "print('ready', flush=True)\n"
-    "time.sleep(300)",
+    "while not stop:\n"
+    "  time.sleep(0.5)",
   ]
   script = tmp_path / "job.sh"
   script.write_text(
@@ -255,7 +277,7 @@ def test_srun_two_tasks_match_one_process(cluster, tmp_path):
     env=subprocess_env(2),
     capture_output=True,
     text=True,
-    timeout=400,
+    timeout=900,
   )
   assert result.returncode == 0, result.stdout + result.stderr
   result = subprocess.run(
@@ -272,7 +294,7 @@ def test_srun_two_tasks_match_one_process(cluster, tmp_path):
     env=subprocess_env(1, SLURM_CONF=os.environ["SLURM_CONF"], **NO_CACHE),
     capture_output=True,
     text=True,
-    timeout=400,
+    timeout=900,
   )
   assert result.returncode == 0, result.stdout + result.stderr
   assert "process 0 done, 2 devices" in result.stdout and "process 1 done" in result.stdout
