@@ -153,13 +153,19 @@ class Manager(ocp.CheckpointManager):
         write_content_hash(step_dir)
 
 
-def _quiet_closed_loop_reports() -> None:
-  """Drops the "RuntimeError: Event loop is closed" reports that follow a failed read.
+class _DropUnretrievedTaskErrors(logging.Filter):
+  def filter(self, record: logging.LogRecord) -> bool:
+    return "exception was never retrieved" not in record.getMessage()
+
+
+def _quiet_failed_read_reports() -> None:
+  """Drops the tracebacks that follow a failed read, which is reported once by the caller.
 
   orbax runs a restore on a fresh event loop and closes it as soon as one read fails;
   tensorstore's other reads then complete onto the closed loop and each is printed through
-  `sys.unraisablehook` (dozens of tracebacks after the one failure we report). Anything else
-  still reaches the previous hook.
+  `sys.unraisablehook` ("RuntimeError: Event loop is closed"), and the failed reads' tasks are
+  logged by asyncio when collected ("Task exception was never retrieved"). Only those two kinds
+  are dropped; anything else still reaches the previous hook and the `asyncio` logger.
   """
   previous = sys.unraisablehook
   if getattr(previous, "drops_closed_loop_reports", False):
@@ -172,6 +178,7 @@ def _quiet_closed_loop_reports() -> None:
 
   hook.drops_closed_loop_reports = True
   sys.unraisablehook = hook
+  logging.getLogger("asyncio").addFilter(_DropUnretrievedTaskErrors())
 
 
 def _short_cause(e: BaseException) -> str:
@@ -212,7 +219,7 @@ def restore_newest_good(
   """
   directory = str(manager.directory)
   failures: list[tuple[int, str]] = []
-  _quiet_closed_loop_reports()
+  _quiet_failed_read_reports()
   for step in sorted(manager.all_steps(), reverse=True):
     step_dir = os.path.join(directory, str(step))
     try:
@@ -391,7 +398,7 @@ def restore_generator(
       raise NoCheckpointError(f"{workdir}: no complete checkpoint at step {step}")
     step_dir = os.path.join(directory, str(step))
     verify_content_hash(step_dir)
-    _quiet_closed_loop_reports()
+    _quiet_failed_read_reports()
     try:
       return _read_generator(manager, step)
     except errors.UserError:
