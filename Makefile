@@ -30,7 +30,7 @@ colorize-sample: install
 		--output runs/sample_clip_colorized.mp4 --overwrite
 
 test: install lint
-	$(BIN)/python -m pytest -n 2 --durations=25
+	$(BIN)/python -m pytest -n 3 --durations=25
 
 lint: install
 	$(BIN)/ruff check pix2pix_jax configs experiments tests
