@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from pix2pix_jax import color, losses, models, parallel
+from pix2pix_jax import color, losses, models, parallel, xla_flags
 
 
 @flax.struct.dataclass
@@ -201,4 +201,5 @@ def compile_step(nets: Networks, mesh: jax.sharding.Mesh):
     in_shardings=(replicated, parallel.batch_sharding(mesh), replicated),
     out_shardings=(replicated, replicated),
     donate_argnums=0,
+    compiler_options=xla_flags.train_compiler_options(),
   )

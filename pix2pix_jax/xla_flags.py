@@ -23,17 +23,45 @@ def apply_defaults() -> None:
 
 
 # XLA:CPU hands convolutions to YNNPACK by default. Its Eigen convolutions are faster for forward
-# passes and YNNPACK's for the training step's kernel gradients (README, performance), so only the
-# forward-only executables switch YNNPACK convolutions off.
+# passes everywhere measured, so the forward-only executables switch YNNPACK convolutions off. For
+# the training step it depends on the CPU (README, performance): YNNPACK's large-map kernel
+# gradients win on the AMD EPYC measured, Eigen wins the whole step on the Intel Xeon measured.
 _YNN_FUSIONS = "xla_cpu_experimental_ynn_fusion_type"
-_FORWARD_YNN_FUSIONS = "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE"
+_NO_YNN_CONVOLUTIONS = {
+  _YNN_FUSIONS: "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE"
+}
+_EIGEN_TRAINING_VENDORS = ("GenuineIntel",)
+
+
+def _cpu_and_no_user_choice() -> bool:
+  import jax
+
+  return jax.default_backend() == "cpu" and _YNN_FUSIONS not in os.environ.get("XLA_FLAGS", "")
 
 
 def forward_compiler_options() -> dict[str, str]:
   """`jax.jit(..., compiler_options=)` for functions that run the generator forward only; empty
   off CPU or when the user's XLA_FLAGS choose the YNNPACK fusions themselves."""
-  import jax
+  return dict(_NO_YNN_CONVOLUTIONS) if _cpu_and_no_user_choice() else {}
 
-  if jax.default_backend() != "cpu" or _YNN_FUSIONS in os.environ.get("XLA_FLAGS", ""):
-    return {}
-  return {_YNN_FUSIONS: _FORWARD_YNN_FUSIONS}
+
+def cpu_vendor() -> str:
+  """The CPU's vendor id as Linux reports it ("GenuineIntel", "AuthenticAMD"), else ""."""
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        if line.startswith("vendor_id"):
+          return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return ""
+
+
+def train_compiler_options(vendor: str | None = None) -> dict[str, str]:
+  """`jax.jit(..., compiler_options=)` for the training step: YNNPACK convolutions off on CPUs of
+  `vendor` (default: this machine's) where that was measured faster, else empty (also off CPU
+  and when the user's XLA_FLAGS choose the YNNPACK fusions)."""
+  vendor = cpu_vendor() if vendor is None else vendor
+  if vendor in _EIGEN_TRAINING_VENDORS and _cpu_and_no_user_choice():
+    return dict(_NO_YNN_CONVOLUTIONS)
+  return {}

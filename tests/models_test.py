@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from pix2pix_jax import models
-from pix2pix_jax.models import conv
+from pix2pix_jax.models import conv, networks
 
 # --- NumPy references (float64) ------------------------------------------------------------
 
@@ -467,7 +467,8 @@ def test_factories_follow_config(make_tiny_config):
   )
   gen = models.make_generator(config)
   assert gen.output_channels == 2 and gen.ngf == 8
-  assert gen.down.keywords["policy"] == gen.up.keywords["policy"] == conv.ConvPolicy("plain")
+  assert gen.down.keywords["policy"] == gen.up.keywords["policy"] == networks.conv_policy(config)
+  assert networks.conv_policy(config).form == "plain"
   assert jnp.dtype(gen.dtype) == jnp.bfloat16
   config.color_space = "rgb"
   assert models.make_generator(config).output_channels == 3

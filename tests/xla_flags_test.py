@@ -1,3 +1,4 @@
+import dataclasses
 import os
 import subprocess
 import sys
@@ -5,8 +6,11 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
+from conftest import tiny_config
 
 from pix2pix_jax import xla_flags
+from pix2pix_jax.models import conv, networks
 
 
 def test_defaults_are_added_and_a_users_setting_wins():
@@ -50,3 +54,26 @@ def test_forward_options_compile_and_keep_convolutions_off_ynnpack():
   assert "__ynn_fusion" in default.as_text()
   assert "__ynn_fusion" not in forward.as_text()
   np.testing.assert_allclose(forward(x, k), default(x, k), rtol=1e-5, atol=1e-4)
+
+
+def test_the_training_step_uses_eigen_convolutions_on_intel_only(monkeypatch):
+  assert xla_flags.train_compiler_options("GenuineIntel") == xla_flags.forward_compiler_options()
+  assert xla_flags.train_compiler_options("AuthenticAMD") == {}
+  assert xla_flags.train_compiler_options("") == {}
+  users = "--xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_REDUCE"
+  monkeypatch.setenv("XLA_FLAGS", users)
+  assert xla_flags.train_compiler_options("GenuineIntel") == {}  # the user's choice wins
+
+
+def test_cpu_vendor_is_the_one_linux_reports():
+  with open("/proc/cpuinfo") as f:
+    vendors = {line.split(":")[1].strip() for line in f if line.startswith("vendor_id")}
+  assert vendors == {xla_flags.cpu_vendor()} or (not vendors and xla_flags.cpu_vendor() == "")
+
+
+@pytest.mark.parametrize("vendor, split", [("GenuineIntel", False), ("AuthenticAMD", True)])
+def test_kernel_gradients_are_split_only_with_ynnpack_convolutions(monkeypatch, vendor, split):
+  monkeypatch.setattr(xla_flags, "cpu_vendor", lambda: vendor)
+  policy = networks.conv_policy(tiny_config())
+  default = conv.ConvPolicy()
+  assert policy == (default if split else dataclasses.replace(default, kgrad_split_max_batch=1))

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+from pix2pix_jax import xla_flags
 from pix2pix_jax.models import conv, layers
 
 ModuleDef = Any
@@ -173,7 +174,11 @@ def _dtype(name: Any) -> Any:
 
 
 def conv_policy(config) -> conv.ConvPolicy:
-  """The policy named by config.model.conv ("auto" | "plain" | "cpu_tuned")."""
+  """The policy named by config.model.conv ("auto" | "plain" | "cpu_tuned"). Kernel gradients
+  are summed image by image only where the training step runs YNNPACK's convolutions: the split
+  is faster with those and slower with XLA's Eigen ones (README, performance)."""
+  if xla_flags.train_compiler_options():
+    return conv.ConvPolicy(form=config.model.conv, kgrad_split_max_batch=1)
   return conv.ConvPolicy(form=config.model.conv)
 
 
