@@ -46,6 +46,33 @@ def tiny_config(**overrides):
   return config_lib.apply_overrides(config, small)
 
 
+# The tiny model as a sweep's overrides (sweep and SLURM tests), and a sweep file holding them.
+TINY_SWEEP_OVERRIDES = {
+  "data.source": "samples",
+  "model.num_downs": 5,
+  "model.ngf": 4,
+  "model.ndf": 4,
+  "data.load_size": 36,
+  "data.crop_size": 32,
+  "data.max_eval_examples": 4,
+  "batch_size": 4,
+  "num_train_steps": 2,
+  "log_every_steps": 1,
+  "eval_every_steps": 1,
+  "checkpoint_every_steps": 2,
+  "sample_every_steps": 2,
+  "num_sample_images": 2,
+}
+
+
+def write_sweep(path, grid, overrides=TINY_SWEEP_OVERRIDES, **extra) -> str:
+  """A sweep file named "tiny" at `path` over configs/default.py; returns its path."""
+  config = os.path.join(REPO, "configs", "default.py")
+  body = {"name": "tiny", "base_config": config, "overrides": overrides, "grid": grid, **extra}
+  path.write_text(f"def get_sweep():\n  return {body!r}\n")
+  return str(path)
+
+
 @pytest.fixture
 def make_tiny_config():
   return tiny_config

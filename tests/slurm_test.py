@@ -19,7 +19,14 @@ import time
 import jax
 import numpy as np
 import pytest
-from conftest import REPO, main_command, subprocess_env, write_photo_folder
+from conftest import (
+  REPO,
+  TINY_SWEEP_OVERRIDES,
+  main_command,
+  subprocess_env,
+  write_photo_folder,
+  write_sweep,
+)
 
 from pix2pix_jax import checkpoint
 from pix2pix_jax.tools import slurm, sweep
@@ -28,21 +35,8 @@ SCRIPT = os.path.join(REPO, ".ci", "slurm_cluster.sh")
 # For multi-process runs: cached multi-process CPU executables hang in their first gloo
 # collective (see tests/distributed_test.py).
 NO_CACHE = {"JAX_ENABLE_COMPILATION_CACHE": "false"}
-TINY = {
-  "data.source": "samples",
-  "model.num_downs": 5,
-  "model.ngf": 4,
-  "model.ndf": 4,
-  "data.load_size": 36,
-  "data.crop_size": 32,
-  "data.max_eval_examples": 4,
-  "batch_size": 4,
-  "num_train_steps": 2,
-  "log_every_steps": 1,
-  "eval_every_steps": 2,
-  "checkpoint_every_steps": 2,
-  "sample_every_steps": 1000,
-}
+# Evaluation at the last step only, no sample grids.
+TINY = {**TINY_SWEEP_OVERRIDES, "eval_every_steps": 2, "sample_every_steps": 1000}
 
 
 def _unavailable(reason):
@@ -109,13 +103,6 @@ def _wait_for(predicate, what, timeout=900, every=0.3):
     time.sleep(every)
 
 
-def _write_sweep(path, grid, overrides):
-  base = os.path.join(REPO, "configs", "default.py")
-  body = {"name": "tiny", "base_config": base, "overrides": overrides, "grid": grid}
-  path.write_text(f"def get_sweep():\n  return {body!r}\n")
-  return str(path)
-
-
 def _jobs(workdir):
   with open(workdir / "slurm_jobs.json") as f:
     return json.load(f)["jobs"]
@@ -124,7 +111,7 @@ def _jobs(workdir):
 def test_sweep_submits_returns_then_collects_and_resubmits_failures(cluster, tmp_path, capsys):
   overrides = {**TINY, "data.folder": str(tmp_path / "no_such_folder")}
   # "samples" trains; "folder" fails (the folder does not exist).
-  path = _write_sweep(tmp_path / "tiny.py", {"data.source": ["samples", "folder"]}, overrides)
+  path = write_sweep(tmp_path / "tiny.py", {"data.source": ["samples", "folder"]}, overrides)
   root = tmp_path / "runs"
   # --hold: the jobs wait in the queue until released, so the second call below finds them there.
   argv = [path, "--output", str(root), "--launcher", "slurm", "--cpus-per-run", "1"]
@@ -345,7 +332,7 @@ def test_readme_shows_the_tested_batch_script():
 
 
 def test_without_slurm_commands_the_sweep_fails_in_one_line(tmp_path, monkeypatch, capsys):
-  path = _write_sweep(tmp_path / "tiny.py", {"loss.gan": ["hinge"]}, TINY)
+  path = write_sweep(tmp_path / "tiny.py", {"loss.gan": ["hinge"]}, TINY)
   monkeypatch.setenv("PATH", str(tmp_path / "empty"))
   assert sweep.main([path, "--output", str(tmp_path / "runs"), "--launcher", "slurm"]) == 1
   err = capsys.readouterr().err

@@ -5,40 +5,16 @@ import os
 
 import numpy as np
 import pytest
-from conftest import REPO
+from conftest import REPO, TINY_SWEEP_OVERRIDES, write_sweep
 
 from pix2pix_jax.tools import sweep, sweep_spec
-
-TINY = {
-  "data.source": "samples",
-  "model.num_downs": 5,
-  "model.ngf": 4,
-  "model.ndf": 4,
-  "data.load_size": 36,
-  "data.crop_size": 32,
-  "data.max_eval_examples": 4,
-  "batch_size": 4,
-  "num_train_steps": 2,
-  "log_every_steps": 1,
-  "eval_every_steps": 1,
-  "checkpoint_every_steps": 2,
-  "sample_every_steps": 2,
-  "num_sample_images": 2,
-}
-
-
-def _write_sweep(path, grid, overrides=TINY, **extra):
-  config = os.path.join(REPO, "configs", "default.py")
-  body = {"name": "tiny", "base_config": config, "overrides": overrides, "grid": grid, **extra}
-  path.write_text(f"def get_sweep():\n  return {body!r}\n")
-  return str(path)
 
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
   """A 2-run grid run with --parallel 2, then restarted."""
   tmp = tmp_path_factory.mktemp("sweep")
-  path = _write_sweep(tmp / "tiny.py", {"loss.l1_weight": [1.0, 10.0]})
+  path = write_sweep(tmp / "tiny.py", {"loss.l1_weight": [1.0, 10.0]})
   root = tmp / "runs"
   code = sweep.main([path, "--output", str(root), "--parallel", "2"])
   return {"path": path, "root": root, "dir": root / "tiny", "code": code}
@@ -83,7 +59,7 @@ def test_restart_skips_finished_runs(finished, capsys):
 
 
 def test_unknown_field_fails_before_launching(tmp_path, capsys):
-  path = _write_sweep(tmp_path / "bad.py", {"loss.l1_wieght": [1.0, 10.0]})
+  path = write_sweep(tmp_path / "bad.py", {"loss.l1_wieght": [1.0, 10.0]})
   root = tmp_path / "runs"
   assert sweep.main([path, "--output", str(root)]) == 1
   err = capsys.readouterr().err
@@ -93,17 +69,17 @@ def test_unknown_field_fails_before_launching(tmp_path, capsys):
 
 def test_bad_value_and_unknown_key_fail_before_launching(tmp_path, capsys):
   root = tmp_path / "runs"
-  path = _write_sweep(tmp_path / "bad.py", {"loss.gan": ["vanilla", "wasserstein"]})
+  path = write_sweep(tmp_path / "bad.py", {"loss.gan": ["vanilla", "wasserstein"]})
   assert sweep.main([path, "--output", str(root)]) == 1
   assert "wasserstein" in capsys.readouterr().err
-  path = _write_sweep(tmp_path / "typo.py", {"loss.gan": ["vanilla"]}, metrics="psnr")
+  path = write_sweep(tmp_path / "typo.py", {"loss.gan": ["vanilla"]}, metrics="psnr")
   assert sweep.main([path, "--output", str(root)]) == 1
   assert "metrics" in capsys.readouterr().err
   assert not root.exists()
 
 
 def test_dry_run_prints_commands_and_launches_nothing(tmp_path, capsys):
-  path = _write_sweep(tmp_path / "s.py", {"loss.gan": ["vanilla", "hinge"]})
+  path = write_sweep(tmp_path / "s.py", {"loss.gan": ["vanilla", "hinge"]})
   root = tmp_path / "runs"
   assert sweep.main([path, "--output", str(root), "--dry-run"]) == 0
   out = capsys.readouterr().out
@@ -113,7 +89,7 @@ def test_dry_run_prints_commands_and_launches_nothing(tmp_path, capsys):
 
 
 def test_command_line_overrides_apply_to_every_run_and_are_checked(tmp_path, capsys):
-  path = _write_sweep(tmp_path / "s.py", {"loss.gan": ["vanilla", "hinge"]})
+  path = write_sweep(tmp_path / "s.py", {"loss.gan": ["vanilla", "hinge"]})
   root = tmp_path / "runs"
   argv = [path, "--output", str(root), "--dry-run", "--config.loss.l1_weight=5"]
   assert sweep.main(argv) == 0
@@ -162,8 +138,9 @@ def test_experiment_definitions_load_at_both_scales(name, tmp_path):
 
 
 def test_a_failing_run_is_reported_and_not_marked_done(tmp_path, capsys):
-  overrides = {**TINY, "data.source": "folder", "data.folder": str(tmp_path / "no_such_folder")}
-  path = _write_sweep(tmp_path / "fails.py", {"loss.gan": ["hinge"]}, overrides=overrides)
+  missing = str(tmp_path / "no_such_folder")
+  overrides = {**TINY_SWEEP_OVERRIDES, "data.source": "folder", "data.folder": missing}
+  path = write_sweep(tmp_path / "fails.py", {"loss.gan": ["hinge"]}, overrides=overrides)
   root = tmp_path / "runs"
   assert sweep.main([path, "--output", str(root)]) == 1
   assert "1 runs failed: gan=hinge" in capsys.readouterr().out
