@@ -155,12 +155,12 @@ def evaluate_workdir(
     raise EvaluationError(f"--data {data}: no images to evaluate")
   mean_ab = total[:2] / total[2]
 
-  def compute(variables, images, mean_ab):
-    model = evaluation.predict_rgb(generator, config.color_space, variables, images)
-    outputs = {"model": model, **evaluation.baselines(images, mean_ab)}
-    per_image = {name: evaluation.image_metrics(out, images) for name, out in outputs.items()}
+  def compute(variables, targets, mean_ab):
+    model = evaluation.predict_rgb(generator, config.color_space, variables, targets)
+    outputs = {"model": model, **evaluation.baselines(targets, mean_ab)}
+    per_image = {name: evaluation.image_metrics(out, targets) for name, out in outputs.items()}
     shown = {name: color.float_to_uint8(outputs[name]) for name in ("model", "gray")}
-    return per_image, shown, images
+    return per_image, shown, targets
 
   compute = jax.jit(
     compute, out_shardings=replicated, compiler_options=xla_flags.forward_compiler_options()
@@ -178,7 +178,7 @@ def evaluate_workdir(
   with bar:
     for host_batch in batches():
       global_batch = parallel.to_global(host_batch, mesh)
-      per_image, shown, images = jax.device_get(
+      per_image, shown, targets = jax.device_get(
         compute(variables, global_batch["image"], mean_ab_device)
       )
       mask = np.asarray(jax.device_get(gather(global_batch["mask"])))
@@ -191,7 +191,7 @@ def evaluate_workdir(
             {
               "input": _thumbnail(np.asarray(shown["gray"][i])),
               "model": _thumbnail(np.asarray(shown["model"][i])),
-              "target": _thumbnail(np.asarray(images[i])),
+              "target": _thumbnail(np.asarray(targets[i])),
             }
           )
       bar.update(int(mask.sum()))
