@@ -15,7 +15,7 @@ import pytest
 from conftest import REPO, subprocess_env, tiny_config, write_photo_folder
 from PIL import Image
 
-from pix2pix_jax import checkpoint, inference, models, train
+from pix2pix_jax import checkpoint, checkpoint_integrity, inference, models, train
 
 
 def _generator_variables(config):
@@ -124,10 +124,10 @@ def _snapshot(folder):
 def test_every_finished_step_is_sealed_and_passes(two_checkpoints):
   for step in (2, 4):
     step_dir = os.path.join(two_checkpoints["workdir"], "checkpoints", str(step))
-    assert checkpoint.verify_content_hash(step_dir) is True
+    assert checkpoint_integrity.verify_content_hash(step_dir) is True
   # The format sha256sum reads: an independent check of every digest.
   check = subprocess.run(
-    ["sha256sum", "--check", "--strict", checkpoint.CONTENT_HASH_FILE],
+    ["sha256sum", "--check", "--strict", checkpoint_integrity.CONTENT_HASH_FILE],
     cwd=step_dir,
     capture_output=True,
     text=True,
@@ -140,7 +140,7 @@ def test_every_finished_step_is_sealed_and_passes(two_checkpoints):
     for root, _, names in os.walk(step_dir)
     for name in names
   }
-  assert listed == on_disk - {checkpoint.CONTENT_HASH_FILE}
+  assert listed == on_disk - {checkpoint_integrity.CONTENT_HASH_FILE}
 
 
 @pytest.mark.parametrize("how", ["truncated", "bit_flip", "missing_metadata"])
@@ -159,7 +159,7 @@ def test_training_moves_a_corrupt_checkpoint_aside_and_resumes_from_the_previous
   assert len(warnings) == 1 and str(bad) in warnings[0], caplog.text
   assert "resumed from step 2" in caplog.text
   # Moved aside whole, never deleted; orbax no longer lists it.
-  (moved,) = (workdir / "checkpoints" / checkpoint.CORRUPT_DIR).iterdir()
+  (moved,) = (workdir / "checkpoints" / checkpoint_integrity.CORRUPT_DIR).iterdir()
   assert moved.name.startswith("4-") and _snapshot(moved) == damaged
   assert checkpoint.latest_step(str(workdir)) == 5
 
@@ -171,7 +171,7 @@ def test_an_unsealed_checkpoint_that_orbax_cannot_read_is_moved_aside(
   sealed) the failure comes from orbax itself; resuming must survive it too."""
   workdir = _copy(two_checkpoints, tmp_path)
   bad = workdir / "checkpoints" / "4"
-  (bad / checkpoint.CONTENT_HASH_FILE).unlink()
+  (bad / checkpoint_integrity.CONTENT_HASH_FILE).unlink()
   corrupt(bad, "truncated")
   config = _train_config(two_checkpoints["photos"], num_train_steps=5)
   with caplog.at_level(logging.INFO):
@@ -188,7 +188,9 @@ def test_when_no_checkpoint_restores_nothing_is_moved_and_the_error_names_them(
     corrupt(workdir / "checkpoints" / step, "truncated")
   before = _snapshot(workdir / "checkpoints")
   config = _train_config(two_checkpoints["photos"], num_train_steps=5)
-  with pytest.raises(checkpoint.CorruptCheckpointError, match="step 4: .*; step 2: .*nothing was"):
+  with pytest.raises(
+    checkpoint_integrity.CorruptCheckpointError, match="step 4: .*; step 2: .*nothing was"
+  ):
     train.train_and_evaluate(config, str(workdir))
   assert _snapshot(workdir / "checkpoints") == before
 
@@ -203,14 +205,16 @@ def test_generator_restore_skips_a_corrupt_newest_without_moving_it(
   jax.tree.map(np.testing.assert_array_equal, variables, two_checkpoints["generators"][2])
   assert f"corrupt checkpoint {workdir / 'checkpoints' / '4'}" in caplog.text
   assert sorted(os.listdir(workdir / "checkpoints")) == ["2", "4"]  # readers move nothing
-  with pytest.raises(checkpoint.CorruptCheckpointError, match=r"checkpoints/4: state/.* differs"):
+  with pytest.raises(
+    checkpoint_integrity.CorruptCheckpointError, match=r"checkpoints/4: state/.* differs"
+  ):
     checkpoint.restore_generator(str(workdir), step=4)
 
 
 def test_colorize_with_only_a_corrupt_checkpoint_fails_in_one_line(two_checkpoints, tmp_path):
   workdir = _copy(two_checkpoints, tmp_path)
   shutil.rmtree(workdir / "checkpoints" / "2")
-  (workdir / "checkpoints" / "4" / checkpoint.CONTENT_HASH_FILE).unlink()
+  (workdir / "checkpoints" / "4" / checkpoint_integrity.CONTENT_HASH_FILE).unlink()
   corrupt(workdir / "checkpoints" / "4", "missing_manifest")
   photo = tmp_path / "in.png"
   Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(photo)

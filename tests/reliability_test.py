@@ -13,7 +13,7 @@ import pytest
 from conftest import REPO, main_command, subprocess_env, tiny_config, write_photo_folder
 from PIL import Image
 
-from pix2pix_jax import checkpoint, train
+from pix2pix_jax import checkpoint, checkpoint_integrity, train
 
 TOTAL = 6
 
@@ -123,7 +123,7 @@ def test_a_corrupt_newest_checkpoint_is_moved_aside_and_training_resumes(tmp_pat
   assert _run(main_command(workdir, photos, 4, *every_2)).returncode == 0
   assert _steps(workdir) == [2, 4]
   bad = workdir / "checkpoints" / "4"
-  (bad / checkpoint.CONTENT_HASH_FILE).unlink()
+  (bad / checkpoint_integrity.CONTENT_HASH_FILE).unlink()
   (bad / "state" / "manifest.ocdbt").unlink()
   result = _run(main_command(workdir, photos, 6, *every_2))
   assert result.returncode == 0, result.stderr
@@ -132,7 +132,7 @@ def test_a_corrupt_newest_checkpoint_is_moved_aside_and_training_resumes(tmp_pat
   assert f"corrupt checkpoint {bad}: cannot be read back (" in warning
   assert "resumed from step 2" in result.stderr
   assert _steps(workdir) == [2, 4, 6]  # 4 saved again by the resumed run
-  (moved,) = os.listdir(workdir / "checkpoints" / checkpoint.CORRUPT_DIR)
+  (moved,) = os.listdir(workdir / "checkpoints" / checkpoint_integrity.CORRUPT_DIR)
   assert moved.startswith("4-") and warning.endswith(f"moved to {bad.parent / 'corrupt' / moved}")
 
 
