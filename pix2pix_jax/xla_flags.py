@@ -45,16 +45,21 @@ def forward_compiler_options() -> dict[str, str]:
   return dict(_NO_YNN_CONVOLUTIONS) if _cpu_and_no_user_choice() else {}
 
 
-def cpu_vendor() -> str:
-  """The CPU's vendor id as Linux reports it ("GenuineIntel", "AuthenticAMD"), else ""."""
+def cpuinfo_field(name: str) -> str:
+  """The first value of `name` in Linux's /proc/cpuinfo ("vendor_id", "model name"), else ""."""
   try:
     with open("/proc/cpuinfo") as f:
       for line in f:
-        if line.startswith("vendor_id"):
+        if line.startswith(name):
           return line.split(":", 1)[1].strip()
   except OSError:
     pass
   return ""
+
+
+def cpu_vendor() -> str:
+  """The CPU's vendor id as Linux reports it ("GenuineIntel", "AuthenticAMD"), else ""."""
+  return cpuinfo_field("vendor_id")
 
 
 def train_compiler_options(vendor: str | None = None) -> dict[str, str]:

@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 
-from pix2pix_jax import checkpoint
+from pix2pix_jax import checkpoint, xla_flags
 from pix2pix_jax.tools import shapes
 from pix2pix_jax.video import probe
 
@@ -173,11 +173,4 @@ def run(args: argparse.Namespace) -> list[dict]:
 
 
 def _cpu_name() -> str:
-  try:
-    with open("/proc/cpuinfo") as f:
-      for line in f:
-        if line.startswith("model name"):
-          return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or platform.machine()
+  return xla_flags.cpuinfo_field("model name") or platform.processor() or platform.machine()
