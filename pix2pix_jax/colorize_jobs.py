@@ -61,17 +61,17 @@ def plan(inputs: list[str], output: str) -> list[Job]:
   jobs: list[Job] = []
   for item in inputs:
     if os.path.isdir(item):
-      files = _media_files(item)
-      if not files:
+      found = _media_files(item)
+      if not found:
         jobs.append(Job(item, None, error=f"{item}: folder holds no image or video files"))
-      jobs += [Job(f, os.path.join(output, os.path.relpath(f, item))) for f in files]
+      jobs += [Job(f, os.path.join(output, os.path.relpath(f, item))) for f in found]
     elif os.path.exists(item):
       jobs.append(Job(item, os.path.join(output, os.path.basename(item))))
     elif _has_glob(item):
-      files = sorted(f for f in glob.glob(item, recursive=True) if os.path.isfile(f))
-      if not files:
+      found = sorted(f for f in glob.glob(item, recursive=True) if os.path.isfile(f))
+      if not found:
         jobs.append(Job(item, None, error=f"{item}: no file matches"))
-      jobs += [Job(f, os.path.join(output, os.path.basename(f))) for f in files]
+      jobs += [Job(f, os.path.join(output, os.path.basename(f))) for f in found]
     else:
       jobs.append(Job(item, None, error=f"{item}: no such file or directory"))
   return _check_outputs(jobs)
