@@ -183,16 +183,7 @@ def restore_generator(
     if step not in manager.all_steps():
       raise NoCheckpointError(f"{workdir}: no complete checkpoint at step {step}")
     step_dir = os.path.join(directory, str(step))
-    integrity.verify_content_hash(step_dir)
-    integrity.quiet_failed_read_reports()
-    try:
-      return _read_generator(manager, step)
-    except errors.UserError:
-      raise
-    except Exception as e:
-      raise integrity.CorruptCheckpointError(
-        f"{step_dir}: cannot be read back ({integrity.short_cause(e)})"
-      ) from e
+    return integrity.restore_sealed(step_dir, lambda: _read_generator(manager, step))
 
 
 def _read_generator(

@@ -8,6 +8,7 @@ is skipped for the newest one that restores; training moves the bad ones to
 """
 
 import datetime
+import functools
 import hashlib
 import logging
 import os
@@ -112,7 +113,7 @@ class _DropUnretrievedTaskErrors(logging.Filter):
     return "exception was never retrieved" not in record.getMessage()
 
 
-def quiet_failed_read_reports() -> None:
+def _quiet_failed_read_reports() -> None:
   """Drops the tracebacks that follow a failed read, which is reported once by the caller.
 
   orbax runs a restore on a fresh event loop and closes it as soon as one read fails;
@@ -135,7 +136,7 @@ def quiet_failed_read_reports() -> None:
   logging.getLogger("asyncio").addFilter(_DropUnretrievedTaskErrors())
 
 
-def short_cause(e: BaseException) -> str:
+def _short_cause(e: BaseException) -> str:
   """The innermost cause of an orbax/tensorstore failure, in one line without its specs."""
   while e.__cause__ is not None:
     e = e.__cause__
@@ -157,6 +158,20 @@ def _move_aside(directory: str, step: int) -> str:
   return target
 
 
+def restore_sealed(step_dir: str, restore: Callable[[], T]) -> T:
+  """`restore()` of the step in `step_dir` once its content hash passes. A read that fails
+  becomes CorruptCheckpointError naming the folder and the cause; the project's own errors
+  (e.g. IncompatibleCheckpointError) propagate as they are."""
+  verify_content_hash(step_dir)
+  _quiet_failed_read_reports()
+  try:
+    return restore()
+  except errors.UserError:
+    raise
+  except Exception as e:  # orbax and tensorstore raise ValueError, OSError, bare Exception...
+    raise CorruptCheckpointError(f"{step_dir}: cannot be read back ({_short_cause(e)})") from e
+
+
 def restore_newest_good(
   manager: ocp.CheckpointManager,
   restore: Callable[[int], T],
@@ -173,18 +188,12 @@ def restore_newest_good(
   """
   directory = str(manager.directory)
   failures: list[tuple[int, str]] = []
-  quiet_failed_read_reports()
   for step in sorted(manager.all_steps(), reverse=True):
     step_dir = os.path.join(directory, str(step))
     try:
-      verify_content_hash(step_dir)
-      result = restore(step)
+      result = restore_sealed(step_dir, functools.partial(restore, step))
     except CorruptCheckpointError as e:
       cause = str(e).removeprefix(f"{step_dir}: ")
-    except errors.UserError:
-      raise
-    except Exception as e:  # orbax and tensorstore raise ValueError, OSError, bare Exception...
-      cause = f"cannot be read back ({short_cause(e)})"
     else:
       _agree_on_step(step)
       for bad, why in failures:
