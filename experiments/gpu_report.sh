@@ -55,7 +55,7 @@ case "${1:-}" in
       nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
     fi
     "$PYTHON" -c "import jax; print(jax.__version__, jax.devices())"
-    "$PYTHON" -m pix2pix_jax.tools.benchmark accelerator-report --output "$output" \
+    "$PYTHON" -m pix2pix_jax.tools.bench.main accelerator-report --output "$output" \
       --peer "${peers[0]}" "$@"
     cat "$output"
     ;;

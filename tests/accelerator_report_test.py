@@ -9,7 +9,8 @@ import jax
 import pytest
 
 from pix2pix_jax import files
-from pix2pix_jax.tools import accelerator_report, benchmark
+from pix2pix_jax.tools.bench import accelerator_report
+from pix2pix_jax.tools.bench import main as benchmark
 
 # Batches divide the 4 test devices.
 TINY = ["--size", "32", "--ngf", "4", "--ndf", "4", "--num-downs", "5", "--batches", "4"]

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import short_training
 
-from pix2pix_jax import metrics, parallel, train_step
+from pix2pix_jax import metrics, parallel
 from pix2pix_jax.tools import shapes
+from pix2pix_jax.train import step as train_step
 
 # --- The jit'd train step, exported for cuda and tpu ----------------------------------------
 

@@ -4,7 +4,9 @@ import json
 
 import pytest
 
-from pix2pix_jax.tools import benchmark, shapes, speed
+from pix2pix_jax.tools import shapes
+from pix2pix_jax.tools.bench import main as benchmark
+from pix2pix_jax.tools.bench import speed
 
 TINY = ["--render-size", "32", "--ngf", "4", "--ndf", "4", "--num-downs", "5", "--steps", "1"]
 

@@ -15,7 +15,9 @@ import pytest
 from conftest import REPO, subprocess_env, tiny_config, write_photo_folder
 from PIL import Image
 
-from pix2pix_jax import checkpoint, checkpoint_integrity, inference, models, train
+from pix2pix_jax import checkpoint, checkpoint_integrity, models
+from pix2pix_jax.colorize import colorizer as colorizer_lib
+from pix2pix_jax.train import loop as train_loop
 
 
 def _generator_variables(config):
@@ -47,8 +49,8 @@ def test_a_workdir_saved_with_model_upsample_restores_and_colourises(tmp_path):
   restored_config, restored = checkpoint.restore_generator(str(tmp_path))
   assert restored_config.model.conv == "plain" and "upsample" not in restored_config.model
   frames = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
-  got = inference.Colorizer(restored_config, restored, batch_size=4)(frames)
-  want = inference.Colorizer(config, variables, batch_size=4)(frames)
+  got = colorizer_lib.Colorizer(restored_config, restored, batch_size=4)(frames)
+  want = colorizer_lib.Colorizer(config, variables, batch_size=4)(frames)
   np.testing.assert_allclose(got, want, atol=1)  # plain vs auto: the same function
 
 
@@ -69,7 +71,7 @@ def two_checkpoints(tmp_path_factory):
   workdir = tmp_path_factory.mktemp("two") / "run"
   photos = write_photo_folder(tmp_path_factory.mktemp("photos") / "p", n=8)
   config = _train_config(photos, num_train_steps=4)
-  train.train_and_evaluate(config, str(workdir))
+  train_loop.train_and_evaluate(config, str(workdir))
   generators = {s: checkpoint.restore_generator(str(workdir), step=s)[1] for s in (2, 4)}
   return {"workdir": workdir, "photos": photos, "generators": generators}
 
@@ -153,7 +155,7 @@ def test_training_moves_a_corrupt_checkpoint_aside_and_resumes_from_the_previous
   damaged = _snapshot(bad)
   config = _train_config(two_checkpoints["photos"], num_train_steps=5)
   with caplog.at_level(logging.INFO):
-    state = train.train_and_evaluate(config, str(workdir))
+    state = train_loop.train_and_evaluate(config, str(workdir))
   assert int(state.step) == 5
   warnings = [r.getMessage() for r in caplog.records if "corrupt checkpoint" in r.getMessage()]
   assert len(warnings) == 1 and str(bad) in warnings[0], caplog.text
@@ -175,7 +177,7 @@ def test_an_unsealed_checkpoint_that_orbax_cannot_read_is_moved_aside(
   corrupt(bad, "truncated")
   config = _train_config(two_checkpoints["photos"], num_train_steps=5)
   with caplog.at_level(logging.INFO):
-    train.train_and_evaluate(config, str(workdir))
+    train_loop.train_and_evaluate(config, str(workdir))
   assert "cannot be read back" in caplog.text and "resumed from step 2" in caplog.text
   assert [p.name[:2] for p in (workdir / "checkpoints" / "corrupt").iterdir()] == ["4-"]
 
@@ -191,7 +193,7 @@ def test_when_no_checkpoint_restores_nothing_is_moved_and_the_error_names_them(
   with pytest.raises(
     checkpoint_integrity.CorruptCheckpointError, match="step 4: .*; step 2: .*nothing was"
   ):
-    train.train_and_evaluate(config, str(workdir))
+    train_loop.train_and_evaluate(config, str(workdir))
   assert _snapshot(workdir / "checkpoints") == before
 
 
@@ -219,7 +221,7 @@ def test_colorize_with_only_a_corrupt_checkpoint_fails_in_one_line(two_checkpoin
   photo = tmp_path / "in.png"
   Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(photo)
   result = subprocess.run(
-    [sys.executable, "-m", "pix2pix_jax.colorize", "--workdir", str(workdir), str(photo)]
+    [sys.executable, "-m", "pix2pix_jax.colorize.main", "--workdir", str(workdir), str(photo)]
     + ["--output", str(tmp_path / "out.png")],
     env=subprocess_env(),
     cwd=REPO,

@@ -18,8 +18,9 @@ from PIL import Image
 from skimage import color as skcolor
 from video_test import decode, make_clip
 
-from pix2pix_jax import checkpoint, color, evaluate, images, models, progress
-from pix2pix_jax.video import probe
+from pix2pix_jax import checkpoint, color, images, models, progress
+from pix2pix_jax.colorize.video import probe
+from pix2pix_jax.evaluate import main as evaluate
 
 LOSSLESS = (".png", ".bmp", ".tiff")
 # A real photo with colours far from what the test generator paints (see `workdir`).
@@ -42,7 +43,7 @@ def workdir(tmp_path_factory):
 
 
 def run(workdir, *args):
-  from pix2pix_jax import colorize
+  from pix2pix_jax.colorize import main as colorize
 
   return colorize.main(["--workdir", str(workdir), *[str(a) for a in args]])
 
@@ -278,7 +279,7 @@ def test_folder_progress_bar_on_a_terminal(workdir, tmp_path):
   write_images(tmp_path / "in")
   master, slave = pty.openpty()
   proc = subprocess.Popen(
-    [sys.executable, "-m", "pix2pix_jax.colorize", "--workdir", workdir, str(tmp_path / "in")]
+    [sys.executable, "-m", "pix2pix_jax.colorize.main", "--workdir", workdir, str(tmp_path / "in")]
     + ["-o", str(tmp_path / "out"), "--batch-size", "4"],
     env=subprocess_env(),
     stdout=subprocess.PIPE,

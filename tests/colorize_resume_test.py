@@ -13,8 +13,9 @@ from conftest import subprocess_env, tiny_generator_workdir
 from PIL import Image
 from video_test import make_clip
 
-from pix2pix_jax import colorize, files
-from pix2pix_jax.video import probe
+from pix2pix_jax import files
+from pix2pix_jax.colorize import main as colorize
+from pix2pix_jax.colorize.video import probe
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +24,7 @@ def workdir(tmp_path_factory):
 
 
 def start(workdir, src, out, *extra):
-  cmd = [sys.executable, "-m", "pix2pix_jax.colorize", "--workdir", workdir, str(src)]
+  cmd = [sys.executable, "-m", "pix2pix_jax.colorize.main", "--workdir", workdir, str(src)]
   cmd += ["-o", str(out), "--batch-size", "4", "--quiet", *extra]
   return subprocess.Popen(
     cmd, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True

@@ -11,8 +11,8 @@ from conftest import subprocess_env, tiny_generator_workdir
 from PIL import Image
 from video_test import make_clip
 
-from pix2pix_jax import colorize
-from pix2pix_jax.video import probe
+from pix2pix_jax.colorize import main as colorize
+from pix2pix_jax.colorize.video import probe
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +100,7 @@ def test_a_normal_run_prints_no_warning(workdir, tmp_path):
   src = tmp_path / "photo.png"
   Image.fromarray(np.full((20, 30, 3), 120, np.uint8)).save(src)
   result = subprocess.run(
-    [sys.executable, "-m", "pix2pix_jax.colorize", "--workdir", workdir, str(src)]
+    [sys.executable, "-m", "pix2pix_jax.colorize.main", "--workdir", workdir, str(src)]
     + ["-o", str(tmp_path / "out.png")],
     env=subprocess_env(),
     capture_output=True,

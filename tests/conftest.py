@@ -95,13 +95,13 @@ TINY_FLAGS = (
 
 
 def main_command(workdir, folder, steps, *extra):
-  """`python -m pix2pix_jax.main` on a tiny model and an image folder, for subprocess tests."""
+  """`python -m pix2pix_jax.train.main` on a tiny model and an image folder (subprocess tests)."""
   import sys
 
   return [
     sys.executable,
     "-m",
-    "pix2pix_jax.main",
+    "pix2pix_jax.train.main",
     f"--config={REPO}/configs/default.py",
     f"--workdir={workdir}",
     "--config.data.source=folder",

@@ -33,7 +33,8 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 from conftest import tiny_config  # noqa: E402
 
-from pix2pix_jax import parallel, train_step  # noqa: E402
+from pix2pix_jax import parallel  # noqa: E402
+from pix2pix_jax.train import step as train_step  # noqa: E402
 
 config = tiny_config(batch_size=4)
 mesh = parallel.make_mesh()

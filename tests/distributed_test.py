@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from conftest import main_command, subprocess_env, write_photo_folder
 
-from pix2pix_jax import workdir_lock
+from pix2pix_jax.train import workdir_lock
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(TESTS)

@@ -14,7 +14,8 @@ from conftest import REPO, tiny_config
 from PIL import Image
 from skimage import color as skcolor
 
-from pix2pix_jax import evaluate, train
+from pix2pix_jax.evaluate import main as evaluate
+from pix2pix_jax.train import loop as train_loop
 
 SIZES = [(40, 48), (32, 32), (50, 36), (64, 40), (33, 47)]  # 5 images: the last batch is padded
 
@@ -36,7 +37,7 @@ def trained(tmp_path_factory):
   tmp = tmp_path_factory.mktemp("evaluate")
   workdir = tmp / "run"
   config = tiny_config(**{"data.source": "samples", "num_train_steps": 2})
-  train.train_and_evaluate(config, str(workdir))
+  train_loop.train_and_evaluate(config, str(workdir))
   folder = _photo_folder(tmp / "photos")
   code = evaluate.main(["--workdir", str(workdir), "--data", str(folder), "--batch-size", "4"])
   return {"workdir": workdir, "folder": folder, "code": code, "crop": config.data.crop_size}
@@ -139,7 +140,15 @@ def test_errors_exit_1_with_a_message_naming_the_path(trained, tmp_path, capsys)
 def test_command_line_exit_code(tmp_path):
   missing = tmp_path / "nowhere"
   result = subprocess.run(
-    [sys.executable, "-m", "pix2pix_jax.evaluate", "--workdir", str(missing), "--data", "samples"],
+    [
+      sys.executable,
+      "-m",
+      "pix2pix_jax.evaluate.main",
+      "--workdir",
+      str(missing),
+      "--data",
+      "samples",
+    ],
     capture_output=True,
     text=True,
     cwd=REPO,

@@ -16,8 +16,11 @@ from conftest import REPO, subprocess_env, tiny_config, tiny_generator_workdir
 from PIL import Image
 from video_test import decode, make_clip
 
-from pix2pix_jax import colorize, export, exported_model, models
-from pix2pix_jax.video import probe
+from pix2pix_jax import models
+from pix2pix_jax.colorize import main as colorize
+from pix2pix_jax.colorize.video import probe
+from pix2pix_jax.export import main as export
+from pix2pix_jax.export import p2p_file
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +43,7 @@ def test_the_file_holds_program_weights_and_settings(model_file, capsys):
   assert metadata["render_size"] == 32 and metadata["color_space"] == "lab"
   assert metadata["batch_per_device"] == 2 and metadata["source"]["step"] == 3
   assert metadata["platforms"] == ["cpu", "cuda", "tpu"]
-  model = exported_model.load(model_file)
+  model = p2p_file.load(model_file)
   config = tiny_config()
   reference = models.make_generator(config).init(
     jax.random.key(0), jnp.zeros((1, 32, 32, 1)), train=False
@@ -156,16 +159,16 @@ def test_export_errors_and_overwrite(workdir, model_file, tmp_path, capsys):
     ]
   )
   assert code == 0 and "step 3 -> " in capsys.readouterr().out
-  model = exported_model.load(str(tmp_path / "m.p2p"))
+  model = p2p_file.load(str(tmp_path / "m.p2p"))
   assert model.exported.platforms == ("cpu",) and model.render_size == 64
   # Lowered for a GPU on this CPU machine: it exports, and here it is refused in one line.
   assert (
     export.main(["--workdir", workdir, "-o", str(tmp_path / "g.p2p"), "--platforms", "cuda"]) == 0
   )
   with pytest.raises(
-    exported_model.ModelFileError, match="exported for cuda, not for this machine's cpu"
+    p2p_file.ModelFileError, match="exported for cuda, not for this machine's cpu"
   ):
-    exported_model.load(str(tmp_path / "g.p2p"))
+    p2p_file.load(str(tmp_path / "g.p2p"))
 
 
 # The README's "From Python" lines for a .p2p file, run as they are in a fresh interpreter where
@@ -173,16 +176,16 @@ def test_export_errors_and_overwrite(workdir, model_file, tmp_path, capsys):
 README_SNIPPET = """\
 import numpy as np
 from PIL import Image
-from pix2pix_jax import inference
+from pix2pix_jax import Colorizer
 
-colorizer = inference.Colorizer.from_exported("model.p2p")    # jax and numpy only
+colorizer = Colorizer.from_exported("model.p2p")              # jax and numpy only
 gray = np.asarray(Image.open("photo.jpg").convert("L"))      # uint8 [H, W] (or [H, W, 3])
 (rgb,) = colorizer.colorize_images([gray])                   # uint8 [H, W, 3], same size
 """
 README_RAW_SNIPPET = """\
-from pix2pix_jax import exported_model
+from pix2pix_jax.export import p2p_file
 
-model = exported_model.load("model.p2p")                     # jax.export program + weights
+model = p2p_file.load("model.p2p")                           # jax.export program + weights
 n, r = model.batch_per_device, model.render_size
 x = np.zeros((n, r, r, 1), np.float32)                       # model input (Lab: L / 50 - 1)
 ab = model.exported.call(model.variables, x)                 # Lab ab / 110, [n, r, r, 2]
@@ -211,7 +214,7 @@ def test_readme_python_lines_and_the_command_run_without_flax_orbax_or_tensorflo
     f"""
     assert rgb.shape == (21, 34, 3) and rgb.dtype == np.uint8, rgb.shape
     assert ab.shape == (2, 32, 32, 2), ab.shape
-    from pix2pix_jax import colorize  # the command line too
+    from pix2pix_jax.colorize import main as colorize  # the command line too
     assert colorize.main(["--model", "model.p2p", "photo.jpg", "-o", "out.png", "--quiet"]) == 0
     loaded = {{name.split(".")[0] for name, module in sys.modules.items() if module is not None}}
     assert not loaded & set({_BLOCKED!r}), loaded & set({_BLOCKED!r})
@@ -240,7 +243,7 @@ def test_saved_model_for_tensorflow_serving(workdir, tmp_path, capsys):
   serve = tf.saved_model.load(folder).signatures["serving_default"]
   x = np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 1)).astype(np.float32)
   ab_tf = serve(x=tf.constant(x))["ab"].numpy()
-  model = exported_model.load(model_path)
+  model = p2p_file.load(model_path)
   ab_jax = np.asarray(model.exported.call(model.variables, x))
   assert ab_tf.shape == (2, 32, 32, 2) and np.abs(ab_jax).max() > 1e-3
   np.testing.assert_allclose(ab_tf, ab_jax, atol=1e-5)

@@ -16,9 +16,10 @@ import pytest
 from conftest import REPO, subprocess_env, tiny_config, tiny_generator_workdir
 from PIL import Image
 
-from pix2pix_jax import colorize_jobs, images, input_pipeline
-from pix2pix_jax.tools import memory_benchmark
-from pix2pix_jax.video import probe
+from pix2pix_jax import images, input_pipeline
+from pix2pix_jax.colorize import jobs as jobs_lib
+from pix2pix_jax.colorize.video import probe
+from pix2pix_jax.tools.bench import memory as memory_benchmark
 
 # Odd names, each used for an image and a video.
 NAMES = [
@@ -70,7 +71,7 @@ def y4m_declaring(path, width, height):
 
 
 def _colorize(workdir, *args, cwd=REPO):
-  cmd = [sys.executable, "-m", "pix2pix_jax.colorize", "--workdir", str(workdir), "--quiet"]
+  cmd = [sys.executable, "-m", "pix2pix_jax.colorize.main", "--workdir", str(workdir), "--quiet"]
   return memory_benchmark.run_measured([*cmd, *args], env=subprocess_env(), cwd=str(cwd))
 
 
@@ -88,7 +89,7 @@ def _errors(stderr):
 def test_the_same_name_from_two_folders_is_reported(tmp_path):
   a = _photo((tmp_path / "a").mkdir() or tmp_path / "a" / "x.png")
   b = _photo((tmp_path / "b").mkdir() or tmp_path / "b" / "x.png")
-  jobs = colorize_jobs.plan([str(a), str(b)], str(tmp_path / "out"))
+  jobs = jobs_lib.plan([str(a), str(b)], str(tmp_path / "out"))
   assert [j.dst for j in jobs] == [str(tmp_path / "out" / "x.png"), None]
   assert jobs[1].error == f"{b}: output {tmp_path / 'out' / 'x.png'} would also be written by {a}"
 
@@ -97,7 +98,7 @@ def test_the_same_file_given_twice_is_colourised_once(tmp_path):
   x = _photo(tmp_path / "x.png")
   (tmp_path / "d").mkdir()
   inputs = [str(x), str(tmp_path / "d" / ".." / "x.png"), str(x), str(tmp_path / "*.png")]
-  jobs = colorize_jobs.plan(inputs, str(tmp_path / "o"))
+  jobs = jobs_lib.plan(inputs, str(tmp_path / "o"))
   assert [(j.src, j.dst, j.error) for j in jobs] == [(str(x), str(tmp_path / "o" / "x.png"), None)]
 
 
@@ -117,7 +118,7 @@ def test_an_output_that_is_an_input_is_refused(tmp_path, monkeypatch):
     (["photos/x.png", "hard.png"], "photos"),  # one input's output is the other input
   ]
   for inputs, output in cases:
-    jobs = colorize_jobs.plan(inputs, output)
+    jobs = jobs_lib.plan(inputs, output)
     assert any(j.error and "output is the input file" in j.error for j in jobs), (inputs, output)
   assert x.read_bytes() == (tmp_path / "hard.png").read_bytes()
 
@@ -127,7 +128,7 @@ def test_an_output_folder_blocked_by_a_file_is_one_line(tmp_path, workdir):
   blocker = tmp_path / "notes.txt"
   blocker.write_text("keep me")
   for output in (blocker, blocker / "sub"):
-    jobs = colorize_jobs.plan([str(x), str(y)], str(output))
+    jobs = jobs_lib.plan([str(x), str(y)], str(output))
     assert [j.error for j in jobs] == [f"{output}: {blocker} is a file, but the output is a folder"]
   result = _colorize(workdir, str(x), str(y), "--output", str(blocker))
   assert result.returncode == 1

@@ -5,14 +5,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pix2pix_jax import color, inference, models, parallel
+from pix2pix_jax import color, models, parallel
+from pix2pix_jax.colorize import colorizer as colorizer_lib
 
 
 def make_colorizer(config, **kwargs):
   generator = models.make_generator(config)
   size = config.data.crop_size
   variables = generator.init(jax.random.key(0), jnp.zeros((1, size, size, 1)), train=False)
-  return inference.Colorizer(config, variables, **kwargs)
+  return colorizer_lib.Colorizer(config, variables, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -102,8 +103,8 @@ def test_smoothing_is_an_ema_that_resets_at_cuts():
   ab = jnp.arange(n, dtype=jnp.float32)[:, None, None, None] * jnp.ones((n, r, r, 2))
   # Frames 0-4 dark, 5-7 bright: one cut at 5; frame 7 is padding.
   x = jnp.where(jnp.arange(n)[:, None, None, None] < 5, -0.8, 0.8) * jnp.ones((n, r, r, 1))
-  state = inference.SmoothState(jnp.zeros((r, r, 2)), jnp.zeros((32,)), jnp.zeros((), bool))
-  smoothed, cuts, state = inference._smooth(
+  state = colorizer_lib.SmoothState(jnp.zeros((r, r, 2)), jnp.zeros((32,)), jnp.zeros((), bool))
+  smoothed, cuts, state = colorizer_lib._smooth(
     ab,
     x,
     jnp.int32(7),

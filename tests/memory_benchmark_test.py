@@ -5,8 +5,9 @@ import sys
 
 import pytest
 
-from pix2pix_jax.tools import benchmark, memory_benchmark
-from pix2pix_jax.video import probe
+from pix2pix_jax.colorize.video import probe
+from pix2pix_jax.tools.bench import main as benchmark
+from pix2pix_jax.tools.bench import memory as memory_benchmark
 
 
 def test_peak_rss_is_the_commands_own():

@@ -63,7 +63,7 @@ def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 def test_the_import_graph_has_no_cycle():
   modules = _modules()
-  assert "pix2pix_jax.models.conv" in modules and "pix2pix_jax.video.reader" in modules
+  assert "pix2pix_jax.models.conv" in modules and "pix2pix_jax.colorize.video.reader" in modules
   graph = {}
   for name, path in modules.items():
     # A package's own __init__ re-exporting its submodules is not an edge back up.
@@ -139,7 +139,8 @@ def test_the_core_trains_and_colourises_without_tensorflow_decord_or_torch():
     + """
 import jax, json, os, tempfile, numpy as np
 from conftest import tiny_config
-from pix2pix_jax import inference, models
+from pix2pix_jax import models
+from pix2pix_jax.colorize import colorizer
 from pix2pix_jax.tools import benchmark
 
 # The train benchmark builds the state and runs the jit'd train step; infer runs the generator.
@@ -160,7 +161,7 @@ with tempfile.TemporaryDirectory() as tmp:
 config = tiny_config()
 variables = models.make_generator(config).init(jax.random.key(0), np.zeros((1, 32, 32, 1)),
                                                train=False)
-colorizer = inference.Colorizer(config, variables, batch_size=2)
+colorizer = colorizer.Colorizer(config, variables, batch_size=2)
 photo = np.random.default_rng(0).integers(0, 256, (20, 27, 3), dtype=np.uint8)
 (out,) = colorizer.colorize_images([photo])
 assert out.shape == (20, 27, 3) and out.dtype == np.uint8

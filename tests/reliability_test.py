@@ -13,7 +13,8 @@ import pytest
 from conftest import REPO, main_command, subprocess_env, tiny_config, write_photo_folder
 from PIL import Image
 
-from pix2pix_jax import checkpoint, checkpoint_integrity, train
+from pix2pix_jax import checkpoint, checkpoint_integrity
+from pix2pix_jax.train import loop as train_loop
 
 TOTAL = 6
 
@@ -139,11 +140,11 @@ def test_a_corrupt_newest_checkpoint_is_moved_aside_and_training_resumes(tmp_pat
 def test_nan_stops_with_the_step_and_term_and_keeps_the_last_good_checkpoint(tmp_path, photos):
   workdir = str(tmp_path / "run")
   base = {"data.source": "folder", "data.folder": str(photos), "checkpoint_every_steps": 1}
-  good = train.train_and_evaluate(tiny_config(**base, num_train_steps=2), workdir)
+  good = train_loop.train_and_evaluate(tiny_config(**base, num_train_steps=2), workdir)
   # An absurd learning rate overflows the parameters on the next step.
   bad = tiny_config(**base, num_train_steps=5, **{"optim.learning_rate": 1e30})
-  with pytest.raises(train.NonFiniteError, match=r"non-finite \w+=(nan|inf) at step 3"):
-    train.train_and_evaluate(bad, workdir)
+  with pytest.raises(train_loop.NonFiniteError, match=r"non-finite \w+=(nan|inf) at step 3"):
+    train_loop.train_and_evaluate(bad, workdir)
   assert _steps(workdir) == [2]  # only the latest is kept, and it is the good one
   _assert_same(checkpoint.restore_generator(workdir)[1], good.generator_variables)
 
@@ -191,7 +192,7 @@ def test_training_on_a_folder_of_bad_files_skips_and_counts_them(tmp_path, caplo
     }
   )
   with caplog.at_level(logging.INFO):
-    state = train.train_and_evaluate(config, str(tmp_path / "run"))
+    state = train_loop.train_and_evaluate(config, str(tmp_path / "run"))
   assert int(state.step) == 3
   assert f"skipped {skipped} unreadable files" in caplog.text
 

@@ -10,7 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 from conftest import tiny_config
 
-from pix2pix_jax import evaluation, images, input_pipeline, parallel, train_step
+from pix2pix_jax import images, input_pipeline, parallel
+from pix2pix_jax.evaluate import common
+from pix2pix_jax.train import step as train_step
 
 
 def photo_folder(root, count: int = 4) -> str:
@@ -74,11 +76,11 @@ def eval_metrics(config, nets, g_variables) -> dict[str, np.ndarray]:
 
   @jax.jit
   def compute(variables, real):
-    predicted = evaluation.predict_rgb(nets.generator, nets.color_space, variables, real)
-    gray = evaluation.baselines(real, jnp.zeros(2))["gray"]
+    predicted = common.predict_rgb(nets.generator, nets.color_space, variables, real)
+    gray = common.baselines(real, jnp.zeros(2))["gray"]
     return predicted, {
-      "model": evaluation.image_metrics(predicted, real),
-      "gray": evaluation.image_metrics(gray, real),
+      "model": common.image_metrics(predicted, real),
+      "gray": common.image_metrics(gray, real),
     }
 
   predicted, values = jax.device_get(compute(g_variables, real))

@@ -29,7 +29,8 @@ from conftest import (
 )
 
 from pix2pix_jax import checkpoint
-from pix2pix_jax.tools import slurm, sweep
+from pix2pix_jax.tools.sweep import main as sweep
+from pix2pix_jax.tools.sweep import slurm
 
 SCRIPT = os.path.join(REPO, ".ci", "slurm_cluster.sh")
 # For multi-process runs: cached multi-process CPU executables hang in their first gloo

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from conftest import REPO, TINY_SWEEP_OVERRIDES, write_sweep
 
-from pix2pix_jax.tools import sweep, sweep_spec
+from pix2pix_jax.tools.sweep import main as sweep
+from pix2pix_jax.tools.sweep import spec
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +84,7 @@ def test_dry_run_prints_commands_and_launches_nothing(tmp_path, capsys):
   root = tmp_path / "runs"
   assert sweep.main([path, "--output", str(root), "--dry-run"]) == 0
   out = capsys.readouterr().out
-  assert out.count("pix2pix_jax.main") == 2 and "--config.loss.gan=hinge" in out
+  assert out.count("pix2pix_jax.train.main") == 2 and "--config.loss.gan=hinge" in out
   assert "--config.model.ngf=4" in out
   assert not root.exists()
 
@@ -107,8 +108,8 @@ def test_random_search_is_reproducible_and_in_bounds(tmp_path):
   base = os.path.join(REPO, "configs", "default.py")
   body = {"base_config": base, "random": random, "num_trials": 5, "seed": 3}
   path.write_text(f"def get_sweep():\n  return {body!r}\n")
-  a = sweep_spec.load_sweep(str(path), root=str(tmp_path))
-  b = sweep_spec.load_sweep(str(path), root=str(tmp_path))
+  a = spec.load_sweep(str(path), root=str(tmp_path))
+  b = spec.load_sweep(str(path), root=str(tmp_path))
   assert [r.params for r in a.runs] == [r.params for r in b.runs]
   assert len(a.runs) == 5 and len({r.name for r in a.runs}) == 5
   assert a.name == "r" and a.swept == ["optim.learning_rate", "loss.gan"]
@@ -119,19 +120,19 @@ def test_random_search_is_reproducible_and_in_bounds(tmp_path):
 
 
 def test_grid_points_and_run_names():
-  points = sweep_spec.grid_points({"loss.gan": ["vanilla", "hinge"], "loss.l1_weight": [1.0, 10.0]})
+  points = spec.grid_points({"loss.gan": ["vanilla", "hinge"], "loss.l1_weight": [1.0, 10.0]})
   assert len(points) == 4 and points[1] == {"loss.gan": "vanilla", "loss.l1_weight": 10.0}
-  assert sweep_spec.run_name(points[1]) == "gan=vanilla,l1_weight=10"
-  assert sweep_spec.run_name({"model.ngf": 4, "model.ndf": 4}) == "ngf=4,ndf=4"
-  assert sweep_spec.run_name({"a.x": 1, "b.x": 2}) == "a.x=1,b.x=2"  # ambiguous leaves: full names
-  assert sweep_spec.run_name({}) == "base"
+  assert spec.run_name(points[1]) == "gan=vanilla,l1_weight=10"
+  assert spec.run_name({"model.ngf": 4, "model.ndf": 4}) == "ngf=4,ndf=4"
+  assert spec.run_name({"a.x": 1, "b.x": 2}) == "a.x=1,b.x=2"  # ambiguous leaves: full names
+  assert spec.run_name({}) == "base"
 
 
 @pytest.mark.parametrize("name", ["seed", "l1_weight", "gan_loss", "color_space"])
 def test_experiment_definitions_load_at_both_scales(name, tmp_path):
   path = os.path.join(REPO, "experiments", f"{name}.py")
-  quick = sweep_spec.load_sweep(path, root=str(tmp_path))
-  full = sweep_spec.load_sweep(path, root=str(tmp_path), scale="full")
+  quick = spec.load_sweep(path, root=str(tmp_path))
+  full = spec.load_sweep(path, root=str(tmp_path), scale="full")
   assert quick.runs and len(full.runs) == len(quick.runs)
   assert quick.runs[0].config.data.source == "samples"
   assert full.runs[0].config.data.source == "tfds" and full.name == f"{name}-full"

@@ -14,7 +14,9 @@ import tensorflow_datasets as tfds
 from conftest import subprocess_env, tiny_config
 from PIL import Image
 
-from pix2pix_jax import checkpoint, config_lib, input_pipeline, parallel, train, train_step
+from pix2pix_jax import checkpoint, config_lib, input_pipeline, parallel
+from pix2pix_jax.train import loop as train_loop
+from pix2pix_jax.train import step as train_step
 
 
 def _init(config, mesh):
@@ -136,7 +138,7 @@ def test_learning_rate_is_constant_then_decays_linearly_to_zero():
 def test_bad_config_fails_before_compute_naming_the_field(overrides, field, tmp_path):
   config = tiny_config(**overrides)
   with pytest.raises(config_lib.ConfigError, match=f"config.{field}"):
-    train.train_and_evaluate(config, str(tmp_path / "w"))
+    train_loop.train_and_evaluate(config, str(tmp_path / "w"))
   assert not (tmp_path / "w").exists()
 
 
@@ -158,7 +160,7 @@ def test_train_and_evaluate_on_mock_places365(tmp_path):
   workdir = str(tmp_path / "run")
   config = _mock_places_config(num_train_steps=4)
   with tfds.testing.mock_data(num_examples=16):
-    state = train.train_and_evaluate(config, workdir)
+    state = train_loop.train_and_evaluate(config, workdir)
   assert int(state.step) == 4
   assert os.path.isdir(os.path.join(workdir, "checkpoints", "4"))
   assert glob.glob(os.path.join(workdir, "events.out.tfevents.*"))
@@ -193,7 +195,7 @@ def test_train_and_evaluate_on_image_folder(tmp_path, caplog):
     }
   )
   with caplog.at_level(logging.WARNING):
-    state = train.train_and_evaluate(config, str(tmp_path / "run"))
+    state = train_loop.train_and_evaluate(config, str(tmp_path / "run"))
   assert int(state.step) == 5
   assert "num_train_steps=5 goes past the learning-rate schedule, which reaches 0" in caplog.text
 
@@ -204,7 +206,7 @@ def test_resume_is_exact(tmp_path):
   def run(steps, workdir):
     # The schedule is the same in all runs (epochs fixed); only where training stops differs.
     config = _mock_places_config(num_train_steps=steps, num_epochs=2)
-    return train.train_and_evaluate(config, str(tmp_path / workdir))
+    return train_loop.train_and_evaluate(config, str(tmp_path / workdir))
 
   with tfds.testing.mock_data(num_examples=16):
     straight = run(4, "a")
@@ -217,7 +219,7 @@ def test_resume_is_exact(tmp_path):
 def test_generator_only_restore_matches_training_state(tmp_path):
   workdir = str(tmp_path / "run")
   with tfds.testing.mock_data(num_examples=16):
-    state = train.train_and_evaluate(_mock_places_config(num_train_steps=2), workdir)
+    state = train_loop.train_and_evaluate(_mock_places_config(num_train_steps=2), workdir)
   config, variables = checkpoint.restore_generator(workdir)
   assert config.model.ngf == 4
   jax.tree.map(
@@ -243,10 +245,12 @@ def test_generator_only_restore_matches_training_state(tmp_path):
 def test_incompatible_resume_fails_before_touching_checkpoints(tmp_path):
   workdir = str(tmp_path / "run")
   with tfds.testing.mock_data(num_examples=16):
-    train.train_and_evaluate(_mock_places_config(num_train_steps=2), workdir)
+    train_loop.train_and_evaluate(_mock_places_config(num_train_steps=2), workdir)
     before = sorted(os.listdir(os.path.join(workdir, "checkpoints")))
     with pytest.raises(checkpoint.IncompatibleCheckpointError, match="model.ngf"):
-      train.train_and_evaluate(_mock_places_config(num_train_steps=4, **{"model.ngf": 8}), workdir)
+      train_loop.train_and_evaluate(
+        _mock_places_config(num_train_steps=4, **{"model.ngf": 8}), workdir
+      )
   assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == before
 
 

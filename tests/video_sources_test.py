@@ -12,8 +12,9 @@ from inference_test import psnr
 from PIL import Image
 from video_test import colorizer, ffmpeg, make_clip  # noqa: F401 (colorizer: a fixture)
 
-from pix2pix_jax import color, colorize
-from pix2pix_jax.video import pipeline, probe, reader, writer
+from pix2pix_jax import color
+from pix2pix_jax.colorize import main as colorize
+from pix2pix_jax.colorize.video import pipeline, probe, reader, writer
 
 # Luminance is compared at 40 dB, as in video_test: the encoder's loss must stay below that.
 NEAR_LOSSLESS = writer.EncodeOptions(crf=8)

@@ -13,7 +13,7 @@ import pytest
 from inference_test import make_colorizer, psnr
 
 from pix2pix_jax import color, files
-from pix2pix_jax.video import pipeline, probe, reader, sample_clip, writer
+from pix2pix_jax.colorize.video import pipeline, probe, reader, sample_clip, writer
 
 
 def ffmpeg(*args):
@@ -270,12 +270,12 @@ def test_impossible_codec_for_container(colorizer, tmp_path):
 _WITHOUT_DECORD = """
 import dataclasses, json, sys
 sys.modules["decord"] = None  # makes `import decord` raise ImportError
-import pix2pix_jax.video
+import pix2pix_jax.colorize.video
 loaded = {name for name, module in sys.modules.items() if module is not None}
 assert not loaded & {"decord", "jax", "tensorflow"}, loaded & {"decord", "jax", "tensorflow"}
 from conftest import tiny_config
 from inference_test import make_colorizer
-from pix2pix_jax.video import pipeline, probe, reader, writer
+from pix2pix_jax.colorize.video import pipeline, probe, reader, writer
 src, dst = sys.argv[1:]
 assert reader.choose_backend(src, probe.probe(src)) == ("ffmpeg", None)
 colorizer = make_colorizer(tiny_config(), batch_size=4)

@@ -12,8 +12,8 @@ import time
 import pytest
 from conftest import REPO, main_command, subprocess_env, write_photo_folder
 
-from pix2pix_jax import workdir_lock
-from pix2pix_jax.tools import sweep_spec
+from pix2pix_jax.tools.sweep import spec
+from pix2pix_jax.train import workdir_lock
 
 
 def test_a_held_workdir_is_refused_naming_host_and_pid(tmp_path):
@@ -33,7 +33,7 @@ def test_a_lock_left_by_a_killed_process_is_taken_over(tmp_path, caplog):
     [
       sys.executable,
       "-c",
-      "import sys, time; from pix2pix_jax import workdir_lock\n"
+      "import sys, time; from pix2pix_jax.train import workdir_lock\n"
       "with workdir_lock.hold(sys.argv[1]):\n  print('held', flush=True); time.sleep(600)",
       str(tmp_path),
     ],
@@ -98,6 +98,6 @@ def test_a_sweep_never_gives_two_runs_one_workdir(tmp_path):
     f"  return {{'base_config': {config!r},\n"
     "    'grid': {'optim.learning_rate': [1e-4, 1.00001e-4]}}\n"
   )
-  with pytest.raises(sweep_spec.SweepError, match="two runs share a name"):
-    sweep_spec.load_sweep(str(path), root=str(tmp_path / "runs"))
+  with pytest.raises(spec.SweepError, match="two runs share a name"):
+    spec.load_sweep(str(path), root=str(tmp_path / "runs"))
   assert not (tmp_path / "runs").exists()

@@ -1,32 +1,33 @@
 """Pix2Pix networks (networks.py), their stride-2 layers (layers.py), the convolutions those
-compute with per-backend formulations (conv.py), and the reference PyTorch weights' mapping
-(torch_weights.py)."""
+compute with per-backend formulations (conv.py), the render sizes a generator accepts
+(render.py) and the reference PyTorch weights' mapping (torch_weights.py).
 
-from pix2pix_jax.models import conv, layers, networks, torch_weights
-from pix2pix_jax.models.conv import ConvPolicy
-from pix2pix_jax.models.layers import Downsample, Upsample, dropout
-from pix2pix_jax.models.networks import (
-  PatchDiscriminator,
-  PixelDiscriminator,
-  UNetGenerator,
-  count_params,
-  make_discriminator,
-  make_generator,
-)
+Names are loaded on first use, so that `models.render` imports without flax.
+"""
 
-__all__ = [
-  "ConvPolicy",
-  "Downsample",
-  "PatchDiscriminator",
-  "PixelDiscriminator",
-  "UNetGenerator",
-  "Upsample",
-  "conv",
-  "count_params",
-  "dropout",
-  "layers",
-  "make_discriminator",
-  "make_generator",
-  "networks",
-  "torch_weights",
-]
+import importlib
+
+_SUBMODULES = ("conv", "layers", "networks", "render", "torch_weights")
+_NAMES = {
+  "ConvPolicy": "conv",
+  "Downsample": "layers",
+  "Upsample": "layers",
+  "dropout": "layers",
+  "PatchDiscriminator": "networks",
+  "PixelDiscriminator": "networks",
+  "UNetGenerator": "networks",
+  "count_params": "networks",
+  "generator_predict": "networks",
+  "make_discriminator": "networks",
+  "make_generator": "networks",
+}
+
+__all__ = sorted((*_SUBMODULES, *_NAMES))
+
+
+def __getattr__(name: str):
+  if name in _SUBMODULES:
+    return importlib.import_module(f"{__name__}.{name}")
+  if name in _NAMES:
+    return getattr(importlib.import_module(f"{__name__}.{_NAMES[name]}"), name)
+  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -8,13 +8,14 @@ and `make_discriminator` choose it from `config.model.conv`.
 """
 
 import functools
+from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from pix2pix_jax import xla_flags
+from pix2pix_jax import color, xla_flags
 from pix2pix_jax.models import conv, layers
 
 ModuleDef = Any
@@ -217,3 +218,15 @@ def make_discriminator(config) -> nn.Module:
 def count_params(params: Any) -> int:
   """Number of scalars in a parameter pytree."""
   return sum(int(p.size) for p in jax.tree.leaves(params))
+
+
+def generator_predict(config) -> Callable[..., jax.Array]:
+  """The config's generator as (variables, model input [B,r,r,1]) -> ab [B,r,r,2], not jit'd."""
+  generator = make_generator(config)
+  color_space = config.color_space
+
+  def predict(variables: dict[str, Any], x: jax.Array) -> jax.Array:
+    outputs = generator.apply(variables, x, train=False)
+    return color.predicted_ab(x, outputs.astype(jnp.float32), color_space)
+
+  return predict

@@ -4,7 +4,7 @@
       --workdir runs/imported
 
 The workdir then holds a generator-only checkpoint (step 0) that `pix2pix-colorize`,
-`pix2pix-evaluate` and `inference.Colorizer.from_workdir` read; it cannot resume training. The
+`pix2pix-evaluate` and `colorizer.Colorizer.from_workdir` read; it cannot resume training. The
 state_dict <-> flax variables mapping is `models.torch_weights`.
 """
 

@@ -20,8 +20,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pix2pix_jax import parallel, train_step, xla_flags
+from pix2pix_jax import parallel, xla_flags
 from pix2pix_jax.tools import shapes
+from pix2pix_jax.train import step as train_step
 
 # Dense peak FLOP/s by device kind (vendor datasheets; SXM parts unless named), bfloat16 and
 # plain float32 (no TF32), for MFU on accelerators. A kind matches its longest listed prefix.

@@ -1,4 +1,4 @@
-"""Colourising a video: reader thread -> inference.Colorizer -> writer thread -> audio remux.
+"""Colourising a video: reader thread -> colorizer.Colorizer -> writer thread -> audio remux.
 
 The main thread dispatches chunk k to the device while chunk k+1 decodes and chunk k-1 is
 written, so at most a few chunks are alive at once and memory does not grow with the clip.
@@ -8,7 +8,7 @@ constant. A variable-rate source keeps its frames and duration, so audio stays i
 ends; single frames may move by up to the source's jitter.
 
 Temporal smoothing (default 0.7): an EMA of the predicted chroma, reset at scene cuts (see
-inference.py). A chroma change settles with a time constant of 1 / (1 - s) frames, so strength
+colorizer.py). A chroma change settles with a time constant of 1 / (1 - s) frames, so strength
 trades steadiness for lag.
 """
 
@@ -20,9 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from pix2pix_jax import files, inference, metrics
+from pix2pix_jax import files, metrics
 from pix2pix_jax import progress as progress_lib
-from pix2pix_jax.video import memory, probe, reader, writer
+from pix2pix_jax.colorize import colorizer as colorizer_lib
+from pix2pix_jax.colorize.video import memory, probe, reader, writer
 
 DEFAULT_SMOOTHING = 0.7  # chosen by measurement: most of the steadiness, little lag
 
@@ -85,14 +86,14 @@ class _Consistency:
 
 
 def colorize_video(
-  colorizer: inference.Colorizer,
+  colorizer: colorizer_lib.Colorizer,
   src: str,
   dst: str,
   *,
   overwrite: bool = False,
   encode: writer.EncodeOptions | None = None,
   smoothing: float = DEFAULT_SMOOTHING,
-  cut_threshold: float = inference.DEFAULT_CUT_THRESHOLD,
+  cut_threshold: float = colorizer_lib.DEFAULT_CUT_THRESHOLD,
   consistency: bool = False,
   compare: bool = False,
   progress: bool = True,
@@ -104,7 +105,7 @@ def colorize_video(
   smoothing: 0 (off) .. <1, the weight of the previous frame's chroma in the moving average.
   consistency: also measure the temporal consistency of the source and output frames.
   compare: write the source frame and its colourised frame side by side (width 2W, see
-    `inference.side_by_side`); frame count, rate and audio are kept as usual.
+    `colorizer.side_by_side`); frame count, rate and audio are kept as usual.
   """
   encode = encode or writer.EncodeOptions()
   start = time.perf_counter()
@@ -199,7 +200,7 @@ def _flush(
   """Writes a colourised batch; returns the frame and scene-cut counts with it added."""
   out, n, cut_flags, source = pending
   frames = np.asarray(out)[:n]
-  encoder.write(frames if source is None else inference.side_by_side(source, frames))
+  encoder.write(frames if source is None else colorizer_lib.side_by_side(source, frames))
   if measure is not None:
     measure.add(frames)
   bar.update(n)

@@ -1,7 +1,7 @@
 """Evaluation: colourisation metrics of a model over a stream of batches, and the
 ``pix2pix-evaluate`` command.
 
-``python -m pix2pix_jax.evaluate --workdir W --data samples|FOLDER|tfds_name[split]`` restores
+``python -m pix2pix_jax.evaluate.main --workdir W --data samples|FOLDER|tfds_name[split]`` restores
 the latest generator of ``W``, colourises the data at the model's training crop size, and writes
 to ``--output`` (default ``W/eval/<data name>/``):
 
@@ -35,7 +35,6 @@ from pix2pix_jax import (
   color,
   config_lib,
   errors,
-  evaluation,
   files,
   images,
   input_pipeline,
@@ -45,6 +44,7 @@ from pix2pix_jax import (
   progress,
   xla_flags,
 )
+from pix2pix_jax.evaluate import common
 
 PREDICTORS = ("model", "gray", "mean_chroma")
 DEFAULT_EVAL_BATCH = 8
@@ -146,7 +146,7 @@ def evaluate_workdir(
     except ValueError as e:
       raise EvaluationError(str(e)) from e
 
-  sums = jax.jit(evaluation.mean_ab_sums, out_shardings=replicated)
+  sums = jax.jit(common.mean_ab_sums, out_shardings=replicated)
   total = np.zeros(3)
   for host_batch in batches():
     global_batch = parallel.to_global(host_batch, mesh)
@@ -156,9 +156,9 @@ def evaluate_workdir(
   mean_ab = total[:2] / total[2]
 
   def compute(variables, targets, mean_ab):
-    model = evaluation.predict_rgb(generator, config.color_space, variables, targets)
-    outputs = {"model": model, **evaluation.baselines(targets, mean_ab)}
-    per_image = {name: evaluation.image_metrics(out, targets) for name, out in outputs.items()}
+    model = common.predict_rgb(generator, config.color_space, variables, targets)
+    outputs = {"model": model, **common.baselines(targets, mean_ab)}
+    per_image = {name: common.image_metrics(out, targets) for name, out in outputs.items()}
     shown = {name: color.float_to_uint8(outputs[name]) for name in ("model", "gray")}
     return per_image, shown, targets
 
@@ -233,7 +233,7 @@ def per_image_csv(result: EvalResult) -> str:
 
 def write_outputs(result: EvalResult, output_dir: str) -> dict[str, str]:
   """Writes metrics.json, per_image.csv and gallery.html (each atomically); returns the paths."""
-  from pix2pix_jax import gallery
+  from pix2pix_jax.evaluate import gallery
 
   paths = {
     "metrics": os.path.join(output_dir, "metrics.json"),

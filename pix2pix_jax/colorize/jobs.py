@@ -11,7 +11,7 @@ import glob
 import os
 
 from pix2pix_jax import files, images
-from pix2pix_jax.video import probe
+from pix2pix_jax.colorize.video import probe
 
 
 @dataclasses.dataclass

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from pix2pix_jax import files, metrics
-from pix2pix_jax.tools import sweep_spec
+from pix2pix_jax.tools.sweep import spec
 
 
 def read_scalars(workdir: str) -> dict[str, dict[int, float]]:
@@ -39,13 +39,11 @@ def read_scalars(workdir: str) -> dict[str, dict[int, float]]:
   return scalars
 
 
-def run_results(
-  sweep: sweep_spec.Sweep, run: sweep_spec.Run, status: str | None = None
-) -> dict[str, Any]:
+def run_results(sweep: spec.Sweep, run: spec.Run, status: str | None = None) -> dict[str, Any]:
   """One row of results.csv: swept values, final/best metric, other final eval metrics,
   throughput (median logged images/s) and wall time."""
   row: dict[str, Any] = {"run": run.name, **{f: run.params.get(f) for f in sweep.swept}}
-  row["status"] = status or ("done" if sweep_spec.is_done(run) else "not finished")
+  row["status"] = status or ("done" if spec.is_done(run) else "not finished")
   scalars = read_scalars(run.workdir) if os.path.isdir(run.workdir) else {}
   curve = scalars.get(f"eval/{sweep.metric}", {})
   row["steps"] = max((max(v) for v in scalars.values() if v), default=0)
@@ -76,9 +74,7 @@ def run_results(
   return row
 
 
-def collect(
-  sweep: sweep_spec.Sweep, statuses: dict[str, str] | None = None
-) -> list[dict[str, Any]]:
+def collect(sweep: spec.Sweep, statuses: dict[str, str] | None = None) -> list[dict[str, Any]]:
   statuses = statuses or {}
   return [run_results(sweep, run, statuses.get(run.name)) for run in sweep.runs]
 
@@ -100,7 +96,7 @@ def results_csv(rows: list[dict[str, Any]]) -> str:
   return out.getvalue()
 
 
-def results_markdown(sweep: sweep_spec.Sweep, rows: list[dict[str, Any]]) -> str:
+def results_markdown(sweep: spec.Sweep, rows: list[dict[str, Any]]) -> str:
   """A table for humans: swept values, status, final/best metric, other eval metrics, speed."""
   m = sweep.metric
   extra = [k for k in dict.fromkeys(k for r in rows for k in r) if k.startswith("final_")]
@@ -128,7 +124,7 @@ def _numeric(values: list[Any]) -> bool:
   return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
 
 
-def plot_params(sweep: sweep_spec.Sweep, rows: list[dict[str, Any]], path: str) -> bool:
+def plot_params(sweep: spec.Sweep, rows: list[dict[str, Any]], path: str) -> bool:
   """Final (filled) and best (hollow) metric against each swept field; False if none swept."""
   if not sweep.swept:
     return False
@@ -168,7 +164,7 @@ def plot_params(sweep: sweep_spec.Sweep, rows: list[dict[str, Any]], path: str) 
   return True
 
 
-def plot_curves(sweep: sweep_spec.Sweep, path: str) -> None:
+def plot_curves(sweep: spec.Sweep, path: str) -> None:
   """The eval metric against the training step, one line per run."""
   import matplotlib
 
@@ -202,7 +198,7 @@ def _save_figure(fig, path: str) -> None:
   files.write_atomic(path, data.getvalue())
 
 
-def write_reports(sweep: sweep_spec.Sweep, rows: list[dict[str, Any]]) -> list[str]:
+def write_reports(sweep: spec.Sweep, rows: list[dict[str, Any]]) -> list[str]:
   """results.csv, results.md and the plots in the sweep's folder; returns the paths."""
   os.makedirs(sweep.directory, exist_ok=True)
   paths = []

@@ -25,7 +25,8 @@ import time
 from collections.abc import Iterator
 
 from pix2pix_jax import cli, config_lib
-from pix2pix_jax.tools import shapes, speed
+from pix2pix_jax.tools import shapes
+from pix2pix_jax.tools.bench import speed
 
 
 def bench_input(args) -> dict:
@@ -53,19 +54,19 @@ def bench_input(args) -> dict:
 
 
 def bench_video(args) -> list[dict]:
-  from pix2pix_jax.tools import video_benchmark
+  from pix2pix_jax.tools.bench import video as video_benchmark
 
   return video_benchmark.run(args)
 
 
 def bench_memory(args) -> list[dict]:
-  from pix2pix_jax.tools import memory_benchmark
+  from pix2pix_jax.tools.bench import memory as memory_benchmark
 
   return memory_benchmark.run(args)
 
 
 def bench_accelerator_report(args) -> list[dict]:
-  from pix2pix_jax.tools import accelerator_report
+  from pix2pix_jax.tools.bench import accelerator_report
 
   return accelerator_report.run(args)
 
@@ -139,14 +140,14 @@ def build_parser() -> argparse.ArgumentParser:
       sub.add_argument("--preset", default="veryfast", help="x264 preset")
       sub.add_argument("--workdir", default=None, help="a trained workdir (else random init)")
     if kind == "memory":
-      from pix2pix_jax.tools import memory_benchmark
+      from pix2pix_jax.tools.bench import memory as memory_benchmark
 
       memory_benchmark.add_arguments(sub)
     if kind == "compare":
       sub.add_argument("peer", help="the PyTorch script to compare with (e.g. torch_pix2pix.py)")
       sub.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 4])
       sub.add_argument("--peer-runs", type=int, default=2, help="best of this many PyTorch runs")
-  from pix2pix_jax.tools import accelerator_report
+  from pix2pix_jax.tools.bench import accelerator_report
 
   text = "train, infer and video rates, the PyTorch peer, versions: a markdown report"
   report = kinds.add_parser("accelerator-report", help=text, description=text)

@@ -2,7 +2,7 @@
 
   pix2pix-colorize --workdir runs/x INPUT... --output OUT
   pix2pix-colorize --model model.p2p INPUT... --output OUT    # a pix2pix-export file
-  python -m pix2pix_jax.colorize --workdir runs/x INPUT... --output OUT
+  python -m pix2pix_jax.colorize.main --workdir runs/x INPUT... --output OUT
 
 INPUT is any mix of image files (jpg, png, webp, bmp, tiff), video files (anything ffmpeg
 decodes), folders (searched recursively for those extensions) and glob patterns (`**` allowed).
@@ -35,15 +35,16 @@ import time
 
 import numpy as np
 
-from pix2pix_jax import cli, color, errors, files, images, inference, progress
-from pix2pix_jax.colorize_jobs import Job, classify, plan, skip_existing
-from pix2pix_jax.video import memory, pipeline, writer
+from pix2pix_jax import cli, color, errors, files, images, progress
+from pix2pix_jax.colorize import colorizer as colorizer_lib
+from pix2pix_jax.colorize.jobs import Job, classify, plan, skip_existing
+from pix2pix_jax.colorize.video import memory, pipeline, writer
 
 DEFAULT_BATCH_SIZE = 8
 
 
 def run_images(
-  colorizer: inference.Colorizer,
+  colorizer: colorizer_lib.Colorizer,
   jobs: list[Job],
   overwrite: bool,
   *,
@@ -52,7 +53,7 @@ def run_images(
 ) -> None:
   """Colourises image jobs in groups of batch_size; sets job.error on failure.
 
-  compare: save the source and the result side by side (`inference.side_by_side`).
+  compare: save the source and the result side by side (`colorizer.side_by_side`).
   show_progress: a progress bar (or summary line) on stderr when there are two or more images.
   """
   bar = progress.Progress(
@@ -86,9 +87,9 @@ def _save_image(
 ) -> None:
   alpha = image.alpha
   if compare:
-    rgb = inference.side_by_side(image.rgb, rgb)
+    rgb = colorizer_lib.side_by_side(image.rgb, rgb)
     if alpha is not None:
-      alpha = inference.side_by_side(alpha[..., None], alpha[..., None])[..., 0]
+      alpha = colorizer_lib.side_by_side(alpha[..., None], alpha[..., None])[..., 0]
   try:
     with files.atomic_output(job.dst, overwrite=overwrite) as tmp:
       images.save_image(tmp, rgb, alpha=alpha)
@@ -100,19 +101,19 @@ def _save_image(
 
 def load_reference(path: str) -> color.ChromaStats:
   """The --reference photo's chroma statistics; MediaError for an unreadable or gray photo."""
-  stats = inference.reference_stats(images.load_image(path).rgb)
+  stats = colorizer_lib.reference_stats(images.load_image(path).rgb)
   if float(np.max(np.hypot(stats.mean[..., 0], stats.mean[..., 1]) + stats.std.max(-1))) < 2.0:
     raise files.MediaError(f"{path}: reference image has no colour to take (it is gray)")
   return stats
 
 
-def load_colorizer(args: argparse.Namespace, **kwargs: object) -> inference.Colorizer:
+def load_colorizer(args: argparse.Namespace, **kwargs: object) -> colorizer_lib.Colorizer:
   """The Colorizer of --model or --workdir, with the render size and batch size asked for."""
   if args.model:
-    return inference.Colorizer.from_exported(
+    return colorizer_lib.Colorizer.from_exported(
       args.model, render_size=args.render_size, batch_size=args.batch_size, **kwargs
     )
-  return inference.Colorizer.from_workdir(
+  return colorizer_lib.Colorizer.from_workdir(
     args.workdir,
     step=args.step,
     render_size=args.render_size,
@@ -168,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     help="temporal chroma smoothing for video, 0 (off) to <1 (weight of the previous frame); "
     "default %(default)s",
   )
-  parser.add_argument("--cut-threshold", type=float, default=inference.DEFAULT_CUT_THRESHOLD)
+  parser.add_argument("--cut-threshold", type=float, default=colorizer_lib.DEFAULT_CUT_THRESHOLD)
   parser.add_argument(
     "--consistency", action="store_true", help="report temporal consistency of each video"
   )

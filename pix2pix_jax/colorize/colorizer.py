@@ -32,7 +32,9 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from pix2pix_jax import color, errors, exported_model, parallel, xla_flags
+from pix2pix_jax import color, parallel, xla_flags
+from pix2pix_jax.export import p2p_file
+from pix2pix_jax.models import render
 
 _HIST_BINS = 32
 # Total-variation distance between consecutive luminance histograms above which a frame starts
@@ -43,10 +45,6 @@ DEFAULT_CUT_THRESHOLD = 0.3
 REFERENCE_MAX_GAIN = 4.0
 # Reference photos are measured at most this many pixels on a side (statistics barely change).
 _REFERENCE_MAX_SIDE = 512
-
-
-class RenderSizeError(errors.UserError, ValueError):
-  """The render size does not suit the generator."""
 
 
 class SmoothState(NamedTuple):
@@ -98,20 +96,6 @@ def reference_stats(rgb: np.ndarray) -> color.ChromaStats:
 def side_by_side(source: np.ndarray, result: np.ndarray) -> np.ndarray:
   """The --compare layout: source left, result right, same height ([..., H, W, C] -> 2W)."""
   return np.concatenate([source, result], axis=-2)
-
-
-def generator_predict(config: ml_collections.ConfigDict) -> Callable[..., jax.Array]:
-  """The config's generator as (variables, model input [B,r,r,1]) -> ab [B,r,r,2], not jit'd."""
-  from pix2pix_jax import models  # flax: not needed by exported models (`from_exported`)
-
-  generator = models.make_generator(config)
-  color_space = config.color_space
-
-  def predict(variables: dict[str, Any], x: jax.Array) -> jax.Array:
-    outputs = generator.apply(variables, x, train=False)
-    return color.predicted_ab(x, outputs.astype(jnp.float32), color_space)
-
-  return predict
 
 
 def luminance_histograms(x: jax.Array) -> jax.Array:
@@ -174,16 +158,13 @@ class Colorizer:
   ):
     """saturation: chroma gain (1 as predicted, 0 gray, 2 twice the chroma up to the gamut).
     reference: a photo (uint8 [H,W,3]) or its `reference_stats`; colours move toward it.
-    predict: (variables, model input) -> ab; default: `generator_predict(config)`.
+    predict: (variables, model input) -> ab; default: `networks.generator_predict(config)`.
     """
     self.config = config
     self.color_space = config.color_space
-    size = int(render_size or config.data.crop_size)
-    multiple = 2**config.model.num_downs
-    if size <= 0 or size % multiple:
-      raise RenderSizeError(
-        f"render size {size} must be a positive multiple of 2**num_downs = {multiple}"
-      )
+    size = render.check_render_size(
+      int(render_size or config.data.crop_size), config.model.num_downs
+    )
     self.render_size = size
     if saturation < 0:
       raise ValueError(f"saturation must be >= 0, got {saturation}")
@@ -200,7 +181,10 @@ class Colorizer:
       parallel.replicated(self.mesh),
     )
     color_space = self.color_space
-    predict = predict or generator_predict(config)
+    if predict is None:
+      from pix2pix_jax.models import networks  # flax: not needed by exported models
+
+      predict = networks.generator_predict(config)
     self._prepare = jax.jit(functools.partial(_prepare, color_space=color_space, size=size))
     self._predict = jax.jit(predict, compiler_options=xla_flags.forward_compiler_options())
     self._compose = jax.jit(_compose)
@@ -228,13 +212,13 @@ class Colorizer:
     Its generator runs on each local device with the exported per-device batch, so the batch
     is that times the device count; render size and batch size are fixed by the export.
     """
-    model = exported_model.load(path)
+    model = p2p_file.load(path)
     devices = len(jax.devices())
     fixed = {"render size": (render_size, model.render_size)}
     fixed["batch size"] = (batch_size, model.batch_per_device * devices)
     for name, (asked, exported) in fixed.items():
       if asked is not None and asked != exported:
-        raise exported_model.ModelFileError(
+        raise p2p_file.ModelFileError(
           f"{path}: exported for {name} {exported} here, not {asked} (export again to change it)"
         )
     config = ml_collections.ConfigDict(

@@ -1,4 +1,4 @@
-"""pix2pix-train: ``python -m pix2pix_jax.main --config configs/x.py --workdir W [--config.f=v]``.
+"""pix2pix-train: ``pix2pix-train --config configs/x.py --workdir W [--config.f=v]``.
 
 Re-running the same command in the same workdir resumes where it stopped.
 """
@@ -24,11 +24,12 @@ def main(argv):
     absl_logging.set_verbosity(FLAGS.verbosity)
   distributed.initialize_from_flags()
   # Imported after jax.distributed is initialised.
-  from pix2pix_jax import input_pipeline, train
+  from pix2pix_jax import input_pipeline
+  from pix2pix_jax.train import loop as train_loop
 
   input_pipeline.hide_accelerators_from_tf()
   try:
-    train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    train_loop.train_and_evaluate(FLAGS.config, FLAGS.workdir)
   except errors.UserError as e:
     absl_logging.flush()
     raise SystemExit(f"error: {e}") from None

@@ -24,9 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from pix2pix_jax import cli, inference
+from pix2pix_jax import cli
+from pix2pix_jax.colorize import colorizer as colorizer_lib
+from pix2pix_jax.colorize.video import memory, pipeline, probe, reader, sample_clip, writer
 from pix2pix_jax.tools import shapes
-from pix2pix_jax.video import memory, pipeline, probe, reader, sample_clip, writer
 
 # ---------------------------------------------------------------------------------------------
 # Pieces to time
@@ -68,7 +69,7 @@ def time_decode(path: str, chunk_size: int = 8) -> dict[str, float]:
 
 
 def time_model(
-  colorizer: inference.Colorizer,
+  colorizer: colorizer_lib.Colorizer,
   height: int,
   width: int,
   batches: int = 4,
@@ -127,7 +128,7 @@ def time_encode(
 
 
 def time_end_to_end(
-  colorizer: inference.Colorizer, src: str, *, reset_peak: bool = True, **kwargs: Any
+  colorizer: colorizer_lib.Colorizer, src: str, *, reset_peak: bool = True, **kwargs: Any
 ) -> dict[str, float]:
   """The whole colourisation of `src` into a temporary file, with the peak RSS it reached
   (since the start of the process where reset_peak is False)."""
@@ -148,15 +149,15 @@ def time_end_to_end(
 # The benchmark
 
 
-def make_colorizer(args: Any) -> inference.Colorizer:
+def make_colorizer(args: Any) -> colorizer_lib.Colorizer:
   """--workdir's generator, or a randomly initialised one of the benchmark's shape."""
   config = shapes.config_from_args(args)
   if args.workdir:
-    return inference.Colorizer.from_workdir(
+    return colorizer_lib.Colorizer.from_workdir(
       args.workdir, render_size=args.render_size, batch_size=config.batch_size
     )
   _, variables = shapes.random_generator(config)
-  return inference.Colorizer(config, variables, batch_size=config.batch_size)
+  return colorizer_lib.Colorizer(config, variables, batch_size=config.batch_size)
 
 
 def _size(args: Any) -> tuple[int, int]:
@@ -173,7 +174,7 @@ def _median(fn: Any, repeats: int) -> dict[str, float]:
 
 def _memory_in_subprocess(args: Any, clip: str) -> dict[str, Any]:
   """Peak RSS of colourising `clip` in a fresh interpreter (see `_memory_child`)."""
-  cmd = [sys.executable, "-m", "pix2pix_jax.tools.video_benchmark", "--clip", clip]
+  cmd = [sys.executable, "-m", "pix2pix_jax.tools.bench.video", "--clip", clip]
   cmd += [*shapes.to_flags(args), "--preset", args.preset]
   if args.workdir:
     cmd += ["--workdir", args.workdir]
@@ -184,7 +185,7 @@ def _memory_in_subprocess(args: Any, clip: str) -> dict[str, Any]:
 
 
 def measure_rates(
-  colorizer: inference.Colorizer,
+  colorizer: colorizer_lib.Colorizer,
   clip: str,
   encode: writer.EncodeOptions,
   repeats: int,
@@ -258,7 +259,7 @@ def run(args: Any) -> list[dict]:
 def _memory_child(argv: list[str]) -> None:
   """Colourises --clip twice and prints {"frames", "fps", "peak_rss_mb"} of the second run, and
   "first_run_peak_rss_mb" (compilation and start-up included) as JSON."""
-  parser = argparse.ArgumentParser(prog="python -m pix2pix_jax.tools.video_benchmark")
+  parser = argparse.ArgumentParser(prog="python -m pix2pix_jax.tools.bench.video")
   parser.add_argument("--clip", required=True)
   shapes.add_arguments(parser)
   parser.add_argument("--preset", default=writer.DEFAULT_PRESET)

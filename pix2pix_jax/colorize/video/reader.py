@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pix2pix_jax import files
-from pix2pix_jax.video import probe
+from pix2pix_jax.colorize.video import probe
 
 if TYPE_CHECKING:
   import decord

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from pix2pix_jax import files
-from pix2pix_jax.video import probe
+from pix2pix_jax.colorize.video import probe
 
 # libx264/libx265 preset: the encoder shares the CPU with the model, and a fast preset leaves the
 # model more of it (larger files at about the same quality).

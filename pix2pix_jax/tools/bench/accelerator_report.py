@@ -33,9 +33,12 @@ from typing import Any
 
 import jax
 
-from pix2pix_jax import files, inference
-from pix2pix_jax.tools import shapes, speed, video_benchmark
-from pix2pix_jax.video import memory, probe, sample_clip, writer
+from pix2pix_jax import files
+from pix2pix_jax.colorize import colorizer as colorizer_lib
+from pix2pix_jax.colorize.video import memory, probe, sample_clip, writer
+from pix2pix_jax.tools import shapes
+from pix2pix_jax.tools.bench import speed
+from pix2pix_jax.tools.bench import video as video_benchmark
 
 DTYPES = ("float32", "bfloat16")
 LIBRARIES = (
@@ -137,7 +140,7 @@ def _video(args) -> dict:
   config = shapes.config_from_args(_shape_args(args, args.video_batch, "float32"))
   width, height = (int(v) for v in args.clip_size.lower().split("x"))
   _, variables = shapes.random_generator(config)
-  colorizer = inference.Colorizer(config, variables, batch_size=args.video_batch)
+  colorizer = colorizer_lib.Colorizer(config, variables, batch_size=args.video_batch)
   with tempfile.TemporaryDirectory() as tmp:
     clip = sample_clip.make_sample_clip(
       os.path.join(tmp, "clip.mp4"), seconds=args.video_seconds, size=(width, height)

@@ -7,7 +7,7 @@ The generator (with its colour conversion to Lab ab) is lowered with `jax.export
 platform in --platforms at once (on CPU the program keeps the tuned convolutions, on GPU/TPU
 XLA's own), for a fixed render size and a fixed number of images per call on each device; its
 weights and settings go beside it in the same file (format: `exported_model`).
-`pix2pix-colorize --model model.p2p ...` and `inference.Colorizer.from_exported` run it.
+`pix2pix-colorize --model model.p2p ...` and `colorizer.Colorizer.from_exported` run it.
 --saved-model also writes the same program as a TensorFlow SavedModel (`saved_model`).
 """
 
@@ -19,7 +19,9 @@ import jax
 import jax.numpy as jnp
 from jax import export as jax_export
 
-from pix2pix_jax import checkpoint, cli, errors, exported_model, files, inference, saved_model
+from pix2pix_jax import checkpoint, cli, errors, files
+from pix2pix_jax.export import p2p_file, saved_model
+from pix2pix_jax.models import networks, render
 
 PLATFORMS = ("cpu", "cuda", "rocm", "tpu")  # what jax.export lowers for
 DEFAULT_PLATFORMS = ("cpu", "cuda", "tpu")
@@ -36,7 +38,7 @@ def export_generator(
   """(variables, model input [batch_per_device, r, r, 1]) -> ab, lowered for `platforms`."""
   x = jax.ShapeDtypeStruct((batch_per_device, render_size, render_size, 1), jnp.float32)
   abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), variables)
-  predict = jax.jit(inference.generator_predict(config))
+  predict = jax.jit(networks.generator_predict(config))
   return jax_export.export(predict, platforms=platforms)(abstract, x)
 
 
@@ -57,12 +59,7 @@ def export_workdir(
   if saved_model_dir and os.path.exists(saved_model_dir) and not overwrite:
     raise files.MediaError(f"{saved_model_dir}: output exists (use --overwrite to replace it)")
   config, variables = checkpoint.restore_generator(workdir, step)
-  size = int(render_size or config.data.crop_size)
-  multiple = 2**config.model.num_downs
-  if size <= 0 or size % multiple:
-    raise inference.RenderSizeError(
-      f"render size {size} must be a positive multiple of 2**num_downs = {multiple}"
-    )
+  size = render.check_render_size(int(render_size or config.data.crop_size), config.model.num_downs)
   unknown = set(platforms) - set(PLATFORMS)
   if unknown or not platforms:
     raise errors.UserError(
@@ -88,9 +85,9 @@ def export_workdir(
     },
     "jax_version": jax.__version__,
   }
-  exported_model.save(output, exported, variables, metadata, overwrite=overwrite)
+  p2p_file.save(output, exported, variables, metadata, overwrite=overwrite)
   if saved_model_dir:
-    predict = inference.generator_predict(config)
+    predict = networks.generator_predict(config)
     saved_model.save(saved_model_dir, predict, variables, metadata, overwrite=overwrite)
   return metadata
 

@@ -1,6 +1,6 @@
 """Sample clips: a pan/zoom over still photos, with hard cuts between them and a soundtrack.
 
-  python -m pix2pix_jax.video make-sample OUT.mp4 [--photos ...] [--overwrite]
+  pix2pix-make-sample OUT.mp4 [--photos ...] [--overwrite]
 
 The photos default to the embedded samples (package data in pix2pix_jax/data/samples/).
 """
@@ -12,7 +12,7 @@ import os
 import subprocess
 
 from pix2pix_jax import cli, files, images
-from pix2pix_jax.video import probe
+from pix2pix_jax.colorize.video import probe
 
 HELP = "render a pan/zoom clip over still photos"
 
@@ -101,7 +101,7 @@ def command(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-  """pix2pix-make-sample (also `python -m pix2pix_jax.video make-sample`)."""
+  """The make-sample command: parses `argv`, returns the exit status."""
   parser = argparse.ArgumentParser(prog="pix2pix-make-sample", description=HELP)
   add_arguments(parser)
   return command(parser.parse_args(argv))

@@ -4,7 +4,7 @@ images against a few.
   pix2pix-benchmark memory --short-seconds 60 --long-seconds 600 --few-images 100 \
       --many-images 2000
 
-Each case runs the real command (`python -m pix2pix_jax.colorize`) in a fresh process on inputs
+Each case runs the real command (`python -m pix2pix_jax.colorize.main`) in a fresh process on inputs
 made here (ffmpeg test-pattern clips with a sound track, random PNGs) and a small randomly
 initialised generator of the benchmark's shape (defaults: render size 32, ngf 8, 5 levels, batch
 8), and records its peak RSS (`getrusage(RUSAGE_CHILDREN)` in a small launcher: the largest
@@ -24,8 +24,8 @@ import time
 import numpy as np
 
 from pix2pix_jax import checkpoint, xla_flags
+from pix2pix_jax.colorize.video import probe
 from pix2pix_jax.tools import shapes
-from pix2pix_jax.video import probe
 
 # The benchmark's own default shapes: colourising memory, not model size, is what it measures.
 DEFAULT_SHAPES = {"render_size": 32, "ngf": 8, "num_downs": 5, "batch_size": 8}
@@ -116,7 +116,7 @@ def make_workdir(workdir: str, args: argparse.Namespace) -> str:
 
 
 def colorize(workdir: str, source: str, output: str, batch_size: int) -> Measured:
-  cmd = [sys.executable, "-m", "pix2pix_jax.colorize", "--workdir", workdir, source]
+  cmd = [sys.executable, "-m", "pix2pix_jax.colorize.main", "--workdir", workdir, source]
   cmd += ["--output", output, "--batch-size", str(batch_size), "--no-progress"]
   result = run_measured(cmd)
   if result.returncode:

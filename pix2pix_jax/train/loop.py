@@ -18,15 +18,14 @@ from pix2pix_jax import (
   color,
   config_lib,
   errors,
-  evaluation,
   input_pipeline,
   models,
   parallel,
-  train_step,
-  visualize,
-  workdir_lock,
   xla_flags,
 )
+from pix2pix_jax.evaluate import common
+from pix2pix_jax.train import sample_grid, workdir_lock
+from pix2pix_jax.train import step as train_step
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +158,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> trai
 
   step_fn = train_step.compile_step(nets, mesh)
   predict_fn = jax.jit(
-    functools.partial(evaluation.predict_rgb, nets.generator, nets.color_space),
+    functools.partial(common.predict_rgb, nets.generator, nets.color_space),
     compiler_options=xla_flags.forward_compiler_options(),
   )
 
@@ -205,7 +204,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> trai
 
       eval_metrics = None
       if has_eval and (step % config.eval_every_steps == 0 or is_last):
-        eval_metrics = evaluation.evaluate_batches(
+        eval_metrics = common.evaluate_batches(
           functools.partial(predict_fn, state.generator_variables),
           input_pipeline.create_eval_iterator(config),
           mesh,
@@ -252,9 +251,9 @@ def _sample_images(config: ml_collections.ConfigDict) -> np.ndarray | None:
 def _write_samples(predict_fn, state, images, workdir, writer, step, is_chief) -> None:
   generated = color.float_to_uint8(np.asarray(predict_fn(state.generator_variables, images)))
   gray = color.float_to_uint8(np.asarray(color.rgb_to_gray(color.uint8_to_float(images))))
-  grid = visualize.sample_grid(np.asarray(gray), np.asarray(generated), images)
+  grid = sample_grid.sample_grid(np.asarray(gray), np.asarray(generated), images)
   if is_chief:
-    visualize.save_png(grid, os.path.join(workdir, "samples", f"step_{step:07d}.png"))
+    sample_grid.save_png(grid, os.path.join(workdir, "samples", f"step_{step:07d}.png"))
   writer.write_images(step, {"samples": grid[None]})
 
 

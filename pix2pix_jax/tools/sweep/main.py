@@ -22,7 +22,7 @@ A sweep definition is a Python file whose ``get_sweep()`` returns a dict:
 
 Every run gets ``<output>/<sweep>/<run>/`` (the run name is made from its swept values, e.g.
 ``gan=hinge``) holding ``config.json`` (the resolved config and the overrides), ``train.log`` and
-the training outputs. Runs are ``python -m pix2pix_jax.main --config BASE --workdir W
+the training outputs. Runs are ``python -m pix2pix_jax.train.main --config BASE --workdir W
 --config.field=value ...`` subprocesses, one at a time or ``--parallel N`` at once. A run that
 exits cleanly gets a ``DONE`` marker (JSON with its wall time); on restart, runs with ``DONE`` or a
 checkpoint at ``num_train_steps`` are skipped and unfinished ones resume from their checkpoints.
@@ -50,23 +50,23 @@ import time
 from typing import Any
 
 from pix2pix_jax import cli, config_lib, errors, files
-from pix2pix_jax.tools import slurm, sweep_report, sweep_spec
+from pix2pix_jax.tools.sweep import report, slurm, spec
 
 
 def flag(field: str, value: Any) -> str:
   """`--config.field=value` as ml_collections' config flags parse it."""
   if value is None:
-    raise sweep_spec.SweepError(f"cannot set {field} to None from the command line")
+    raise spec.SweepError(f"cannot set {field} to None from the command line")
   return f"--config.{field}={value!r}" if isinstance(value, float) else f"--config.{field}={value}"
 
 
-def command(sweep: sweep_spec.Sweep, run: sweep_spec.Run) -> list[str]:
+def command(sweep: spec.Sweep, run: spec.Run) -> list[str]:
   """The training command line of one run."""
   flags = [flag(f, v) for f, v in run.overrides.items()]
   return [
     sys.executable,
     "-m",
-    "pix2pix_jax.main",
+    "pix2pix_jax.train.main",
     f"--config={sweep.base_config}",
     f"--workdir={run.workdir}",
     *flags,
@@ -77,7 +77,7 @@ def _write_json(path: str, value: Any) -> None:
   files.write_atomic(path, json.dumps(value, indent=2, default=str) + "\n")
 
 
-def _prepare(sweep: sweep_spec.Sweep, run: sweep_spec.Run) -> list[str]:
+def _prepare(sweep: spec.Sweep, run: spec.Run) -> list[str]:
   """Creates the run's workdir with its config.json; returns its training command."""
   os.makedirs(run.workdir, exist_ok=True)
   cmd = command(sweep, run)
@@ -88,7 +88,7 @@ def _prepare(sweep: sweep_spec.Sweep, run: sweep_spec.Run) -> list[str]:
   return cmd
 
 
-def _start(sweep: sweep_spec.Sweep, run: sweep_spec.Run) -> tuple[subprocess.Popen, Any, float]:
+def _start(sweep: spec.Sweep, run: spec.Run) -> tuple[subprocess.Popen, Any, float]:
   cmd = _prepare(sweep, run)
   env = dict(os.environ)
   env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -99,17 +99,17 @@ def _start(sweep: sweep_spec.Sweep, run: sweep_spec.Run) -> tuple[subprocess.Pop
   return process, log, time.time()
 
 
-def launch(sweep: sweep_spec.Sweep, parallel: int = 1, echo=print) -> dict[str, str]:
+def launch(sweep: spec.Sweep, parallel: int = 1, echo=print) -> dict[str, str]:
   """Runs every unfinished run, `parallel` at a time; returns {run name: status}."""
   status = {}
   pending = []
   for run in sweep.runs:
-    if sweep_spec.is_done(run):
+    if spec.is_done(run):
       status[run.name] = "done"
       echo(f"[{sweep.name}] {run.name}: already finished, skipped")
     else:
       pending.append(run)
-  active: dict[str, tuple[sweep_spec.Run, subprocess.Popen, Any, float]] = {}
+  active: dict[str, tuple[spec.Run, subprocess.Popen, Any, float]] = {}
   try:
     while pending or active:
       while pending and len(active) < max(1, parallel):
@@ -140,7 +140,7 @@ def launch(sweep: sweep_spec.Sweep, parallel: int = 1, echo=print) -> dict[str, 
   return status
 
 
-def _slurm_jobs(run: sweep_spec.Run) -> list[str]:
+def _slurm_jobs(run: spec.Run) -> list[str]:
   path = os.path.join(run.workdir, "slurm_jobs.json")
   if not os.path.exists(path):
     return []
@@ -148,7 +148,7 @@ def _slurm_jobs(run: sweep_spec.Run) -> list[str]:
     return json.load(f)["jobs"]
 
 
-def submit_slurm(sweep: sweep_spec.Sweep, resources: slurm.Resources, echo=print) -> dict[str, str]:
+def submit_slurm(sweep: spec.Sweep, resources: slurm.Resources, echo=print) -> dict[str, str]:
   """Submits every run that is neither finished nor queued/running; returns {run: status}."""
   jobs = {run.name: _slurm_jobs(run) for run in sweep.runs}
   states = slurm.job_states([ids[-1] for ids in jobs.values() if ids])
@@ -156,7 +156,7 @@ def submit_slurm(sweep: sweep_spec.Sweep, resources: slurm.Resources, echo=print
   for run in sweep.runs:
     last = jobs[run.name][-1] if jobs[run.name] else None
     state = states.get(last)
-    if sweep_spec.is_done(run):
+    if spec.is_done(run):
       status[run.name] = "done"
     elif slurm.is_active(state):
       status[run.name] = f"{state.lower()} (job {last})"
@@ -181,9 +181,7 @@ def submit_slurm(sweep: sweep_spec.Sweep, resources: slurm.Resources, echo=print
 def _parse_override(text: str) -> tuple[str, Any]:
   """`--config.field=value` -> (field, value)."""
   if not text.startswith("--config.") or "=" not in text:
-    raise sweep_spec.SweepError(
-      f"unexpected argument {text!r} (overrides are --config.field=value)"
-    )
+    raise spec.SweepError(f"unexpected argument {text!r} (overrides are --config.field=value)")
   field, value = text[len("--config.") :].split("=", 1)
   return field.strip(), config_lib.parse_value(value)
 
@@ -221,15 +219,13 @@ def main(argv: list[str] | None = None) -> int:
   cli.configure()
   try:
     extra = dict(_parse_override(o) for o in rest)
-    sweep = sweep_spec.load_sweep(
-      args.sweep, root=args.output, scale=args.scale, extra_overrides=extra
-    )
+    sweep = spec.load_sweep(args.sweep, root=args.output, scale=args.scale, extra_overrides=extra)
   except errors.UserError as e:
     return cli.report(e)
   print(f"[{sweep.name}] {len(sweep.runs)} runs in {sweep.directory}")
   if args.dry_run:
     for run in sweep.runs:
-      state = "finished" if sweep_spec.is_done(run) else "to run"
+      state = "finished" if spec.is_done(run) else "to run"
       print(f"{run.name} ({state}):\n  {' '.join(command(sweep, run))}")
     return 0
   try:
@@ -248,8 +244,8 @@ def main(argv: list[str] | None = None) -> int:
       statuses = launch(sweep, args.parallel)
   except errors.UserError as e:
     return cli.report(e)
-  rows = sweep_report.collect(sweep, statuses)
-  for path in sweep_report.write_reports(sweep, rows):
+  rows = report.collect(sweep, statuses)
+  for path in report.write_reports(sweep, rows):
     print(f"wrote {path}")
   waiting = [name for name, s in statuses.items() if s != "done"]
   if args.launcher == "slurm" and waiting:

@@ -1,0 +1,1 @@
+"""Evaluation: the pix2pix-evaluate command, metrics over batches and baselines, galleries."""

@@ -1,0 +1,1 @@
+"""Export: the pix2pix-export command, the .p2p format and the TensorFlow SavedModel."""

@@ -1,0 +1,1 @@
+"""Benchmarks: the pix2pix-benchmark command and its measurements."""

@@ -1,0 +1,1 @@
+"""Sweeps: pix2pix-sweep (spec, local and SLURM launch, report)."""

@@ -1,0 +1,1 @@
+"""Training: pix2pix-train, the loop, the update step, sample grids, the workdir lock."""
