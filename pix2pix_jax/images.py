@@ -2,10 +2,11 @@
 
 Training and colourising share one decoder (`decode`). They differ in what they do with
 transparency, and in two details kept so that neither one's pixels changed when they were
-merged; `FOR_TRAINING` and `FOR_COLORIZING` name the two behaviours (see `Decoding`).
+merged; `FOR_TRAINING` and `FOR_COLORIZING` name the two behaviours (`Decoding`).
 """
 
 import dataclasses
+import enum
 import io
 import os
 
@@ -24,22 +25,19 @@ _ALPHA_MODES = ("RGBA", "LA", "PA")
 _PREMULTIPLIED_MODES = ("RGBa", "La")
 
 
-@dataclasses.dataclass(frozen=True)
-class Decoding:
-  """How `to_rgb` treats transparency and dark 16-bit images."""
+class Decoding(enum.Enum):
+  """The two ways `to_rgb` treats transparency and 16-bit gray whose values all fit 8 bits."""
 
-  # True: alpha returned separately, colour under it kept; False: composited on white.
-  keep_alpha: bool
-  # 16-bit gray whose values all fit 8 bits: True scales by 255/65535 like any 16-bit image;
-  # False keeps the values (read as 8-bit data stored in 16 bits).
-  scale_dark_16bit: bool
-  # True: any transparency counts (a transparent colour in L or RGB, premultiplied RGBa/La);
-  # False: only RGBA, LA, PA and palettes with a transparent index.
-  any_transparency: bool
+  # Any transparency (an alpha channel, a transparent colour or palette index, premultiplied
+  # RGBa/La) is composited on white; dark 16-bit gray scales by 255/65535 like any 16-bit image.
+  TRAINING = "training"
+  # Alpha (RGBA, LA, PA, a palette's transparent index) is returned separately with the colour
+  # under it kept; dark 16-bit gray keeps its values (8-bit data stored in 16 bits).
+  COLORIZING = "colorizing"
 
 
-FOR_TRAINING = Decoding(keep_alpha=False, scale_dark_16bit=True, any_transparency=True)
-FOR_COLORIZING = Decoding(keep_alpha=True, scale_dark_16bit=False, any_transparency=False)
+FOR_TRAINING = Decoding.TRAINING
+FOR_COLORIZING = Decoding.COLORIZING
 
 
 @dataclasses.dataclass
@@ -67,29 +65,29 @@ def to_rgb(image: Image.Image, decoding: Decoding) -> tuple[np.ndarray, np.ndarr
   """Any PIL mode (gray, RGB, RGBA, palette, 16-bit, float, CMYK, ...) -> (uint8 RGB [H, W, 3],
   uint8 alpha [H, W] or None). Integer images above 8 bits scale 65535 to 255, float images in
   [0, 1] scale 1 to 255."""
-  mode = image.mode
+  mode, training = image.mode, decoding is Decoding.TRAINING
   if mode.startswith("I;16") or mode in ("I", "F"):
     pixels = np.asarray(image, dtype=np.float64)
     top = pixels.max(initial=0)
     if mode == "F":
       if top <= 1.0:
         pixels = pixels * 255.0
-    elif top > 255 or (decoding.scale_dark_16bit and mode.startswith("I;16")):
+    elif top > 255 or (training and mode.startswith("I;16")):
       pixels = pixels / 257.0
     gray = np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
     return np.repeat(gray[..., None], 3, axis=-1), None
-  if decoding.any_transparency:
+  if training:
     has_alpha = mode in _ALPHA_MODES + _PREMULTIPLIED_MODES or "transparency" in image.info
   else:
     has_alpha = mode in _ALPHA_MODES or (mode == "P" and "transparency" in image.info)
   if not has_alpha:
     return np.ascontiguousarray(np.asarray(image.convert("RGB"))), None
   rgba = image.convert("RGBA")
-  if decoding.keep_alpha:
-    alpha = np.asarray(rgba)[..., 3].copy()
-    return np.ascontiguousarray(np.asarray(rgba.convert("RGB"))), alpha
-  white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-  return np.asarray(Image.alpha_composite(white, rgba).convert("RGB")), None
+  if training:
+    white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    return np.asarray(Image.alpha_composite(white, rgba).convert("RGB")), None
+  alpha = np.asarray(rgba)[..., 3].copy()
+  return np.ascontiguousarray(np.asarray(rgba.convert("RGB"))), alpha
 
 
 def decode(source: bytes | str, decoding: Decoding, min_size: int | None = None) -> LoadedImage:
