@@ -2,8 +2,13 @@
 
 An output is written to a temporary file beside its destination and renamed onto it only once it
 is complete, so a destination never holds a partial file. Temporary names carry the writing
-process's id (`.name.<pid>-<random>.<tag>.ext`), so that `remove_stale_temps` can tell the
-leftovers of a killed run from the files of a run still going.
+process's id and where it runs (`.name.<pid>@<host>-p<pid namespace>-<random>.<tag>.ext`), so
+that `remove_stale_temps` can tell the leftovers of a killed run from the files of a run still
+going, also in an output folder that several hosts (or containers) write at once: a process id
+means something only on its own host and in its own PID namespace, so a run removes only the
+leftovers of dead processes of its own host and namespace. Another host's files are left alone,
+finished or not (that host's next run removes its own leftovers), and so are names in the older
+format without a host (`.name.<pid>-<random>.<tag>.ext`): their writer may be running anywhere.
 """
 
 import contextlib
@@ -11,6 +16,7 @@ import errno
 import os
 import re
 import secrets
+import socket
 import tempfile
 from collections.abc import Iterator
 
@@ -71,11 +77,27 @@ def atomic_output(path: str, *, overwrite: bool = False) -> Iterator[str]:
 
 
 def temp_name(path: str, tag: str) -> str:
-  """A new temporary file name beside `path` (same extension, this process's id); the file is
-  not created, so that a caller can create it where an interrupt cleans it up."""
+  """A new temporary file name beside `path` (same extension, this process's id and `where()`);
+  the file is not created, so that a caller can create it where an interrupt cleans it up."""
   folder, name = os.path.split(os.path.abspath(path))
   stem, ext = os.path.splitext(name)
-  return os.path.join(folder, f".{stem}.{os.getpid()}-{secrets.token_hex(4)}.{tag}{ext}")
+  owner = f"{os.getpid()}@{where()}"
+  return os.path.join(folder, f".{stem}.{owner}-{secrets.token_hex(4)}.{tag}{ext}")
+
+
+def where() -> str:
+  """This process's host and PID namespace as a file-name part: "<host>-p<namespace inode>".
+
+  The host is the host name (the UTS namespace's: a container's own) with characters other than
+  letters, digits and '-' as '_', cut to 40; the namespace keeps apart containers that share
+  the host's name but not its process ids (docker --network=host). "<host>" alone where
+  /proc/self/ns/pid cannot be read.
+  """
+  host = re.sub(r"[^A-Za-z0-9-]", "_", socket.gethostname())[:40] or "_"
+  try:
+    return f"{host}-p{os.stat('/proc/self/ns/pid').st_ino}"
+  except OSError:
+    return host
 
 
 def _create(path: str) -> None:
@@ -89,8 +111,10 @@ def sibling_temp(path: str, tag: str) -> str:
   return tmp
 
 
-# temp_name's names: ".<stem>.<pid>-<8 hex digits>.<tag><ext>".
-_TEMP_NAME = re.compile(r"^\..*\.(\d+)-[0-9a-f]{8}\.[a-z]+(\.[^.]*)?$")
+# temp_name's names: ".<stem>.<pid>@<where>-<8 hex digits>.<tag><ext>", and the older ones
+# without a host: ".<stem>.<pid>-<8 hex digits>.<tag><ext>".
+_TEMP_NAME = re.compile(r"^\..*\.(\d+)@([A-Za-z0-9_-]+)-[0-9a-f]{8}\.[a-z]+(\.[^.]*)?$")
+_HOSTLESS_TEMP_NAME = re.compile(r"^\..*\.(\d+)-[0-9a-f]{8}\.[a-z]+(\.[^.]*)?$")
 
 
 def _running(pid: int) -> bool:
@@ -104,22 +128,34 @@ def _running(pid: int) -> bool:
 
 
 def remove_stale_temps(folder: str) -> list[str]:
-  """Removes the temporary files in `folder` whose writing process no longer runs (a killed
-  run's leftovers); returns their paths. Files of running processes are left alone."""
+  """Removes the temporary files in `folder` written on this host and PID namespace (`where()`)
+  by a process that no longer runs (a killed run's leftovers); returns their paths. Files of
+  running processes, of other hosts or namespaces, and hostless (older) names are left alone."""
   try:
     names = os.listdir(folder)
   except OSError:
     return []
+  here = where()
   removed = []
   for name in sorted(names):
     match = _TEMP_NAME.match(name)
-    if match is None or _running(int(match.group(1))):
+    if match is None or match.group(2) != here or _running(int(match.group(1))):
       continue
     path = os.path.join(folder, name)
     with contextlib.suppress(OSError):  # gone already, or not ours to remove: leave it
       os.remove(path)
       removed.append(path)
   return removed
+
+
+def hostless_temps(folder: str) -> list[str]:
+  """The temporary files in `folder` named in the older format without a host, which
+  `remove_stale_temps` leaves alone (their writer may run on another host)."""
+  try:
+    names = os.listdir(folder)
+  except OSError:
+    return []
+  return [os.path.join(folder, n) for n in sorted(names) if _HOSTLESS_TEMP_NAME.match(n)]
 
 
 def write_atomic(path: str, data: str | bytes) -> None:

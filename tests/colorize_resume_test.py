@@ -110,7 +110,7 @@ def test_only_dead_processes_leftovers_are_removed(tmp_path):
   )
   dead_pid = int(dead.stdout)
   ours = files.sibling_temp(str(tmp_path / "x.mp4"), "partial")
-  theirs = tmp_path / f".x.{dead_pid}-abcd0123.partial.mp4"
+  theirs = tmp_path / f".x.{dead_pid}@{files.where()}-abcd0123.partial.mp4"
   theirs.write_bytes(b"half")
   user_files = [".x.mp4", "x.12-ab.partial.mp4", ".hidden", "x.mp4"]
   for name in user_files:

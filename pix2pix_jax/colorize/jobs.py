@@ -150,6 +150,11 @@ def skip_existing(jobs: list[Job], *, skip: bool) -> None:
     removed = files.remove_stale_temps(folder)
     if removed:
       print(f"removed {len(removed)} unfinished file(s) of an interrupted run from {folder}")
+    if old := files.hostless_temps(folder):
+      print(
+        f"left {len(old)} temporary file(s) named without a host in {folder} alone "
+        "(an older version's; remove them by hand once no older run writes there)"
+      )
   for job in jobs:
     if skip and not job.error and os.path.exists(job.dst):
       job.skipped = True
