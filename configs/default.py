@@ -43,6 +43,17 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.ndf = 64
   config.model.n_layers_d = 3
   config.model.dtype = "float32"  # compute dtype: "float32" | "bfloat16"
+  # Colour hints (pix2pix_jax/hints.py): the generator also takes the hint chroma (ab) and a hint
+  # mask; training simulates hints from the real image. False: the plain Pix2Pix generator.
+  config.model.hints = False
+
+  # Simulated hints (only with model.hints): per image, n points with P(n = k) = p (1 - p)^k up to
+  # max_points (a fraction p of the images get none); each a square patch of odd side 1 ..
+  # max_patch revealing its mean true ab.
+  config.hint_sim = ml_collections.ConfigDict()
+  config.hint_sim.points_p = 0.125
+  config.hint_sim.max_points = 128
+  config.hint_sim.max_patch = 9
 
   config.loss = ml_collections.ConfigDict()
   config.loss.gan = "vanilla"  # "vanilla" | "lsgan" | "hinge"

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from pix2pix_jax import color, xla_flags
+from pix2pix_jax import color, hints, xla_flags
 from pix2pix_jax.models import conv, layers
 
 ModuleDef = Any
@@ -66,7 +66,8 @@ def _use_bias(norm: str) -> bool:
 class UNetGenerator(nn.Module):
   """The reference U-Net: [N,H,W,C] in [-1, 1] -> [N,H,W,output_channels] tanh, float32.
 
-  H and W must be multiples of 2**num_downs.
+  H and W must be multiples of 2**num_downs. With `hints`, the input is L and the hint channels
+  (hints.encode), C = 4; given L alone (C = 1) it sees "no hints".
   """
 
   output_channels: int
@@ -77,11 +78,14 @@ class UNetGenerator(nn.Module):
   dtype: Any = jnp.float32  # compute dtype; parameters stay float32
   down: ModuleDef = layers.Downsample  # the 4x4 stride-2 convolutions
   up: ModuleDef = layers.Upsample  # the 4x4 stride-2 transposed convolutions
+  hints: bool = False  # input: L + hint ab + hint mask (see hints.py)
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
     if self.num_downs < 5:
       raise ValueError(f"num_downs must be >= 5, got {self.num_downs}")
+    if self.hints and x.shape[-1] == 1:
+      x = jnp.concatenate([x, hints.no_hints(x.shape).astype(x.dtype)], axis=-1)
     inner = [self.ngf * min(2**level, 8) for level in range(self.num_downs)]
     outer = [self.output_channels] + inner[:-1]
     last = self.num_downs - 1
@@ -196,6 +200,7 @@ def make_generator(config) -> UNetGenerator:
     dtype=_dtype(m.dtype),
     down=functools.partial(layers.Downsample, policy=policy),
     up=functools.partial(layers.Upsample, policy=policy),
+    hints=hints.enabled(config),
   )
 
 
@@ -221,12 +226,13 @@ def count_params(params: Any) -> int:
 
 
 def generator_predict(config) -> Callable[..., jax.Array]:
-  """The config's generator as (variables, model input [B,r,r,1]) -> ab [B,r,r,2], not jit'd."""
+  """The config's generator as (variables, model input [B,r,r,1], or [B,r,r,4] with hints) ->
+  ab [B,r,r,2], not jit'd."""
   generator = make_generator(config)
   color_space = config.color_space
 
   def predict(variables: dict[str, Any], x: jax.Array) -> jax.Array:
     outputs = generator.apply(variables, x, train=False)
-    return color.predicted_ab(x, outputs.astype(jnp.float32), color_space)
+    return color.predicted_ab(x[..., :1], outputs.astype(jnp.float32), color_space)
 
   return predict

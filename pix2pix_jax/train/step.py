@@ -15,7 +15,10 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from pix2pix_jax import color, losses, models, parallel, xla_flags
+from pix2pix_jax import color, hints, losses, models, parallel, xla_flags
+
+# Simulated hints draw from their own stream: fold_in(fold_in(base key, this), step).
+HINT_STREAM = 0x68696E74
 
 
 @flax.struct.dataclass
@@ -47,6 +50,8 @@ class Networks:
   color_space: str = flax.struct.field(pytree_node=False)
   gan: str = flax.struct.field(pytree_node=False)
   l1_weight: float = flax.struct.field(pytree_node=False)
+  # Simulated hints' settings (hints.simulate's keywords) for a hint generator, else None.
+  hint_sim: tuple[tuple[str, Any], ...] | None = flax.struct.field(pytree_node=False, default=None)
 
 
 def learning_rate_schedule(
@@ -91,7 +96,29 @@ def make_networks(config: ml_collections.ConfigDict, steps_per_epoch: int) -> Ne
     color_space=config.color_space,
     gan=config.loss.gan,
     l1_weight=float(config.loss.l1_weight),
+    hint_sim=_hint_sim(config),
   )
+
+
+def _hint_sim(config: ml_collections.ConfigDict) -> tuple[tuple[str, Any], ...] | None:
+  if not hints.enabled(config):
+    return None
+  sim = config.hint_sim
+  return (
+    ("points_p", float(sim.points_p)),
+    ("max_points", int(sim.max_points)),
+    ("max_patch", int(sim.max_patch)),
+  )
+
+
+def simulated_hints(
+  nets: Networks, images: jax.Array, base_key: jax.Array, step: jax.Array
+) -> jax.Array:
+  """The hint channels training gives the generator for sRGB images [B,H,W,3] in [0, 1] at
+  `step`: a pure function of (base key, step, images), so resume stays exact."""
+  key = jax.random.fold_in(jax.random.fold_in(base_key, HINT_STREAM), step)
+  true_ab = color.rgb_to_lab(images)[..., 1:]
+  return hints.encode(*hints.simulate(key, true_ab, **dict(nets.hint_sim)))
 
 
 def init_state(nets: Networks, key: jax.Array, image_size: int) -> TrainState:
@@ -123,11 +150,17 @@ def train_step(
   inputs = color.model_input(images, nets.color_space)
   targets = color.model_target(images, nets.color_space)
   dropout_key = jax.random.fold_in(base_key, state.step)
+  # The generator's input: L, and with hints the simulated hint channels. The discriminator's
+  # condition stays L alone.
+  g_inputs = inputs
+  if nets.hint_sim is not None:
+    hint_channels = simulated_hints(nets, images, base_key, state.step)
+    g_inputs = jnp.concatenate([inputs, hint_channels], axis=-1)
 
   def generate(g_params):
     fake, updates = nets.generator.apply(
       {"params": g_params, "batch_stats": state.g_batch_stats},
-      inputs,
+      g_inputs,
       train=True,
       rngs={"dropout": dropout_key},
       mutable=["batch_stats"],

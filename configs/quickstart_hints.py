@@ -1,0 +1,16 @@
+"""CPU demo of colour hints: configs/quickstart.py with a hint-conditioned generator.
+
+The generator also takes the hint chroma and mask (pix2pix_jax/hints.py); training simulates
+hints from each photo (a geometric number of points, 1/8 of the photos none; patches of 1, 3 or 5
+pixels at 128x128). Colourise with `pix2pix-colorize --hints scribbles.png` or `--hints
+points.json`; evaluate with `pix2pix-evaluate --hints 20`.
+"""
+
+from pix2pix_jax import config_lib
+
+
+def get_config():
+  config = config_lib.load_sibling(__file__, "quickstart.py")
+  config.model.hints = True
+  config.hint_sim.max_patch = 5
+  return config

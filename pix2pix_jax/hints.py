@@ -1,0 +1,300 @@
+"""Colour hints (Zhang et al. 2017, "Real-Time User-Guided Image Colorization with Learned Deep
+Priors"): a few true colours that the user knows, given to the generator beside the luminance.
+
+A hint-conditioned generator (`config.model.hints = True`) takes 1 + 3 input channels: the model
+input (L) as before, then the hint chroma (Lab ab / 110 where a hint is, 0 elsewhere) and the
+hint mask (1 where a hint is, 0 elsewhere); see `encode`. The hint chroma is Lab ab for RGB and
+Lab models alike. A hint generator given the luminance alone sees "no hints".
+
+Three producers of the same channels:
+  training      `simulate`: on device, from the real image, keyed by (seed, step): a random
+                number of points (geometric: many images get few or none), each a small square
+                patch revealing the patch's mean true ab.
+  evaluation    `sample_points`: exactly N seeded points (patches of `patch` pixels) per image.
+  colourising   `load` a scribble image (RGBA, the photo's size: alpha > 0 pixels give their
+                colour) or a JSON point list, then `rasterize` it at the render size: each render
+                pixel whose footprint holds any hint pixel becomes a hint with those pixels' mean
+                ab, so no hint is lost in the resize however small it is.
+
+`nearest_fill` is the naive propagation a model must beat: each pixel takes the ab of its
+nearest hint, L kept.
+"""
+
+import json
+import os
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pix2pix_jax import color, errors
+
+HINT_CHANNELS = 3  # ab / 110, mask
+_AB_SCALE = 110.0  # as color.py: ab / 110 keeps the sRGB gamut inside [-1, 1]
+_HIGHEST = jax.lax.Precision.HIGHEST  # patch sums are exact sums, not TF32/bf16 matmuls
+
+
+class HintsError(errors.UserError, ValueError):
+  """A hint file that cannot be used (unreadable, wrong size, bad points) or a model without
+  hint inputs given hints."""
+
+
+def enabled(config) -> bool:
+  """Whether the config's generator takes hints (configs saved before hints existed: no)."""
+  return bool(config.model.get("hints", False))
+
+
+def input_channels(config) -> int:
+  """The generator's input channels: 1 (L), plus 3 with hints."""
+  return 1 + (HINT_CHANNELS if enabled(config) else 0)
+
+
+def encode(ab: jax.Array, mask: jax.Array) -> jax.Array:
+  """Hint ab [..., H, W, 2] (Lab units) and mask [..., H, W] -> channels [..., H, W, 3]."""
+  m = jnp.asarray(mask, jnp.float32)[..., None]
+  return jnp.concatenate([jnp.asarray(ab, jnp.float32) / _AB_SCALE * m, m], axis=-1)
+
+
+def no_hints(shape: tuple[int, ...]) -> jax.Array:
+  """The hint channels of "no hints" for inputs of shape [..., H, W, C]."""
+  return jnp.zeros(tuple(shape[:-1]) + (HINT_CHANNELS,), jnp.float32)
+
+
+# --- Simulated hints (device) -------------------------------------------------------------------
+
+
+def _reveal(
+  ab: jax.Array, y: jax.Array, x: jax.Array, half: jax.Array, active: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+  """Square patches centred at (y, x) [B, K] of half-side `half` [B, K] (clipped at the border),
+  where `active` [B, K]: each reveals its mean true ab. Overlapping patches average.
+
+  Returns (hint ab [B, H, W, 2], mask [B, H, W] bool). Fixed shapes, no scatter: a patch is the
+  outer product of a row band and a column band.
+  """
+  h, w = ab.shape[-3], ab.shape[-2]
+  y, x, half, active = (_sharded_like(v, ab) for v in (y, x, half, active))
+  rows = (jnp.abs(jnp.arange(h) - y[..., None]) <= half[..., None]) & active[..., None]
+  cols = jnp.abs(jnp.arange(w) - x[..., None]) <= half[..., None]
+  rows, cols = rows.astype(jnp.float32), cols.astype(jnp.float32)
+  ab = jnp.asarray(ab, jnp.float32)
+  sums = jnp.einsum("bkh,bhwc,bkw->bkc", rows, ab, cols, precision=_HIGHEST)
+  counts = rows.sum(-1) * cols.sum(-1)  # [B, K]
+  means = sums / jnp.maximum(counts, 1.0)[..., None]
+  cover = jnp.einsum("bkh,bkw->bhw", rows, cols, precision=_HIGHEST)
+  total = jnp.einsum("bkh,bkw,bkc->bhwc", rows, cols, means, precision=_HIGHEST)
+  return total / jnp.maximum(cover, 1.0)[..., None], cover > 0
+
+
+def _sharded_like(a: jax.Array, ref: jax.Array) -> jax.Array:
+  """`a` [B, ...] with its batch axis sharded as `ref`'s (explicit meshes; else unchanged)."""
+  sharding = jax.typeof(ref).sharding
+  if sharding.mesh.empty or not sharding.spec or sharding.spec[0] is None:
+    return a
+  spec = jax.sharding.PartitionSpec(sharding.spec[0], *([None] * (a.ndim - 1)))
+  return jax.sharding.reshard(a, jax.sharding.NamedSharding(sharding.mesh, spec))
+
+
+def simulate(
+  key: jax.Array,
+  ab: jax.Array,
+  *,
+  points_p: float,
+  max_points: int,
+  max_patch: int,
+) -> tuple[jax.Array, jax.Array]:
+  """Training's hints from the true ab [B, H, W, 2]: per image, n points with
+  P(n = k) = p (1 - p)^k (k < max_points; the tail is folded into max_points), so a fraction p
+  of the images get none; each a square patch of odd side 1, 3, .., max_patch (uniformly) at a
+  uniform place, revealing its mean true ab. A pure function of (key, ab).
+
+  Returns (hint ab [B, H, W, 2], mask [B, H, W] bool).
+  """
+  b, h, w = ab.shape[0], ab.shape[-3], ab.shape[-2]
+  k_n, k_y, k_x, k_s = jax.random.split(key, 4)
+  u = jax.random.uniform(k_n, (b,), minval=jnp.finfo(jnp.float32).tiny, maxval=1.0)
+  count = jnp.floor(jnp.log(u) / np.log1p(-points_p)) if points_p < 1 else jnp.zeros((b,))
+  count = jnp.minimum(count, max_points).astype(jnp.int32)
+  active = jnp.arange(max_points) < count[:, None]
+  y = jax.random.randint(k_y, (b, max_points), 0, h)
+  x = jax.random.randint(k_x, (b, max_points), 0, w)
+  half = jax.random.randint(k_s, (b, max_points), 0, max_patch // 2 + 1)
+  return _reveal(ab, y, x, half, active)
+
+
+def sample_points(
+  key: jax.Array, ab: jax.Array, num_points: int, patch: int = 1
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """Evaluation's hints: exactly `num_points` uniform places per image of ab [B, H, W, 2], each
+  revealing the mean true ab of a `patch` x `patch` square (odd `patch`) around it.
+
+  Returns (hint ab [B, H, W, 2], mask [B, H, W] bool, point centres [B, N, 2] as (y, x)).
+  """
+  if patch < 1 or patch % 2 == 0:
+    raise ValueError(f"hint patch must be a positive odd number of pixels, got {patch}")
+  b, h, w = ab.shape[0], ab.shape[-3], ab.shape[-2]
+  k_y, k_x = jax.random.split(key)
+  y = jax.random.randint(k_y, (b, num_points), 0, h)
+  x = jax.random.randint(k_x, (b, num_points), 0, w)
+  half = jnp.full((b, num_points), patch // 2)
+  hint_ab, mask = _reveal(ab, y, x, half, jnp.ones((b, num_points), bool))
+  return hint_ab, mask, jnp.stack([y, x], axis=-1)
+
+
+def nearest_fill(hint_ab: jax.Array, mask: jax.Array, centres: jax.Array) -> jax.Array:
+  """The naive propagation: each pixel takes the hint ab at the nearest point centre
+  ([B, N, 2] (y, x); ties go to the first point); [B, H, W, 2]. With no points: zero (gray)."""
+  b, h, w = hint_ab.shape[0], hint_ab.shape[-3], hint_ab.shape[-2]
+  if centres.shape[1] == 0:
+    return jnp.zeros((b, h, w, 2), jnp.float32)
+  yy = jnp.arange(h, dtype=jnp.float32)[:, None, None]
+  xx = jnp.arange(w, dtype=jnp.float32)[None, :, None]
+  c = centres.astype(jnp.float32)
+  d2 = (yy - c[:, None, None, :, 0]) ** 2 + (xx - c[:, None, None, :, 1]) ** 2  # [B,H,W,N]
+  nearest = jnp.argmin(d2, axis=-1)  # [B, H, W]
+  point_ab = _at(hint_ab, centres)  # [B, N, 2]
+  return jnp.take_along_axis(point_ab, nearest.reshape(b, -1)[..., None], axis=1).reshape(
+    b, h, w, 2
+  )
+
+
+def _at(image: jax.Array, centres: jax.Array) -> jax.Array:
+  """image [B, H, W, C] at integer (y, x) centres [B, N, 2] -> [B, N, C]."""
+  return jax.vmap(lambda im, c: im[c[:, 0], c[:, 1]])(image, centres)
+
+
+# --- Hint files (host) --------------------------------------------------------------------------
+
+
+class Hints(NamedTuple):
+  """Hints at a photo's full resolution: ab [H, W, 2] (Lab units) where mask [H, W] is True."""
+
+  ab: np.ndarray
+  mask: np.ndarray
+
+  @property
+  def shape(self) -> tuple[int, int]:
+    return self.mask.shape
+
+
+def _ab_of_rgb(rgb: np.ndarray) -> np.ndarray:
+  return np.asarray(color.rgb_to_lab(color.uint8_to_float(rgb))[..., 1:], np.float32)
+
+
+def from_rgba(rgba: np.ndarray) -> Hints:
+  """A scribble image, uint8 [H, W, 4]: the pixels with alpha > 0 give their colour."""
+  rgba = np.asarray(rgba)
+  if rgba.ndim != 3 or rgba.shape[-1] != 4 or rgba.dtype != np.uint8:
+    raise HintsError(
+      f"a scribble image must be uint8 RGBA [H, W, 4], got {rgba.dtype} {rgba.shape}"
+    )
+  mask = rgba[..., 3] > 0
+  ab = np.zeros(mask.shape + (2,), np.float32)
+  if mask.any():
+    ab[mask] = _ab_of_rgb(rgba[..., :3][mask])
+  return Hints(ab, mask)
+
+
+def from_points(points: Any, height: int, width: int, *, source: str = "points") -> Hints:
+  """`[{"x": .., "y": .., "rgb": [r, g, b]}, ...]` (pixel coordinates of a height x width photo,
+  rgb 0..255) -> Hints; each point marks the pixel it falls in. HintsError naming `source` for
+  anything else."""
+  if not isinstance(points, list):
+    raise HintsError(f'{source}: expected a list of {{"x": .., "y": .., "rgb": [r, g, b]}}')
+  mask = np.zeros((height, width), bool)
+  rgb = np.zeros((height, width, 3), np.uint8)
+  for i, p in enumerate(points):
+    try:
+      x, y, c = float(p["x"]), float(p["y"]), [float(v) for v in p["rgb"]]
+    except (KeyError, TypeError, ValueError) as e:
+      raise HintsError(f'{source}: point {i} is not {{"x": .., "y": .., "rgb": [r, g, b]}}') from e
+    if len(c) != 3 or not all(0 <= v <= 255 for v in c):
+      raise HintsError(f"{source}: point {i}: rgb must be three values in 0..255, got {p['rgb']}")
+    if not (0 <= x < width and 0 <= y < height):
+      raise HintsError(
+        f"{source}: point {i} at x={x:g}, y={y:g} is outside the {width}x{height} photo"
+      )
+    mask[int(y), int(x)] = True
+    rgb[int(y), int(x)] = np.round(c).astype(np.uint8)
+  ab = np.zeros((height, width, 2), np.float32)
+  if mask.any():
+    ab[mask] = _ab_of_rgb(rgb[mask])
+  return Hints(ab, mask)
+
+
+def load(path: str, height: int, width: int) -> Hints:
+  """A hint file for a height x width photo: a JSON point list (.json) or an RGBA image of the
+  photo's size. HintsError (one line naming the file) if it cannot be used."""
+  if not os.path.isfile(path):
+    raise HintsError(f"{path}: no such hint file")
+  if path.lower().endswith(".json"):
+    try:
+      with open(path, encoding="utf-8") as f:
+        points = json.load(f)
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+      raise HintsError(f"{path}: not a readable JSON point list ({e})") from e
+    return from_points(points, height, width, source=path)
+  from PIL import Image  # noqa: PLC0415 (only colourising reads hint images)
+
+  from pix2pix_jax import images  # noqa: PLC0415
+
+  try:
+    image, _ = images.open_upright(path)
+  except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+    raise HintsError(f"{path}: not a readable hint image ({e})") from e
+  if (image.height, image.width) != (height, width):
+    raise HintsError(
+      f"{path}: hint image is {image.width}x{image.height}, the photo is {width}x{height}"
+    )
+  rgb, alpha = images.to_rgb(image, images.FOR_COLORIZING)
+  if alpha is None:
+    raise HintsError(
+      f"{path}: hint image has no transparency (paint the hints on a transparent layer, "
+      "save as RGBA PNG)"
+    )
+  return from_rgba(np.concatenate([rgb, alpha[..., None]], axis=-1))
+
+
+def as_hints(value: Any, height: int, width: int) -> Hints:
+  """Hints, an RGBA scribble array, a point list or a file path -> Hints for an H x W photo."""
+  if isinstance(value, Hints):
+    hints = value
+  elif isinstance(value, (str, os.PathLike)):
+    return load(os.fspath(value), height, width)
+  elif isinstance(value, list):
+    return from_points(value, height, width)
+  else:
+    hints = from_rgba(np.asarray(value))
+  if hints.shape != (height, width):
+    raise HintsError(f"hints are {hints.shape[1]}x{hints.shape[0]}, the photo is {width}x{height}")
+  return hints
+
+
+def _footprints(n: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+  """Source index ranges [start, end) of each of `size` render pixels over `n` source pixels:
+  they cover every source pixel, and each holds at least one."""
+  i = np.arange(size)
+  start = (i * n) // size
+  end = np.maximum(start + 1, -((-(i + 1) * n) // size))
+  return start, end
+
+
+def rasterize(hints: Hints, size: int) -> np.ndarray:
+  """Full-resolution hints -> the encoded hint channels float32 [size, size, 3] at the render
+  size (the photo is squeezed to a square there, as its luminance is). A render pixel is a hint
+  if its footprint holds any hint pixel; its ab is their mean."""
+  mask = hints.mask.astype(np.float64)
+  weighted = hints.ab.astype(np.float64) * mask[..., None]
+  stack = np.concatenate([weighted, mask[..., None]], axis=-1)  # [H, W, 3]
+  integral = np.zeros((stack.shape[0] + 1, stack.shape[1] + 1, 3))
+  integral[1:, 1:] = stack.cumsum(0).cumsum(1)
+  y0, y1 = _footprints(stack.shape[0], size)
+  x0, x1 = _footprints(stack.shape[1], size)
+  sums = (
+    integral[y1][:, x1] - integral[y0][:, x1] - integral[y1][:, x0] + integral[y0][:, x0]
+  )  # [size, size, 3]
+  count = sums[..., 2]
+  out_mask = count > 0
+  ab = np.where(out_mask[..., None], sums[..., :2] / np.maximum(count, 1e-12)[..., None], 0.0)
+  return np.asarray(encode(ab.astype(np.float32), out_mask))

@@ -1,0 +1,161 @@
+"""Colour hints: the generator's hint inputs, simulated hints in training, rasterised hint files."""
+
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import REPO, tiny_config
+
+from pix2pix_jax import color, config_lib, hints, models, parallel
+from pix2pix_jax.train import step as train_step
+
+
+def _without_hint_fields(config):
+  """The config as it was before hints existed (no model.hints, no hint_sim)."""
+  d = config.to_dict()
+  del d["model"]["hints"]
+  del d["hint_sim"]
+  import ml_collections
+
+  return ml_collections.ConfigDict(d)
+
+
+def _random_images(n, size=32, seed=0):
+  return np.random.default_rng(seed).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+
+
+# --- Hints off: bitwise unchanged ----------------------------------------------------------------
+
+
+def test_hints_off_keeps_the_parameters_and_the_train_step_of_a_config_without_the_field():
+  config = tiny_config()
+  assert config.model.hints is False
+  old = _without_hint_fields(config)
+  nets_new = train_step.make_networks(config, 4)
+  nets_old = train_step.make_networks(old, 4)
+  assert nets_new.hint_sim is None
+  key = jax.random.key(0)
+  init = jax.jit(lambda n, k: train_step.init_state(n, k, 32), static_argnums=0)
+  new, ref = init(nets_new, key), init(nets_old, key)
+  assert jax.tree.structure(new) == jax.tree.structure(ref)
+  for a, b in zip(jax.tree.leaves(new), jax.tree.leaves(ref), strict=True):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  # The same step program (hence the same outputs): identical jaxprs.
+  batch = {"image": jnp.zeros((4, 32, 32, 3), jnp.uint8)}
+
+  def jaxpr(nets):
+    return str(
+      jax.make_jaxpr(lambda s, b, k: train_step.train_step(s, b, k, nets=nets))(ref, batch, key)
+    )
+
+  assert jaxpr(nets_new) == jaxpr(nets_old)
+  assert "concatenate" in jaxpr(nets_new)  # (the discriminator's pair) sanity of the check
+
+
+def test_a_hint_generator_takes_four_channels_and_l_alone_means_no_hints():
+  config = tiny_config(**{"model.hints": True})
+  assert hints.input_channels(config) == 4 and hints.input_channels(tiny_config()) == 1
+  generator = models.make_generator(config)
+  variables = generator.init(jax.random.key(0), jnp.zeros((1, 32, 32, 1)), train=False)
+  assert variables["params"]["down0"]["kernel"].shape[2] == 4
+  x = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 1)), jnp.float32)
+  alone = generator.apply(variables, x, train=False)
+  explicit = generator.apply(
+    variables, jnp.concatenate([x, hints.no_hints(x.shape)], -1), train=False
+  )
+  np.testing.assert_array_equal(np.asarray(alone), np.asarray(explicit))
+  # The same photo with one hint differs.
+  ab = jnp.full((2, 32, 32, 2), 40.0)
+  mask = jnp.zeros((2, 32, 32), bool).at[:, 10:13, 10:13].set(True)
+  hinted = generator.apply(variables, jnp.concatenate([x, hints.encode(ab, mask)], -1), train=False)
+  assert not np.allclose(np.asarray(hinted), np.asarray(alone))
+
+
+# --- Simulated hints -----------------------------------------------------------------------------
+
+
+def _sim(key, ab, **kw):
+  settings = {"points_p": 0.125, "max_points": 128, "max_patch": 9}
+  settings.update(kw)
+  return jax.jit(lambda k, a: hints.simulate(k, a, **settings))(key, ab)
+
+
+def test_simulated_hints_are_patches_of_the_true_mean_ab_with_allowed_sides():
+  rng = np.random.default_rng(1)
+  ab = rng.uniform(-60, 60, (64, 24, 24, 2)).astype(np.float32)
+  # One point per image (p tiny: n = min(geometric, 1) = 1 almost surely), sides 1, 3 or 5.
+  hint_ab, mask = jax.device_get(
+    _sim(jax.random.key(3), ab, points_p=1e-9, max_points=1, max_patch=5)
+  )
+  sides = set()
+  for i in range(len(ab)):
+    ys, xs = np.nonzero(mask[i])
+    assert len(ys), "every image has its point"
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    assert mask[i].sum() == (y1 - y0) * (x1 - x0), "a solid rectangle"
+    inside = 0 < y0 and y1 < 24 and 0 < x0 and x1 < 24
+    if inside:
+      assert y1 - y0 == x1 - x0 and (y1 - y0) in (1, 3, 5)
+      sides.add(int(y1 - y0))
+    expected = ab[i, y0:y1, x0:x1].mean(axis=(0, 1))
+    np.testing.assert_allclose(
+      hint_ab[i][mask[i]], np.broadcast_to(expected, (mask[i].sum(), 2)), atol=1e-4
+    )
+    np.testing.assert_array_equal(hint_ab[i][~mask[i]], 0.0)
+  assert sides == {1, 3, 5}
+
+
+def test_simulated_hint_counts_follow_the_geometric_law_and_many_images_get_none():
+  ab = np.random.default_rng(2).uniform(-60, 60, (2000, 16, 16, 2)).astype(np.float32)
+  _, mask = jax.device_get(_sim(jax.random.key(0), ab, points_p=0.125, max_points=6, max_patch=1))
+  pixels = mask.sum(axis=(1, 2))
+  assert abs(np.mean(pixels == 0) - 0.125) < 0.03  # P(n = 0) = p
+  assert pixels.max() <= 6  # at most max_points 1x1 patches
+  assert np.mean(pixels >= 5) > 0.3  # the tail folded into max_points: P(n >= 5) = 0.875^5
+
+
+def test_training_hints_are_a_pure_function_of_key_and_step_and_of_no_sharding():
+  config = tiny_config(**{"model.hints": True})
+  nets = train_step.make_networks(config, 4)
+  images = color.uint8_to_float(_random_images(4))
+  key = jax.random.key(7)
+  fn = jax.jit(lambda im, k, s: train_step.simulated_hints(nets, im, k, s))
+  a = np.asarray(fn(images, key, 5))
+  np.testing.assert_array_equal(a, np.asarray(fn(images, key, 5)))
+  assert not np.array_equal(a, np.asarray(fn(images, key, 6)))
+  assert not np.array_equal(a, np.asarray(fn(images, jax.random.key(8), 5)))
+  mesh = parallel.make_mesh()
+  sharded = parallel.to_global({"image": _random_images(4)}, mesh)["image"]
+  b = jax.jit(lambda im, k, s: train_step.simulated_hints(nets, color.uint8_to_float(im), k, s))(
+    sharded, key, 5
+  )
+  assert len(jax.devices()) == 4 and len(b.sharding.device_set) == 4
+  np.testing.assert_array_equal(a, np.asarray(b))
+
+
+@pytest.mark.parametrize("color_space,dtype", [("lab", "float32"), ("rgb", "bfloat16")])
+def test_a_hint_model_trains_sharded(color_space, dtype):
+  config = tiny_config(**{"model.hints": True, "color_space": color_space, "model.dtype": dtype})
+  nets = train_step.make_networks(config, 4)
+  mesh = parallel.make_mesh()
+  init = jax.jit(
+    lambda k: train_step.init_state(nets, k, 32), out_shardings=parallel.replicated(mesh)
+  )
+  state = init(jax.random.key(0))
+  before = np.asarray(state.g_params["down0"]["kernel"])
+  step = train_step.compile_step(nets, mesh)
+  for i in range(2):
+    batch = parallel.to_global({"image": _random_images(4, seed=i)}, mesh)
+    state, metrics = step(state, batch, jax.random.key(1))
+    assert all(np.isfinite(float(v)) for v in metrics.values())
+  after = np.asarray(state.g_params["down0"]["kernel"])
+  assert after.shape[2] == 4
+  # The hint channels' weights learn (hints reach the generator in training).
+  assert np.abs(after[:, :, 1:] - before[:, :, 1:]).max() > 0
+
+
+def test_the_quickstart_hints_config_is_the_quickstart_with_hints():
+  config = config_lib.load(f"{REPO}/configs/quickstart_hints.py")
+  assert config.model.hints is True and config.data.source == "samples"
+  assert config.model.num_downs == 7 and config.hint_sim.max_patch == 5
