@@ -6,8 +6,8 @@ backends; a flag already named in `XLA_FLAGS` is left as the user set it.
 
 import os
 
-# XLA:CPU schedules independent ops so that they overlap (faster training on CPU, see README's
-# performance section). No effect on other platforms.
+# XLA:CPU schedules independent ops so that they overlap (faster training on CPU, see
+# docs/performance.md). No effect on other platforms.
 DEFAULTS = ("--xla_cpu_enable_concurrency_optimized_scheduler=true",)
 
 
@@ -24,7 +24,7 @@ def apply_defaults() -> None:
 
 # XLA:CPU hands convolutions to YNNPACK by default. Its Eigen convolutions are faster for forward
 # passes everywhere measured, so the forward-only executables switch YNNPACK convolutions off. For
-# the training step it depends on the CPU (README, performance): YNNPACK's large-map kernel
+# the training step it depends on the CPU (docs/performance.md): YNNPACK's large-map kernel
 # gradients win on the AMD EPYC measured, Eigen wins the whole step on the Intel Xeon measured.
 _YNN_FUSIONS = "xla_cpu_experimental_ynn_fusion_type"
 _NO_YNN_CONVOLUTIONS = {

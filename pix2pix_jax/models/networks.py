@@ -181,7 +181,7 @@ def _dtype(name: Any) -> Any:
 def conv_policy(config) -> conv.ConvPolicy:
   """The policy named by config.model.conv ("auto" | "plain" | "cpu_tuned"). Kernel gradients
   are summed image by image only where the training step runs YNNPACK's convolutions: the split
-  is faster with those and slower with XLA's Eigen ones (README, performance)."""
+  is faster with those and slower with XLA's Eigen ones (docs/performance.md)."""
   if xla_flags.train_compiler_options():
     return conv.ConvPolicy(form=config.model.conv, kgrad_split_max_batch=1)
   return conv.ConvPolicy(form=config.model.conv)
