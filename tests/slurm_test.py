@@ -24,11 +24,15 @@ from conftest import (
   TINY_SWEEP_OVERRIDES,
   main_command,
   subprocess_env,
+  tiny_generator_workdir,
   write_photo_folder,
   write_sweep,
 )
+from PIL import Image
+from video_test import make_clip
 
 from pix2pix_jax import checkpoint
+from pix2pix_jax.colorize.video import probe
 from pix2pix_jax.tools.sweep import main as sweep
 from pix2pix_jax.tools.sweep import slurm
 
@@ -338,3 +342,53 @@ def test_without_slurm_commands_the_sweep_fails_in_one_line(tmp_path, monkeypatc
   assert sweep.main([path, "--output", str(tmp_path / "runs"), "--launcher", "slurm"]) == 1
   err = capsys.readouterr().err
   assert err == "error: sbatch not found: --launcher slurm needs SLURM's commands on PATH\n"
+
+
+def test_colorize_array_writes_every_output_once_each_by_one_task(cluster, tmp_path):
+  workdir = tiny_generator_workdir(tmp_path / "model")
+  src = write_photo_folder(tmp_path / "in", n=3, size=(24, 16))
+  (src / "sub").mkdir()
+  Image.new("L", (20, 12), 90).save(src / "sub" / "gray.jpg")
+  make_clip(str(src / "a.mp4"), seconds=0.4, audio="aac")
+  make_clip(str(src / "sub" / "b.mkv"), seconds=0.4)
+  expected = {"0.png", "1.png", "2.png", "sub/gray.jpg", "a.mp4", "sub/b.mkv"}
+  out, logs = tmp_path / "out", tmp_path / "logs"
+  logs.mkdir()
+  env = subprocess_env(
+    1,
+    SLURM_CONF=os.environ["SLURM_CONF"],
+    PATH=os.pathsep.join([os.path.dirname(sys.executable), os.environ["PATH"]]),
+  )
+  # The README's recipe, on ids 1-3 (SLURM_ARRAY_TASK_MIN is 1): shards 0, 1 and 2 of 3.
+  sbatch = ["sbatch", "--parsable", "--array=1-3", "--cpus-per-task=1"]
+  sbatch += [f"--output={logs}/task-%a.out", os.path.join(REPO, "slurm", "colorize.sbatch")]
+  colorize = ["--workdir", workdir, str(src), "-o", str(out), "--skip-existing", "--no-progress"]
+  job = _slurm(*sbatch, *colorize, env=env).strip()
+  tasks = [f"{job}_{i}" for i in (1, 2, 3)]
+
+  def ended():
+    states = slurm.job_states([job])
+    return all(task in states and not slurm.is_active(states[task]) for task in tasks)
+
+  _wait_for(ended, "the array's tasks")
+  states = slurm.job_states([job])
+  written = {}  # output -> the array task whose log names it
+  shards = set()
+  for i in (1, 2, 3):
+    log = (logs / f"task-{i}.out").read_text()
+    assert states[f"{job}_{i}"] == "COMPLETED", log
+    shard_line = next(line for line in log.splitlines() if line.startswith("shard "))
+    shards.add(shard_line.split()[1])
+    assert f"(SLURM array task {i}, {i} of 3): 2 of 6 inputs" in shard_line, log
+    assert "done: 2 of 2 inputs colourised" in log, log
+    for line in log.splitlines():
+      if " -> " in line:
+        dst = os.path.relpath(line.split(" -> ")[1].split(": ")[0], out)
+        assert dst not in written, f"{dst} written by tasks {written[dst]} and {i}"
+        written[dst] = i
+  assert shards == {"0/3", "1/3", "2/3"}
+  assert set(written) == expected
+  found = {os.path.relpath(os.path.join(d, f), out) for d, _, names in os.walk(out) for f in names}
+  assert found == expected  # and no temporary file left
+  assert probe.count_frames(str(out / "a.mp4")) == 10
+  assert probe.count_frames(str(out / "sub" / "b.mkv")) == 10

@@ -26,6 +26,12 @@ file and the cause, the others still run, and the exit code is 1 if any input fa
 Ctrl-C or SIGTERM stops after removing the output in progress (exit 130 / 143); with
 --skip-existing a run started again skips every output that exists (outputs only ever exist
 complete) and removes the temporary files a killed run left beside them.
+
+Many inputs over many processes or hosts: --shard K/N (or --shard-index K --num-shards N)
+takes a balanced, deterministic share of the job list, and under SLURM the share defaults from
+the array or step task variables; --files-from LIST reads INPUTs from a file, one a line (see
+colorize/shards.py). Processes on several hosts may write one output folder: a run removes
+only the leftovers of its own host's killed runs (see files.py).
 """
 
 import argparse
@@ -37,6 +43,7 @@ import numpy as np
 
 from pix2pix_jax import cli, color, errors, files, images, progress
 from pix2pix_jax.colorize import colorizer as colorizer_lib
+from pix2pix_jax.colorize import shards
 from pix2pix_jax.colorize.jobs import Job, classify, plan, skip_existing
 from pix2pix_jax.colorize.video import memory, pipeline, writer
 
@@ -136,7 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     prog="pix2pix-colorize",
     description="Colourise images and videos with a trained pix2pix_jax generator.",
   )
-  parser.add_argument("inputs", nargs="+", metavar="INPUT", help="files, folders or globs")
+  parser.add_argument(
+    "inputs", nargs="*", metavar="INPUT", help="files, folders or globs (or --files-from)"
+  )
   source = parser.add_mutually_exclusive_group(required=True)
   source.add_argument("--workdir", help="training workdir (its checkpoints/)")
   source.add_argument("--model", metavar="FILE.p2p", help="a model file from pix2pix-export")
@@ -158,6 +167,20 @@ def build_parser() -> argparse.ArgumentParser:
     action="store_true",
     help="leave existing outputs as they are (continue an interrupted job)",
   )
+  parser.add_argument(
+    "--files-from",
+    metavar="LIST",
+    help="also read INPUTs from LIST, one a line ('-': stdin; blank lines and # comments "
+    "skipped; relative paths from the current directory)",
+  )
+  parser.add_argument(
+    "--shard",
+    metavar="K/N",
+    help="colourise only shard K (0 to N-1) of N of the inputs, dealt round-robin "
+    "(default under SLURM: from the array or srun task; --shard 0/1 for all)",
+  )
+  parser.add_argument("--shard-index", type=int, metavar="K", help="--shard K/N as two flags")
+  parser.add_argument("--num-shards", type=int, metavar="N", help="--shard K/N as two flags")
   parser.add_argument("--codec", default="auto", help="h264 (default; vp9 for .webm), h265, ...")
   parser.add_argument("--crf", type=int, default=None, help="quality (default: codec's, 18 H.264)")
   parser.add_argument("--preset", default=writer.DEFAULT_PRESET, help="x264/x265 preset")
@@ -205,7 +228,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.error("--saturation must be >= 0")
   cli.configure(verbose=args.verbose)
   memory.tune_memory()
-  jobs = plan(args.inputs, args.output)
+  shard = shards.resolve(args.shard, args.shard_index, args.num_shards)
+  inputs = list(args.inputs)
+  if args.files_from:
+    listed = shards.read_list(args.files_from)
+    if not listed:
+      raise errors.UserError(f"{args.files_from}: the --files-from list holds no inputs")
+    inputs += listed
+  if not inputs:
+    parser.error("give INPUT files, folders or globs, or --files-from LIST")
+  jobs = plan(inputs, args.output)
+  if shard is not None:
+    every = len(jobs)
+    jobs = shards.select(jobs, shard)
+    print(f"shard {shard.index}/{shard.count} ({shard.source}): {len(jobs)} of {every} inputs")
   for job in jobs:
     classify(job)
     if job.error:
