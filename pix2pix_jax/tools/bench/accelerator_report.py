@@ -7,7 +7,7 @@ channels) it measures, for each batch size (1, 16, 64) and dtype (float32, bfloa
 train step's and the generator's img/s, compile times, GFLOP/s and MFU (the `train` and `infer`
 benchmarks); the PyTorch peer script on the same device, shapes and precision, in a subprocess
 (`PEER --device cuda|cpu --dtype ...`); and the video pipeline (decoding and encoding on CPU
-threads, the model on the device) end to end against the model alone (tools/video_benchmark.py).
+threads, the model on the device) end to end against the model alone (tools/bench/video.py).
 The table also gives the device, driver and library versions and the issue's speed targets.
 
 Needs jax, flax, optax, orbax-checkpoint, ml_collections, numpy, pillow and imageio-ffmpeg (torch

@@ -15,7 +15,7 @@ accelerators `mfu` divides it by the device kind's dense peak in the measured dt
 float32 runs at full float32 precision (no TF32), as the PyTorch peer's float32 does.
 `loadavg_1m` is recorded because other processes on the machine change CPU timings a lot:
 compare runs side by side. The train and infer measurements live in speed.py, the video ones in
-video_benchmark.py, the accelerator report in accelerator_report.py.
+video.py, the accelerator report in accelerator_report.py.
 """
 
 import argparse
