@@ -196,14 +196,15 @@ def from_rgba(rgba: np.ndarray) -> Hints:
   return Hints(ab, mask)
 
 
-def from_points(points: Any, height: int, width: int, *, source: str = "points") -> Hints:
+def from_points(
+  points: Any, height: int, width: int, *, source: str = "points", check_only: bool = False
+) -> Hints | None:
   """`[{"x": .., "y": .., "rgb": [r, g, b]}, ...]` (pixel coordinates of a height x width photo,
   rgb 0..255) -> Hints; each point marks the pixel it falls in. HintsError naming `source` for
-  anything else."""
+  anything else. check_only: only check the list's form (no size known yet)."""
   if not isinstance(points, list):
     raise HintsError(f'{source}: expected a list of {{"x": .., "y": .., "rgb": [r, g, b]}}')
-  mask = np.zeros((height, width), bool)
-  rgb = np.zeros((height, width, 3), np.uint8)
+  parsed = []
   for i, p in enumerate(points):
     try:
       x, y, c = float(p["x"]), float(p["y"]), [float(v) for v in p["rgb"]]
@@ -211,6 +212,12 @@ def from_points(points: Any, height: int, width: int, *, source: str = "points")
       raise HintsError(f'{source}: point {i} is not {{"x": .., "y": .., "rgb": [r, g, b]}}') from e
     if len(c) != 3 or not all(0 <= v <= 255 for v in c):
       raise HintsError(f"{source}: point {i}: rgb must be three values in 0..255, got {p['rgb']}")
+    parsed.append((x, y, c))
+  if check_only:
+    return None
+  mask = np.zeros((height, width), bool)
+  rgb = np.zeros((height, width, 3), np.uint8)
+  for i, (x, y, c) in enumerate(parsed):
     if not (0 <= x < width and 0 <= y < height):
       raise HintsError(
         f"{source}: point {i} at x={x:g}, y={y:g} is outside the {width}x{height} photo"
@@ -223,9 +230,9 @@ def from_points(points: Any, height: int, width: int, *, source: str = "points")
   return Hints(ab, mask)
 
 
-def load(path: str, height: int, width: int) -> Hints:
-  """A hint file for a height x width photo: a JSON point list (.json) or an RGBA image of the
-  photo's size. HintsError (one line naming the file) if it cannot be used."""
+def read(path: str) -> np.ndarray | list:
+  """A hint file, not yet sized: a JSON point list (.json) or an RGBA image (uint8 [H, W, 4]).
+  HintsError (one line naming the file) if it cannot be read or is not a hint file."""
   if not os.path.isfile(path):
     raise HintsError(f"{path}: no such hint file")
   if path.lower().endswith(".json"):
@@ -234,49 +241,58 @@ def load(path: str, height: int, width: int) -> Hints:
         points = json.load(f)
     except (OSError, UnicodeDecodeError, ValueError) as e:
       raise HintsError(f"{path}: not a readable JSON point list ({e})") from e
-    return from_points(points, height, width, source=path)
+    from_points(points, 2**31 - 1, 2**31 - 1, source=path, check_only=True)
+    return points
   from PIL import Image  # noqa: PLC0415 (only colourising reads hint images)
 
   from pix2pix_jax import images  # noqa: PLC0415
 
   try:
     image, _ = images.open_upright(path)
+    rgb, alpha = images.to_rgb(image, images.FOR_COLORIZING)
   except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
     raise HintsError(f"{path}: not a readable hint image ({e})") from e
-  if (image.height, image.width) != (height, width):
-    raise HintsError(
-      f"{path}: hint image is {image.width}x{image.height}, the photo is {width}x{height}"
-    )
-  rgb, alpha = images.to_rgb(image, images.FOR_COLORIZING)
   if alpha is None:
     raise HintsError(
       f"{path}: hint image has no transparency (paint the hints on a transparent layer, "
       "save as RGBA PNG)"
     )
-  return from_rgba(np.concatenate([rgb, alpha[..., None]], axis=-1))
+  return np.concatenate([rgb, alpha[..., None]], axis=-1)
 
 
-def as_hints(value: Any, height: int, width: int) -> Hints:
-  """Hints, an RGBA scribble array, a point list or a file path -> Hints for an H x W photo."""
+def as_hints(
+  value: Any, height: int, width: int, *, source: str = "hints", photo: str = "the photo"
+) -> Hints:
+  """Hints, an RGBA scribble array, a point list or a hint file path -> Hints for a
+  height x width photo. HintsError naming `source` if they do not fit it."""
+  if isinstance(value, (str, os.PathLike)):
+    source = os.fspath(value)
+    value = read(source)
   if isinstance(value, Hints):
     hints = value
-  elif isinstance(value, (str, os.PathLike)):
-    return load(os.fspath(value), height, width)
   elif isinstance(value, list):
-    return from_points(value, height, width)
+    return from_points(value, height, width, source=source)
   else:
     hints = from_rgba(np.asarray(value))
   if hints.shape != (height, width):
-    raise HintsError(f"hints are {hints.shape[1]}x{hints.shape[0]}, the photo is {width}x{height}")
+    raise HintsError(
+      f"{source}: hint image is {hints.shape[1]}x{hints.shape[0]}, {photo} is {width}x{height}"
+    )
   return hints
+
+
+def load(path: str, height: int, width: int) -> Hints:
+  """`read` then `as_hints`: a hint file's Hints for a height x width photo."""
+  return as_hints(read(path), height, width, source=path)
 
 
 def _footprints(n: int, size: int) -> tuple[np.ndarray, np.ndarray]:
   """Source index ranges [start, end) of each of `size` render pixels over `n` source pixels:
-  they cover every source pixel, and each holds at least one."""
+  they cover every source pixel, and each holds at least one. Downsampling (n >= size) they
+  partition the source; upsampling, a source pixel spans the render pixels it stretches over."""
   i = np.arange(size)
   start = (i * n) // size
-  end = np.maximum(start + 1, -((-(i + 1) * n) // size))
+  end = np.maximum(start + 1, ((i + 1) * n) // size)
   return start, end
 
 

@@ -1,5 +1,6 @@
 """Colour hints: the generator's hint inputs, simulated hints in training, rasterised hint files."""
 
+import json
 
 import jax
 import jax.numpy as jnp
@@ -159,3 +160,92 @@ def test_the_quickstart_hints_config_is_the_quickstart_with_hints():
   config = config_lib.load(f"{REPO}/configs/quickstart_hints.py")
   assert config.model.hints is True and config.data.source == "samples"
   assert config.model.num_downs == 7 and config.hint_sim.max_patch == 5
+
+
+# --- Hint files and their rasterisation ----------------------------------------------------------
+
+
+def _lab_ab(rgb):
+  from skimage import color as skcolor
+
+  return skcolor.rgb2lab(np.asarray(rgb, np.uint8).reshape(1, -1, 3))[0, :, 1:]
+
+
+def test_a_one_pixel_dot_survives_the_resize_with_its_colour():
+  rgba = np.zeros((100, 80, 4), np.uint8)
+  rgba[37, 51] = (200, 30, 40, 255)
+  raster = hints.rasterize(hints.from_rgba(rgba), 32)
+  mask = raster[..., 2]
+  assert mask.sum() == 1
+  (y,), (x,) = np.nonzero(mask)
+  assert abs(y - 37 * 32 / 100) <= 1 and abs(x - 51 * 32 / 80) <= 1
+  np.testing.assert_allclose(raster[mask > 0][0, :2] * 110, _lab_ab([200, 30, 40])[0], atol=0.05)
+
+
+def test_rasterised_hints_are_the_mean_ab_of_each_render_pixels_hint_pixels():
+  rng = np.random.default_rng(0)
+  rgba = rng.integers(0, 256, (64, 96, 4), dtype=np.uint8)
+  rgba[..., 3] = np.where(rng.uniform(size=(64, 96)) < 0.05, 255, 0)
+  full = hints.from_rgba(rgba)
+  np.testing.assert_allclose(full.ab[full.mask], _lab_ab(rgba[..., :3][full.mask]), atol=0.05)
+  raster = hints.rasterize(full, 32)  # footprints of 2 x 3 source pixels
+  ab = full.ab.reshape(32, 2, 32, 3, 2)
+  m = full.mask.reshape(32, 2, 32, 3)
+  count = m.sum(axis=(1, 3))
+  mean = (ab * m[..., None]).sum(axis=(1, 3)) / np.maximum(count, 1)[..., None]
+  np.testing.assert_array_equal(raster[..., 2], (count > 0).astype(np.float32))
+  np.testing.assert_allclose(raster[..., :2] * 110, mean * (count > 0)[..., None], atol=1e-3)
+
+
+@pytest.mark.parametrize("shape", [(20, 13), (300, 257), (64, 64)])
+def test_no_hint_pixel_is_lost_at_any_scale(shape):
+  rng = np.random.default_rng(1)
+  for _ in range(5):
+    rgba = np.zeros(shape + (4,), np.uint8)
+    y, x = rng.integers(0, shape[0]), rng.integers(0, shape[1])
+    rgba[y, x] = (10, 200, 30, 255)
+    raster = hints.rasterize(hints.from_rgba(rgba), 32)
+    assert raster[..., 2].sum() >= 1
+    np.testing.assert_allclose(
+      raster[raster[..., 2] > 0][:, :2] * 110,
+      np.broadcast_to(_lab_ab([10, 200, 30])[0], (int(raster[..., 2].sum()), 2)),
+      atol=0.05,
+    )
+
+
+def test_json_points_mark_their_pixels():
+  points = [{"x": 3.7, "y": 1.2, "rgb": [255, 0, 0]}, {"x": 0, "y": 9, "rgb": [0, 0, 255]}]
+  h = hints.from_points(points, 10, 5)
+  assert h.mask.sum() == 2 and h.mask[1, 3] and h.mask[9, 0]
+  np.testing.assert_allclose(h.ab[1, 3], _lab_ab([255, 0, 0])[0], atol=0.05)
+
+
+def test_bad_hint_files_are_one_line_naming_the_file(tmp_path):
+  from PIL import Image
+
+  cases = []
+  rgb = tmp_path / "opaque.png"
+  Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(rgb)
+  cases.append((rgb, "no transparency"))
+  junk = tmp_path / "junk.png"
+  junk.write_text("no image")
+  cases.append((junk, "not a readable hint image"))
+  bad_json = tmp_path / "bad.json"
+  bad_json.write_text("[{")
+  cases.append((bad_json, "not a readable JSON"))
+  wrong = tmp_path / "wrong.json"
+  wrong.write_text(json.dumps([{"x": 1, "y": 2, "rgb": [1, 2]}]))
+  cases.append((wrong, "rgb must be three values"))
+  cases.append((tmp_path / "missing.png", "no such hint file"))
+  for path, cause in cases:
+    with pytest.raises(hints.HintsError) as e:
+      hints.read(str(path))
+    assert str(path) in str(e.value) and cause in str(e.value) and "\n" not in str(e.value)
+  small = tmp_path / "small.png"
+  Image.fromarray(np.zeros((8, 9, 4), np.uint8)).save(small)
+  with pytest.raises(hints.HintsError, match="small.png: hint image is 9x8, p.jpg is 10x10"):
+    hints.as_hints(str(small), 10, 10, photo="p.jpg")
+  outside = tmp_path / "outside.json"
+  outside.write_text(json.dumps([{"x": 10, "y": 2, "rgb": [1, 2, 3]}]))
+  with pytest.raises(hints.HintsError, match="outside.json: point 0 at x=10, y=2 is outside"):
+    hints.load(str(outside), 10, 10)

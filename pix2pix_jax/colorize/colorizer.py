@@ -17,6 +17,12 @@ predicted, 0 = gray) and a reference photo's colour statistics (`reference`: per
 the predicted a and b are shifted and scaled to the reference's mean and spread, see
 `color.match_chroma`).
 
+Colour hints (a generator trained with `model.hints`): `colorize_images(..., hints=[...])` takes
+per image a scribble (RGBA, the image's size), a point list or `hints.Hints`; `set_frame_hints`
+gives one set to every frame of `__call__` / `colorize_batch` (a clip's). They are rasterised at
+the render size (hints.rasterize) and fed as the generator's extra input channels; a hint model
+given none sees "no hints".
+
 Optional temporal smoothing (video): an exponential moving average of the predicted ab across
 consecutive frames, reset at scene cuts, detected as a large change of the luminance histogram.
 """
@@ -32,7 +38,7 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from pix2pix_jax import color, parallel, xla_flags
+from pix2pix_jax import color, hints, parallel, xla_flags
 from pix2pix_jax.export import p2p_file
 from pix2pix_jax.models import render
 
@@ -189,6 +195,11 @@ class Colorizer:
     self._predict = jax.jit(predict, compiler_options=xla_flags.forward_compiler_options())
     self._compose = jax.jit(_compose)
     self._smooth = jax.jit(functools.partial(_smooth, replicated=parallel.replicated(self.mesh)))
+    # Colour hints: the generator's extra input channels (hints.py).
+    self.takes_hints = hints.enabled(config)
+    self._frame_hints: Any = None
+    self._frame_rasters: dict[tuple[int, int], jax.Array] = {}
+    self._join = jax.jit(lambda x, h: jnp.concatenate([x, h], axis=-1))
 
   @classmethod
   def from_workdir(cls, workdir: str, *, step: int | None = None, **kwargs: Any) -> "Colorizer":
@@ -225,7 +236,7 @@ class Colorizer:
       {
         "color_space": model.color_space,
         "data": {"crop_size": model.render_size},
-        "model": {"num_downs": int(model.metadata["num_downs"])},
+        "model": {"num_downs": int(model.metadata["num_downs"]), "hints": model.hints},
       }
     )
     mesh = parallel.make_mesh()
@@ -240,6 +251,42 @@ class Colorizer:
       predict=per_device,
       **kwargs,
     )
+
+  def check_takes_hints(self, what: str = "this model") -> None:
+    """HintsError unless the generator was trained with colour hints."""
+    if not self.takes_hints:
+      raise hints.HintsError(
+        f"{what} was trained without colour hints (config.model.hints=False): colourise it "
+        "without hints, or train one with hints (configs/quickstart_hints.py)"
+      )
+
+  def set_frame_hints(self, value: Any) -> None:
+    """Hints for every frame that `__call__` and `colorize_batch` colourise (a clip's): anything
+    `hints.as_hints` takes, checked against the frame size when used; None for no hints."""
+    if value is not None:
+      self.check_takes_hints()
+    self._frame_hints = value
+    self._frame_rasters = {}
+
+  def _hint_batch(self, rasters: list[np.ndarray | None]) -> jax.Array:
+    """Rasterised hints (or None: no hints) of up to batch_size images -> the batch's hint
+    channels [batch_size, r, r, 3], sharded as the model input."""
+    r = self.render_size
+    batch = np.zeros((self.batch_size, r, r, hints.HINT_CHANNELS), np.float32)
+    for i, raster in enumerate(rasters):
+      if raster is not None:
+        batch[i] = raster
+    return jax.device_put(batch, self._x_sharding)
+
+  def _frame_hint_batch(self, height: int, width: int) -> jax.Array:
+    key = (height, width)
+    if key not in self._frame_rasters:
+      value = self._frame_hints
+      raster = None
+      if value is not None:
+        raster = hints.rasterize(hints.as_hints(value, height, width), self.render_size)
+      self._frame_rasters[key] = self._hint_batch([raster] * self.batch_size)
+    return self._frame_rasters[key]
 
   def initial_state(self) -> SmoothState:
     """The smoothing state before a clip's first frame."""
@@ -279,7 +326,10 @@ class Colorizer:
     n = len(frames)
     batch = self._shard(self.pad(_with_channels(frames)))
     lightness, x = self._prepare(batch)
-    ab = self._predict(self.variables, x)
+    inputs = x
+    if self.takes_hints:
+      inputs = self._join(x, self._frame_hint_batch(*frames.shape[1:3]))
+    ab = self._predict(self.variables, inputs)
     cuts = None
     if state is not None:
       ab, cuts, state = self._smooth(
@@ -302,12 +352,19 @@ class Colorizer:
       return np.zeros(frames.shape[:3] + (3,), np.uint8)
     return np.concatenate([np.asarray(r) for r in results], axis=0)[: len(frames)]
 
-  def colorize_images(self, images: list[np.ndarray]) -> list[np.ndarray]:
+  def colorize_images(
+    self, images: list[np.ndarray], hints: list[Any] | None = None
+  ) -> list[np.ndarray]:
     """Images of different sizes (uint8 [H,W,3] or [H,W]) -> colourised uint8 [H,W,3].
+
+    hints: one entry per image, each None (no hints) or anything `hints.as_hints` takes (an RGBA
+    scribble of the image's size, a point list, `hints.Hints`); only for a model trained with
+    hints (else HintsError, as for hints of the wrong size).
 
     The generator runs on full batches of render-size inputs; only the cheap prepare and
     compose steps compile per image size.
     """
+    rasters = self._rasters(images, hints)
     prepared = [self._prepare(_with_channels(np.asarray(im)[None])) for im in images]
     outputs = []
     for start in range(0, len(prepared), self.batch_size):
@@ -316,12 +373,28 @@ class Colorizer:
       pad = self.batch_size - x.shape[0]
       x = jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)], axis=0) if pad else x
       # The same sharding (spelled the same way) as prepare's output, so predict's cache hits.
-      ab = self._predict(self.variables, jax.device_put(x, self._x_sharding))
+      x = jax.device_put(x, self._x_sharding)
+      if self.takes_hints:
+        x = self._join(x, self._hint_batch(rasters[start : start + self.batch_size]))
+      ab = self._predict(self.variables, x)
       ab = np.asarray(ab)
       for i, (lightness, _) in enumerate(group):
         rgb = self._compose(lightness, ab[i : i + 1], self.saturation, self.reference)
         outputs.append(np.asarray(rgb)[0])
     return outputs
+
+  def _rasters(self, images: list[np.ndarray], given: list[Any] | None) -> list[Any]:
+    """Each image's hints rasterised at the render size, or None."""
+    if given is None:
+      return [None] * len(images)
+    if len(given) != len(images):
+      raise ValueError(f"{len(given)} hint entries for {len(images)} images")
+    if any(g is not None for g in given):
+      self.check_takes_hints()
+    return [
+      None if g is None else hints.rasterize(hints.as_hints(g, *np.shape(im)[:2]), self.render_size)
+      for im, g in zip(images, given, strict=True)
+    ]
 
 
 def _with_channels(frames: np.ndarray) -> np.ndarray:

@@ -1,12 +1,13 @@
 """The .p2p model file: a `jax.export`-serialised generator, its weights and its settings.
 
 One zip archive (stored, not compressed: zip's CRC-32 still checks every member) holding
-  metadata.json        format, render size, colour space, images per device per call, platforms
+  metadata.json        format, render size, colour space, images per device per call, platforms,
+                       hints (bool) and input_channels (1, or 4 with colour hints)
   generator.jaxexport  `jax.export.Exported.serialize()` of (variables, model input) -> ab
   weights.npz          the generator's variables, keyed by their path ("params/.../kernel")
 
 Reading one needs jax and numpy only (no flax, optax, orbax or TensorFlow). The generator takes
-float32 model input [n, r, r, 1] for the fixed n = `batch_per_device` and r = `render_size`, and
+float32 model input [n, r, r, C] (C = input_channels) for the fixed n = `batch_per_device` and r = `render_size`, and
 returns the predicted Lab ab [n, r, r, 2] (ab / 110); `colorizer.Colorizer.from_exported` runs
 it on every local device. A file that is not a complete .p2p raises `ModelFileError` naming it.
 """
@@ -33,7 +34,7 @@ class ModelFileError(errors.UserError, ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class ExportedModel:
-  """A loaded .p2p file: call `exported.call(variables, x)` on [batch_per_device, r, r, 1]."""
+  """A loaded .p2p file: call `exported.call(variables, x)` on [batch_per_device, r, r, C]."""
 
   exported: jax_export.Exported
   variables: dict[str, Any]
@@ -50,6 +51,11 @@ class ExportedModel:
   @property
   def batch_per_device(self) -> int:
     return int(self.metadata["batch_per_device"])
+
+  @property
+  def hints(self) -> bool:
+    """Whether the generator takes colour hints (files written before hints existed: no)."""
+    return bool(self.metadata.get("hints", False))
 
 
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, np.ndarray]:
