@@ -392,3 +392,28 @@ def test_colorize_array_writes_every_output_once_each_by_one_task(cluster, tmp_p
   assert found == expected  # and no temporary file left
   assert probe.count_frames(str(out / "a.mp4")) == 10
   assert probe.count_frames(str(out / "sub" / "b.mkv")) == 10
+
+
+def test_colorize_srun_tasks_share_the_inputs(cluster, tmp_path):
+  # One process per GPU is the same: each task of `srun --ntasks=N` takes its shard (here 2 tasks
+  # of one CPU each, with the batch shell's SLURM variables of an --ntasks=2 job around them).
+  workdir = tiny_generator_workdir(tmp_path / "model")
+  src = write_photo_folder(tmp_path / "in", n=5, size=(24, 16))
+  out = tmp_path / "out"
+  env = subprocess_env(1, SLURM_CONF=os.environ["SLURM_CONF"])
+  command = [sys.executable, "-m", "pix2pix_jax.colorize.main", "--workdir", workdir, str(src)]
+  command += ["-o", str(out), "--no-progress"]
+  result = subprocess.run(
+    ["srun", "--ntasks=2", "--cpus-per-task=1", "--label", *command],
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=900,
+  )
+  assert result.returncode == 0, result.stdout + result.stderr
+  lines = result.stdout.splitlines()  # "0: ..." and "1: ..." (--label)
+  assert "0: shard 0/2 (SLURM task 0 of 2): 3 of 5 inputs" in lines, result.stdout
+  assert "1: shard 1/2 (SLURM task 1 of 2): 2 of 5 inputs" in lines, result.stdout
+  written = [line.split(" -> ")[1].split(":")[0] for line in lines if " -> " in line]
+  assert sorted(written) == sorted(str(out / f"{i}.png") for i in range(5))
+  assert sorted(os.listdir(out)) == [f"{i}.png" for i in range(5)]
