@@ -45,7 +45,7 @@ from pix2pix_jax import cli, color, errors, files, images, progress
 from pix2pix_jax.colorize import colorizer as colorizer_lib
 from pix2pix_jax.colorize import shards
 from pix2pix_jax.colorize.jobs import Job, classify, plan, skip_existing
-from pix2pix_jax.colorize.video import memory, pipeline, writer
+from pix2pix_jax.colorize.video import chunks, memory, pipeline, writer
 
 DEFAULT_BATCH_SIZE = 8
 
@@ -212,6 +212,20 @@ def build_parser() -> argparse.ArgumentParser:
     action="store_true",
     help="write source (left) and result (right) side by side, twice as wide",
   )
+  parser.add_argument(
+    "--workers",
+    type=int,
+    default=None,
+    help="decode -> colourise -> encode pipelines run at once on chunks of a long video "
+    "(default: from the cores, accelerators and memory; see colorize/video/chunks.py)",
+  )
+  parser.add_argument(
+    "--chunk-seconds",
+    type=float,
+    default=None,
+    help=f"chunk length for --workers, resumable chunk by chunk (default "
+    f"{chunks.DEFAULT_CHUNK_SECONDS:g}; given with --workers 1, one resumable pipeline)",
+  )
   progress.add_quiet_flag(parser)
   cli.add_verbose_flag(parser)
   return parser
@@ -226,6 +240,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.error("--smoothing must be in [0, 1)")
   if args.saturation < 0.0:
     parser.error("--saturation must be >= 0")
+  if args.workers is not None and args.workers < 1:
+    parser.error("--workers must be >= 1")
+  if args.chunk_seconds is not None and args.chunk_seconds <= 0:
+    parser.error("--chunk-seconds must be > 0")
   cli.configure(verbose=args.verbose)
   memory.tune_memory()
   shard = shards.resolve(args.shard, args.shard_index, args.num_shards)
@@ -267,10 +285,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     for job in (job for job in todo if job.kind == "video"):
       try:
-        result = pipeline.colorize_video(
+        result = chunks.colorize_video(
           colorizer,
           job.src,
           job.dst,
+          workers=args.workers,
+          chunk_seconds=args.chunk_seconds,
           overwrite=args.overwrite,
           encode=encode,
           smoothing=args.smoothing,

@@ -1,0 +1,201 @@
+"""Long clips in chunks (--workers, --chunk-seconds): joins equal a serial run, and a killed run
+resumes from its finished chunks. Real clips made by ffmpeg, lossless (FFV1 RGB) outputs."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from conftest import subprocess_env, tiny_generator_workdir
+from video_test import check_output, colorizer, decode, ffmpeg, make_clip  # noqa: F401
+
+from pix2pix_jax.colorize.video import chunks, pipeline, probe, reader, writer
+
+LOSSLESS = writer.EncodeOptions(codec="ffv1", pix_fmt="gbrp")
+
+
+def make_cut_clip(path, seconds=6, cut=1.6):
+  """64x48 H.264 + AAC at 25 fps: testsrc2, then a scene cut to a mandelbrot at `cut` s."""
+  ffmpeg(
+    "-f", "lavfi", "-i", f"testsrc2=size=64x48:rate=25:duration={cut}",
+    "-f", "lavfi", "-i", "mandelbrot=size=64x48:rate=25",
+    "-f", "lavfi", "-i", f"sine=duration={seconds}",
+    "-filter_complex",
+    f"[1]trim=duration={seconds - cut},setpts=PTS-STARTPTS[m];[0][m]concat=n=2:v=1[v]",
+    "-map", "[v]", "-map", "2:a", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", path,
+  )  # fmt: skip
+  return path
+
+
+@pytest.mark.parametrize("backend", ["decord", "ffmpeg"])
+def test_chunked_run_equals_serial_run(colorizer, tmp_path, monkeypatch, backend):  # noqa: F811
+  if backend == "ffmpeg":
+    monkeypatch.setattr(reader, "DECORD_MAX_DECODED_BYTES", 0)
+  # The cut (frame 40) lies in the warm-up of the chunk at frame 50 (20 frames at 0.7).
+  src = make_cut_clip(str(tmp_path / "cut.mp4"))
+  serial_dst, chunked_dst = str(tmp_path / "serial.mkv"), str(tmp_path / "out" / "chunked.mkv")
+  options = dict(encode=LOSSLESS, progress=False, consistency=True)
+  serial = pipeline.colorize_video(colorizer, src, serial_dst, **options)
+  notes = []
+  result = chunks.colorize_video(
+    colorizer, src, chunked_dst, workers=3, chunk_seconds=1.0, note=notes.append, **options
+  )
+  assert (result.chunks, result.resumed, result.workers, result.decoder) == (6, 0, 3, backend)
+  assert notes == []
+  check_output(src, chunked_dst, result)
+  assert os.listdir(tmp_path / "out") == ["chunked.mkv"]  # the chunk folder is gone
+  a, b = decode(serial_dst), decode(chunked_dst)
+  assert a.shape == b.shape == (150, 48, 64, 3)
+  # Equal up to rounding: the EMA's warm-up leaves < 1/1024 of the chroma range.
+  assert np.abs(a.astype(np.int16) - b).max() <= 1
+  assert np.mean(a != b) < 0.01
+  assert chunks.packet_times(chunked_dst) == chunks.packet_times(serial_dst)  # timestamps
+  assert result.scene_cuts == serial.scene_cuts == 1
+  assert result.consistency_out == pytest.approx(serial.consistency_out, abs=1e-4)
+  assert result.consistency_in == pytest.approx(serial.consistency_in, abs=1e-6)
+
+
+def test_unsplittable_short_and_one_worker_clips_run_serially(colorizer, tmp_path, monkeypatch):  # noqa: F811
+  monkeypatch.setattr(reader, "DECORD_MAX_DECODED_BYTES", 0)
+  ts = str(tmp_path / "a.ts")
+  ffmpeg("-i", make_clip(str(tmp_path / "a.mp4"), seconds=3, audio="aac"), "-c", "copy", ts)
+  notes = []
+  result = chunks.colorize_video(
+    colorizer, ts, str(tmp_path / "a_out.ts"), workers=2, chunk_seconds=1.0, note=notes.append,
+    progress=False,
+  )  # fmt: skip
+  assert not isinstance(result, chunks.ChunkedResult) and result.frames == 75
+  assert notes == [
+    f"{ts}: colourising in one piece: its container (.ts) does not seek frame exactly"
+  ]
+  for workers, seconds in ((1, None), (4, 5.0)):  # one worker, or a clip shorter than a chunk
+    dst = str(tmp_path / f"b{workers}.mp4")
+    result = chunks.colorize_video(
+      colorizer, str(tmp_path / "a.mp4"), dst, workers=workers, chunk_seconds=seconds,
+      progress=False,
+    )  # fmt: skip
+    assert not isinstance(result, chunks.ChunkedResult) and result.frames == 75
+
+
+def test_warmup_converges_below_a_255th():
+  for strength in (0.3, 0.7, 0.9, 0.99):
+    n = chunks.warmup_frames(strength)
+    assert strength**n <= 1 / 1024 < strength ** (n - 1)
+  assert chunks.warmup_frames(0.7) == 20 and chunks.warmup_frames(0.0) == 0
+
+
+def test_default_workers_follow_cores_devices_and_memory():
+  gib = 1 << 30
+
+  def workers(**kw):
+    return chunks.default_workers(1920, 1080, 8, **kw)
+
+  assert workers(cores=2, accelerators=0, memory_bytes=16 * gib) == 1
+  assert workers(cores=16, accelerators=0, memory_bytes=64 * gib) == 4
+  assert workers(cores=16, accelerators=1, memory_bytes=256 * gib) == 8
+  assert workers(cores=4, accelerators=8, memory_bytes=256 * gib) == 8  # one per device
+  assert workers(cores=64, accelerators=1, memory_bytes=512 * gib) == chunks.MAX_DEFAULT_WORKERS
+  per = chunks.pipeline_bytes(1920, 1080, 8)
+  assert workers(cores=16, accelerators=1, memory_bytes=6 * per) == 3  # half the memory
+  assert workers(cores=16, accelerators=1, memory_bytes=per) == 1  # never 0
+  assert chunks.default_workers(3840, 2160, 8, cores=16, accelerators=1, memory_bytes=8 * per) < 8
+
+
+def test_fingerprint_changes_with_model_settings_and_source(colorizer, tmp_path):  # noqa: F811
+  from conftest import tiny_config
+  from inference_test import make_colorizer
+
+  src = make_clip(str(tmp_path / "a.mp4"))
+  source = chunks.open_source(src, probe.probe(src))
+  settings = {"smoothing": 0.7, "encode": ("auto", None)}
+  base = chunks.fingerprint(colorizer, source, settings)
+  assert chunks.fingerprint(colorizer, source, dict(settings)) == base
+  assert chunks.fingerprint(colorizer, source, {**settings, "smoothing": 0.8}) != base
+  other = make_colorizer(tiny_config(**{"model.ngf": 8}), batch_size=4)
+  assert chunks.fingerprint(other, source, settings) != base
+  os.utime(src, ns=(0, 0))
+  assert chunks.fingerprint(colorizer, source, settings) != base
+
+
+# ---------------------------------------------------------------------------------------------
+# Resume after SIGKILL and SIGTERM, as a user runs it
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+  return tiny_generator_workdir(tmp_path_factory.mktemp("run"))
+
+
+def start(workdir, src, dst, *extra):
+  cmd = [sys.executable, "-m", "pix2pix_jax.colorize.main", "--workdir", workdir, str(src)]
+  cmd += ["-o", str(dst), "--batch-size", "4", "--quiet", "--codec", "ffv1", "--pix-fmt", "gbrp"]
+  return subprocess.Popen(
+    [*cmd, *extra], env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+  )
+
+
+def finished_chunks(dst):
+  folder = chunks.chunk_folder(dst)
+  names = os.listdir(folder) if os.path.isdir(folder) else []
+  return sorted(n for n in names if chunks._CHUNK_NAME.match(n))
+
+
+def stop_after_chunks(proc, dst, count, signum):
+  """Sends `signum` once `count` more chunks than now are finished (polled, no fixed sleep)."""
+  target = len(finished_chunks(dst)) + count
+  deadline = time.monotonic() + 300
+  while len(finished_chunks(dst)) < target:
+    assert proc.poll() is None, proc.communicate()
+    assert time.monotonic() < deadline
+    time.sleep(0.01)
+  proc.send_signal(signum)
+  return proc.communicate(timeout=120)
+
+
+def test_killed_chunked_run_resumes_from_finished_chunks(workdir, tmp_path):
+  src = make_clip(str(tmp_path / "film.mp4"), seconds=16, audio="aac")  # 400 frames, 8 chunks
+  dst = str(tmp_path / "out" / "film.mkv")
+  args = ("--workers", "2", "--chunk-seconds", "2")
+
+  # SIGKILL: finished chunks stay, nothing in the output's place.
+  proc = start(workdir, src, dst, *args)
+  stop_after_chunks(proc, dst, 1, signal.SIGKILL)
+  assert proc.returncode == -signal.SIGKILL
+  assert not os.path.exists(dst)
+  kept = finished_chunks(dst)
+  assert 1 <= len(kept) < 8
+  stamps = {n: os.stat(os.path.join(chunks.chunk_folder(dst), n)).st_ino for n in kept}
+
+  # SIGTERM on the same command: it reuses the kept chunks (untouched), finishes at least one
+  # more, and keeps them all; the chunk it was encoding is removed.
+  proc = start(workdir, src, dst, *args)
+  stdout, stderr = stop_after_chunks(proc, dst, 1, signal.SIGTERM)
+  assert proc.returncode == 128 + signal.SIGTERM, stderr
+  assert f"resumed {len(kept)} of 8 chunks" in stdout
+  folder = chunks.chunk_folder(dst)
+  now = finished_chunks(dst)
+  assert set(kept) < set(now) and not os.path.exists(dst)
+  assert {n: os.stat(os.path.join(folder, n)).st_ino for n in kept} == stamps
+  assert sorted(os.listdir(folder)) == now  # nothing half-written left
+
+  # Once more to the end: only the rest is colourised; the folder is removed after the join.
+  proc = start(workdir, src, dst, *args)
+  stdout, stderr = proc.communicate(timeout=300)
+  assert proc.returncode == 0, stderr
+  assert re.search(rf"resumed {len(now)} of 8 chunks", stdout), stdout
+  assert "400 frames 64x48 @ 25.000 fps, audio copied" in stdout
+  assert sorted(os.listdir(tmp_path / "out")) == ["film.mkv"]
+
+  # The same as a fresh serial run: frame count, timestamps, pixels (lossless), audio.
+  fresh = str(tmp_path / "fresh.mkv")
+  proc = start(workdir, src, fresh, "--workers", "1")
+  assert proc.communicate(timeout=300) and proc.returncode == 0
+  a, b = decode(fresh), decode(dst)
+  assert a.shape == b.shape == (400, 48, 64, 3)
+  assert np.abs(a.astype(np.int16) - b).max() <= 1
+  assert chunks.packet_times(dst) == chunks.packet_times(fresh)
+  assert probe.probe(dst).audio_codec == "aac"
