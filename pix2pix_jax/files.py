@@ -34,11 +34,16 @@ def describe_os_error(e: OSError) -> str:
   return e.strerror or str(e)
 
 
-def check_output(path: str, *, overwrite: bool) -> None:
-  """Raises MediaError if `path` exists (without overwrite) or its folder cannot be written;
-  creates the folder."""
+def check_overwrite(path: str, *, overwrite: bool) -> None:
+  """Raises MediaError if the output `path` (a file or a folder) exists and `overwrite` is off."""
   if os.path.exists(path) and not overwrite:
     raise MediaError(f"{path}: output exists (use --overwrite to replace it)")
+
+
+def check_output(path: str, *, overwrite: bool) -> None:
+  """Raises MediaError if the output file `path` exists (without overwrite) or its folder cannot
+  be written; creates the folder."""
+  check_overwrite(path, overwrite=overwrite)
   if os.path.isdir(path):
     raise MediaError(f"{path}: output is a directory")
   folder = os.path.dirname(os.path.abspath(path))
@@ -66,8 +71,7 @@ def atomic_output(path: str, *, overwrite: bool = False) -> Iterator[str]:
     except OSError as e:
       raise MediaError(f"{path}: cannot write output ({e.strerror})") from e
     yield tmp
-    if os.path.exists(path) and not overwrite:  # appeared while we worked
-      raise MediaError(f"{path}: output exists (use --overwrite to replace it)")
+    check_overwrite(path, overwrite=overwrite)  # it may have appeared while we worked
     os.replace(tmp, path)
   except OSError as e:
     raise MediaError(f"{path}: cannot write output ({describe_os_error(e)})") from e

@@ -35,22 +35,50 @@ def image_metrics(predicted: jax.Array, real_uint8: jax.Array) -> dict[str, jax.
 
 
 def per_image_values(
-  predict_fn: Callable[[jax.Array], jax.Array],
+  predict_fn: Callable[[jax.Array], Any],
   batches: Iterable[dict[str, np.ndarray]],
   mesh: jax.sharding.Mesh,
-) -> dict[str, np.ndarray]:
-  """Runs `predict_fn` (uint8 batch -> sRGB [0,1]) over padded eval batches; returns the
-  per-image metrics of the real (unpadded) examples, gathered on every process."""
-  compute = jax.jit(image_metrics, out_shardings=parallel.replicated(mesh))
+  on_batch: Callable[[Any, jax.Array, np.ndarray], None] | None = None,
+) -> dict[str, Any]:
+  """Runs `predict_fn` (uint8 batch -> sRGB [0,1], or a dict of named such predictions) over
+  padded eval batches; returns the per-image metrics of the real (unpadded) examples, gathered
+  on every process: {metric: [N]}, or {name: {metric: [N]}} for a dict of predictions.
+
+  on_batch(predictions, images, mask): called after each batch with the device predictions, the
+  global uint8 batch and its host mask of real examples (galleries, progress)."""
+
+  def metrics_of(predicted, images):
+    if isinstance(predicted, dict):
+      return {name: image_metrics(p, images) for name, p in predicted.items()}
+    return image_metrics(predicted, images)
+
+  compute = jax.jit(metrics_of, out_shardings=parallel.replicated(mesh))
   gather = jax.jit(lambda m: m, out_shardings=parallel.replicated(mesh))
-  values: dict[str, list[np.ndarray]] = {}
+  values: dict[str, Any] = {}
   for batch in batches:
     global_batch = parallel.to_global(batch, mesh)
-    per_image = jax.device_get(compute(predict_fn(global_batch["image"]), global_batch["image"]))
+    predicted = predict_fn(global_batch["image"])
+    per_image = jax.device_get(compute(predicted, global_batch["image"]))
     mask = np.asarray(jax.device_get(gather(global_batch["mask"])))
-    for name, v in per_image.items():
+    _append(values, per_image, mask)
+    if on_batch is not None:
+      on_batch(predicted, global_batch["image"], mask)
+  return _concatenate(values)
+
+
+def _append(values: dict[str, Any], per_image: dict[str, Any], mask: np.ndarray) -> None:
+  for name, v in per_image.items():
+    if isinstance(v, dict):
+      _append(values.setdefault(name, {}), v, mask)
+    else:
       values.setdefault(name, []).append(np.asarray(v)[mask])
-  return {name: np.concatenate(v) for name, v in values.items()}
+
+
+def _concatenate(values: dict[str, Any]) -> dict[str, Any]:
+  return {
+    name: _concatenate(v) if isinstance(v, dict) else np.concatenate(v)
+    for name, v in values.items()
+  }
 
 
 def evaluate_batches(

@@ -155,18 +155,20 @@ def evaluate_workdir(
     raise EvaluationError(f"--data {data}: no images to evaluate")
   mean_ab = total[:2] / total[2]
 
-  def compute(variables, targets, mean_ab):
+  def predict(variables, targets, mean_ab):
     model = common.predict_rgb(generator, config.color_space, variables, targets)
-    outputs = {"model": model, **common.baselines(targets, mean_ab)}
-    per_image = {name: common.image_metrics(out, targets) for name, out in outputs.items()}
-    shown = {name: color.float_to_uint8(outputs[name]) for name in ("model", "gray")}
-    return per_image, shown, targets
+    return {"model": model, **common.baselines(targets, mean_ab)}
 
-  compute = jax.jit(
-    compute, out_shardings=replicated, compiler_options=xla_flags.forward_compiler_options()
+  predict = jax.jit(
+    predict, out_shardings=replicated, compiler_options=xla_flags.forward_compiler_options()
   )
-  gather = jax.jit(lambda m: m, out_shardings=replicated)
-  values: dict[str, dict[str, list[np.ndarray]]] = {p: {} for p in PREDICTORS}
+  shown = jax.jit(
+    lambda outputs, targets: (
+      {name: color.float_to_uint8(outputs[name]) for name in ("model", "gray")},
+      targets,
+    ),
+    out_shardings=replicated,
+  )
   thumbnails: list[dict[str, bytes]] = []
   mean_ab_device = jnp.asarray(mean_ab, jnp.float32)
   bar = progress.Progress(
@@ -175,27 +177,25 @@ def evaluate_workdir(
     unit="images",
     enabled=show_progress and jax.process_index() == 0,
   )
+
+  def gallery(outputs, targets, mask):
+    real = np.flatnonzero(mask)[: gallery_size - len(thumbnails)]
+    if len(real):
+      images, targets = jax.device_get(shown(outputs, targets))
+      for i in real:
+        thumbnails.append(
+          {
+            "input": _thumbnail(np.asarray(images["gray"][i])),
+            "model": _thumbnail(np.asarray(images["model"][i])),
+            "target": _thumbnail(np.asarray(targets[i])),
+          }
+        )
+    bar.update(int(mask.sum()))
+
   with bar:
-    for host_batch in batches():
-      global_batch = parallel.to_global(host_batch, mesh)
-      per_image, shown, targets = jax.device_get(
-        compute(variables, global_batch["image"], mean_ab_device)
-      )
-      mask = np.asarray(jax.device_get(gather(global_batch["mask"])))
-      for predictor, named in per_image.items():
-        for name, v in named.items():
-          values[predictor].setdefault(name, []).append(np.asarray(v)[mask])
-      for i in np.flatnonzero(mask):
-        if len(thumbnails) < gallery_size:
-          thumbnails.append(
-            {
-              "input": _thumbnail(np.asarray(shown["gray"][i])),
-              "model": _thumbnail(np.asarray(shown["model"][i])),
-              "target": _thumbnail(np.asarray(targets[i])),
-            }
-          )
-      bar.update(int(mask.sum()))
-  stacked = {p: {k: np.concatenate(v) for k, v in named.items()} for p, named in values.items()}
+    stacked = common.per_image_values(
+      lambda targets: predict(variables, targets, mean_ab_device), batches(), mesh, gallery
+    )
   count = len(next(iter(stacked["model"].values())))
   info = {
     "workdir": os.path.abspath(workdir),

@@ -56,8 +56,8 @@ def export_workdir(
   """Writes `output` (atomically) from the workdir's generator, and the SavedModel folder
   `saved_model_dir` if given; returns the file's metadata."""
   files.check_output(output, overwrite=overwrite)
-  if saved_model_dir and os.path.exists(saved_model_dir) and not overwrite:
-    raise files.MediaError(f"{saved_model_dir}: output exists (use --overwrite to replace it)")
+  if saved_model_dir:
+    files.check_overwrite(saved_model_dir, overwrite=overwrite)
   config, variables = checkpoint.restore_generator(workdir, step)
   size = render.check_render_size(int(render_size or config.data.crop_size), config.model.num_downs)
   unknown = set(platforms) - set(PLATFORMS)

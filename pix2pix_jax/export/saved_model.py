@@ -34,8 +34,7 @@ def save(
   import tensorflow as tf
   from jax.experimental import jax2tf
 
-  if os.path.exists(path) and not overwrite:
-    raise files.MediaError(f"{path}: output exists (use --overwrite to replace it)")
+  files.check_overwrite(path, overwrite=overwrite)
   n, r = metadata["batch_per_device"], metadata["render_size"]
   converted = jax2tf.convert(
     predict, with_gradient=False, native_serialization_platforms=tuple(metadata["platforms"])
