@@ -2,11 +2,15 @@
 overrides, and the checks run before any compute, with messages naming the field."""
 
 import ast
+import copy
+import difflib
 import importlib.util
 import os
 from typing import Any
 
 import ml_collections
+from absl import flags
+from ml_collections.config_flags import config_path
 
 from pix2pix_jax import errors
 
@@ -34,19 +38,62 @@ def load_sibling(this_file: str, name: str) -> ml_collections.ConfigDict:
 def apply_overrides(
   config: ml_collections.ConfigDict, overrides: dict[str, Any]
 ) -> ml_collections.ConfigDict:
-  """A copy of `config` with dotted fields replaced: {"model.ngf": 32}. Unknown fields fail."""
-  config = ml_collections.ConfigDict(config.to_dict())
+  """A copy of `config` with dotted fields replaced: {"model.ngf": 32}.
+
+  ml_collections checks each value against its field's type (an int field takes no string, a
+  `placeholder(str)` field no int; ints go into float fields); an unknown field fails naming
+  the closest known one.
+  """
+  for dotted in overrides:
+    check_field(config, dotted)
+  config = copy.deepcopy(config)
+  was_locked = config.is_locked
+  config.lock()
   for dotted, value in overrides.items():
-    *parents, leaf = dotted.split(".")
-    node = config
-    for part in parents:
-      if part not in node:
-        raise ConfigError(f"unknown config field {dotted!r}")
-      node = node[part]
-    if leaf not in node:
-      raise ConfigError(f"unknown config field {dotted!r}")
-    node[leaf] = value
+    try:
+      config.update_from_flattened_dict({dotted: value})
+    except TypeError as e:
+      wanted = getattr(config_path.get_type(dotted, config), "__name__", "other")
+      raise ConfigError(f"config.{dotted}={value!r}: the field takes {wanted} values") from e
+  if not was_locked:
+    config.unlock()
   return config
+
+
+def check_field(config: ml_collections.ConfigDict, dotted: str) -> None:
+  """ConfigError (with the closest known name) if `config` has no field `dotted`."""
+  parts = dotted.split(".")
+  node = config
+  for i, part in enumerate(parts):
+    known = list(node.keys()) if isinstance(node, ml_collections.ConfigDict) else []
+    if part not in known:
+      close = difflib.get_close_matches(part, known, n=1)
+      hint = f" (did you mean {'.'.join([*parts[:i], close[0]])!r}?)" if close else ""
+      raise ConfigError(f"unknown config field {dotted!r}{hint}")
+    node = node[part]
+
+
+# Command-line text -> value, by the field's type, as pix2pix-train's --config.f=v parses it.
+_TEXT_PARSERS = {
+  bool: flags.BooleanParser(),
+  int: flags.IntegerParser(),
+  float: flags.FloatParser(),
+  str: flags.ArgumentParser(),
+}
+
+
+def parse_override(config: ml_collections.ConfigDict, dotted: str, text: str) -> Any:
+  """`--config.<dotted>=<text>` -> the value, parsed by the type of `config`'s field as
+  pix2pix-train parses it: text stays a string for a str field ("123" too); a number or bool
+  field takes only a number or bool; a field without a type takes a Python literal."""
+  check_field(config, dotted)
+  parser = _TEXT_PARSERS.get(config_path.get_type(dotted, config))
+  if parser is None:
+    return parse_value(text)
+  try:
+    return parser.parse(text)
+  except ValueError as e:
+    raise ConfigError(f"--config.{dotted}={text}: {e}") from None
 
 
 def parse_value(text: str) -> Any:

@@ -15,6 +15,8 @@ log = logging.getLogger(__name__)
 
 
 def define_flags() -> None:
+  """The multi-host flags; each also takes the other commands' hyphenated spelling
+  (--coordinator-address, --num-processes, --process-id)."""
   flags.DEFINE_string(
     "coordinator_address", None, "host:port of process 0 (multi-host); env JAX_COORDINATOR_ADDRESS"
   )
@@ -25,6 +27,8 @@ def define_flags() -> None:
     False,
     "Initialise jax.distributed from the cluster environment (SLURM, TPU pod, ...).",
   )
+  for name in ("coordinator_address", "num_processes", "process_id"):
+    flags.DEFINE_alias(name.replace("_", "-"), name)
 
 
 def initialize_from_flags() -> None:

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from colorize_test import write_images
-from conftest import subprocess_env, tiny_config
+from conftest import exit_status, subprocess_env, tiny_config
 from PIL import Image
 from skimage import color as skcolor
 from video_test import decode, make_clip
@@ -229,6 +229,8 @@ def test_chroma_transfer_matches_numpy_statistics():
 
 
 def test_bad_reference_is_one_line_and_writes_nothing(workdir, tmp_path, capsys):
+  from pix2pix_jax.colorize import main as colorize
+
   write_images(tmp_path / "in")
   text = tmp_path / "notes.png"
   text.write_text("not an image\n")
@@ -239,7 +241,8 @@ def test_bad_reference_is_one_line_and_writes_nothing(workdir, tmp_path, capsys)
     (text, "not a readable image"),
     (gray, "no colour"),
   ]:
-    assert run(workdir, tmp_path / "in", "-o", tmp_path / "out", "--reference", reference) == 1
+    argv = ["--workdir", workdir, tmp_path / "in", "-o", tmp_path / "out", "--reference", reference]
+    assert exit_status(colorize.main, argv) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(reference) in err[0] and cause in err[0], err
     assert not (tmp_path / "out").exists()

@@ -16,7 +16,7 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 import pytest  # noqa: E402
 
-from pix2pix_jax import config_lib  # noqa: E402
+from pix2pix_jax import cli, config_lib  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -63,6 +63,14 @@ TINY_SWEEP_OVERRIDES = {
   "sample_every_steps": 2,
   "num_sample_images": 2,
 }
+
+
+def exit_status(main, argv) -> int:
+  """`main(argv)` run as its console script runs it (`cli.run`: a UserError is one line on
+  stderr, status 1); returns the exit status."""
+  with pytest.raises(SystemExit) as exit_info:
+    cli.run(main, [str(a) for a in argv])
+  return exit_info.value.code
 
 
 def write_sweep(path, grid, overrides=TINY_SWEEP_OVERRIDES, **extra) -> str:

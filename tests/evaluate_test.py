@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
-from conftest import REPO, tiny_config
+from conftest import REPO, exit_status, tiny_config
 from PIL import Image
 from skimage import color as skcolor
 
@@ -118,22 +118,26 @@ def test_max_examples_and_output_folder(trained, tmp_path):
 
 def test_errors_exit_1_with_a_message_naming_the_path(trained, tmp_path, capsys):
   missing = tmp_path / "missing"
-  assert evaluate.main(["--workdir", str(missing), "--data", "samples"]) == 1
+  assert exit_status(evaluate.main, ["--workdir", str(missing), "--data", "samples"]) == 1
   assert str(missing) in capsys.readouterr().err
 
   no_checkpoint = tmp_path / "empty_run"
   no_checkpoint.mkdir()
-  assert evaluate.main(["--workdir", str(no_checkpoint), "--data", "samples"]) == 1
+  assert exit_status(evaluate.main, ["--workdir", str(no_checkpoint), "--data", "samples"]) == 1
   assert str(no_checkpoint) in capsys.readouterr().err
 
   empty = tmp_path / "no_images"
   empty.mkdir()
   (empty / "notes.txt").write_text("not an image")
-  assert evaluate.main(["--workdir", str(trained["workdir"]), "--data", str(empty)]) == 1
+  assert (
+    exit_status(evaluate.main, ["--workdir", str(trained["workdir"]), "--data", str(empty)]) == 1
+  )
   err = capsys.readouterr().err
   assert err.startswith("error:") and str(empty) in err and err.count("\n") == 1
 
-  assert evaluate.main(["--workdir", str(trained["workdir"]), "--data", str(missing)]) == 1
+  assert (
+    exit_status(evaluate.main, ["--workdir", str(trained["workdir"]), "--data", str(missing)]) == 1
+  )
   assert str(missing) in capsys.readouterr().err
 
 

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from colorize_test import write_images
-from conftest import REPO, subprocess_env, tiny_config, tiny_generator_workdir
+from conftest import REPO, exit_status, subprocess_env, tiny_config, tiny_generator_workdir
 from PIL import Image
 from video_test import decode, make_clip
 
@@ -82,8 +82,9 @@ def test_model_outputs_equal_the_workdirs(workdir, model_file, tmp_path, capsys)
 def test_model_batch_and_render_size_are_fixed(model_file, tmp_path, capsys):
   Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "p.png")
   for flag, value in [("--render-size", "64"), ("--batch-size", "4")]:
-    code = colorize.main(
-      ["--model", model_file, str(tmp_path / "p.png"), "-o", str(tmp_path / "o.png"), flag, value]
+    code = exit_status(
+      colorize.main,
+      ["--model", model_file, str(tmp_path / "p.png"), "-o", str(tmp_path / "o.png"), flag, value],
     )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and len(err) == 1 and err[0].startswith(f"error: {model_file}: exported for")
@@ -119,8 +120,8 @@ def test_a_bad_model_file_is_one_line_naming_it(model_file, tmp_path, capsys, ca
         other = json.dumps({"format": "something/9"}).encode()
         dst.writestr(name, other if name == "metadata.json" else src.read(name))
   Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "p.png")
-  code = colorize.main(
-    ["--model", str(path), str(tmp_path / "p.png"), "-o", str(tmp_path / "o.png")]
+  code = exit_status(
+    colorize.main, ["--model", str(path), str(tmp_path / "p.png"), "-o", str(tmp_path / "o.png")]
   )
   err = capsys.readouterr().err.strip().splitlines()
   assert code == 1 and len(err) == 1 and err[0].startswith(f"error: {path}: "), err
@@ -129,19 +130,28 @@ def test_a_bad_model_file_is_one_line_naming_it(model_file, tmp_path, capsys, ca
 
 def test_export_errors_and_overwrite(workdir, model_file, tmp_path, capsys):
   stamp = os.path.getmtime(model_file)
-  assert export.main(["--workdir", workdir, "--output", model_file]) == 1
+  assert exit_status(export.main, ["--workdir", workdir, "--output", model_file]) == 1
   assert "output exists" in capsys.readouterr().err and os.path.getmtime(model_file) == stamp
   assert (
-    export.main(["--workdir", workdir, "-o", str(tmp_path / "m.p2p"), "--render-size", "48"]) == 1
+    exit_status(
+      export.main, ["--workdir", workdir, "-o", str(tmp_path / "m.p2p"), "--render-size", "48"]
+    )
+    == 1
   )
   assert "multiple of 2**num_downs = 32" in capsys.readouterr().err
   assert (
-    export.main(["--workdir", workdir, "-o", str(tmp_path / "m.p2p"), "--platforms", "gpu"]) == 1
+    exit_status(
+      export.main, ["--workdir", workdir, "-o", str(tmp_path / "m.p2p"), "--platforms", "gpu"]
+    )
+    == 1
   )
   assert "expected some of cpu, cuda, rocm, tpu" in capsys.readouterr().err
-  assert export.main(["--workdir", workdir, "-o", str(tmp_path / "m.p2p"), "--step", "7"]) == 1
+  assert (
+    exit_status(export.main, ["--workdir", workdir, "-o", str(tmp_path / "m.p2p"), "--step", "7"])
+    == 1
+  )
   assert capsys.readouterr().err.startswith("error: ")
-  assert export.main(["--workdir", str(tmp_path), "-o", str(tmp_path / "m.p2p")]) == 1
+  assert exit_status(export.main, ["--workdir", str(tmp_path), "-o", str(tmp_path / "m.p2p")]) == 1
   assert "no checkpoints/ directory" in capsys.readouterr().err
   assert os.listdir(tmp_path) == []
   code = export.main(
@@ -250,7 +260,7 @@ def test_saved_model_for_tensorflow_serving(workdir, tmp_path, capsys):
   with open(os.path.join(folder, "assets.extra", "pix2pix_jax.json")) as f:
     assert json.load(f)["render_size"] == 32
   stamp = os.path.getmtime(folder)
-  assert export.main([*args[:2], "-o", str(tmp_path / "n.p2p"), *args[4:]]) == 1
+  assert exit_status(export.main, [*args[:2], "-o", str(tmp_path / "n.p2p"), *args[4:]]) == 1
   assert (
     capsys.readouterr().err.strip()
     == f"error: {folder}: output exists (use --overwrite to replace it)"

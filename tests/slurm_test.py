@@ -22,6 +22,7 @@ import pytest
 from conftest import (
   REPO,
   TINY_SWEEP_OVERRIDES,
+  exit_status,
   main_command,
   subprocess_env,
   tiny_generator_workdir,
@@ -339,7 +340,9 @@ def test_readme_shows_the_tested_batch_script():
 def test_without_slurm_commands_the_sweep_fails_in_one_line(tmp_path, monkeypatch, capsys):
   path = write_sweep(tmp_path / "tiny.py", {"loss.gan": ["hinge"]}, TINY)
   monkeypatch.setenv("PATH", str(tmp_path / "empty"))
-  assert sweep.main([path, "--output", str(tmp_path / "runs"), "--launcher", "slurm"]) == 1
+  assert (
+    exit_status(sweep.main, [path, "--output", str(tmp_path / "runs"), "--launcher", "slurm"]) == 1
+  )
   err = capsys.readouterr().err
   assert err == "error: sbatch not found: --launcher slurm needs SLURM's commands on PATH\n"
 

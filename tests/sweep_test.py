@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 import pytest
-from conftest import REPO, TINY_SWEEP_OVERRIDES, write_sweep
+from conftest import REPO, TINY_SWEEP_OVERRIDES, exit_status, write_sweep
 
 from pix2pix_jax.tools.sweep import main as sweep
 from pix2pix_jax.tools.sweep import spec
@@ -62,7 +62,7 @@ def test_restart_skips_finished_runs(finished, capsys):
 def test_unknown_field_fails_before_launching(tmp_path, capsys):
   path = write_sweep(tmp_path / "bad.py", {"loss.l1_wieght": [1.0, 10.0]})
   root = tmp_path / "runs"
-  assert sweep.main([path, "--output", str(root)]) == 1
+  assert exit_status(sweep.main, [path, "--output", str(root)]) == 1
   err = capsys.readouterr().err
   assert "loss.l1_wieght" in err and err.startswith("error:")
   assert not root.exists()
@@ -71,10 +71,10 @@ def test_unknown_field_fails_before_launching(tmp_path, capsys):
 def test_bad_value_and_unknown_key_fail_before_launching(tmp_path, capsys):
   root = tmp_path / "runs"
   path = write_sweep(tmp_path / "bad.py", {"loss.gan": ["vanilla", "wasserstein"]})
-  assert sweep.main([path, "--output", str(root)]) == 1
+  assert exit_status(sweep.main, [path, "--output", str(root)]) == 1
   assert "wasserstein" in capsys.readouterr().err
   path = write_sweep(tmp_path / "typo.py", {"loss.gan": ["vanilla"]}, metrics="psnr")
-  assert sweep.main([path, "--output", str(root)]) == 1
+  assert exit_status(sweep.main, [path, "--output", str(root)]) == 1
   assert "metrics" in capsys.readouterr().err
   assert not root.exists()
 
@@ -95,9 +95,9 @@ def test_command_line_overrides_apply_to_every_run_and_are_checked(tmp_path, cap
   argv = [path, "--output", str(root), "--dry-run", "--config.loss.l1_weight=5"]
   assert sweep.main(argv) == 0
   assert capsys.readouterr().out.count("--config.loss.l1_weight=5") == 2
-  assert sweep.main([path, "--dry-run", "--config.loss.no_such=1"]) == 1
+  assert exit_status(sweep.main, [path, "--dry-run", "--config.loss.no_such=1"]) == 1
   assert "unknown config field 'loss.no_such'" in capsys.readouterr().err
-  assert sweep.main([path, "--dry-run", "--l1=5"]) == 1
+  assert exit_status(sweep.main, [path, "--dry-run", "--l1=5"]) == 1
   assert "overrides are --config.field=value" in capsys.readouterr().err
   assert not root.exists()
 
@@ -143,7 +143,7 @@ def test_a_failing_run_is_reported_and_not_marked_done(tmp_path, capsys):
   overrides = {**TINY_SWEEP_OVERRIDES, "data.source": "folder", "data.folder": missing}
   path = write_sweep(tmp_path / "fails.py", {"loss.gan": ["hinge"]}, overrides=overrides)
   root = tmp_path / "runs"
-  assert sweep.main([path, "--output", str(root)]) == 1
+  assert exit_status(sweep.main, [path, "--output", str(root)]) == 1
   assert "1 runs failed: gan=hinge" in capsys.readouterr().out
   workdir = root / "tiny" / "gan=hinge"
   assert not (workdir / "DONE").exists()

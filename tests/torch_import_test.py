@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
+from conftest import exit_status
 
 from pix2pix_jax import checkpoint, models
 from pix2pix_jax.models import torch_weights
@@ -253,7 +254,7 @@ def import_with_command_line(tmp_path, config):
   workdir = os.path.join(tmp_path, "w")
   argv = ["--torch-checkpoint", pth, "--config", config_file, "--workdir", workdir]
   assert import_torch.main(argv) == 0
-  assert import_torch.main(argv) == 1  # refuses to overwrite an existing checkpoint
+  assert exit_status(import_torch.main, argv) == 1  # refuses to overwrite an existing checkpoint
   return net, pth, workdir
 
 

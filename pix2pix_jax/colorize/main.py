@@ -267,11 +267,8 @@ def main(argv: list[str] | None = None) -> int:
   skip_existing(jobs, skip=args.skip_existing)
   todo = [job for job in jobs if not job.error and not job.skipped]
   if todo:
-    try:
-      reference = load_reference(args.reference) if args.reference else None
-      colorizer = load_colorizer(args, saturation=args.saturation, reference=reference)
-    except errors.UserError as e:
-      return cli.report(e)
+    reference = load_reference(args.reference) if args.reference else None
+    colorizer = load_colorizer(args, saturation=args.saturation, reference=reference)
     start = time.perf_counter()
     run_images(
       colorizer,

@@ -293,20 +293,17 @@ def main(argv: list[str] | None = None) -> int:
   cli.add_verbose_flag(parser)
   args = parser.parse_args(argv)
   cli.configure(verbose=args.verbose)
-  try:
-    result = evaluate_workdir(
-      args.workdir,
-      args.data,
-      batch_size=args.batch_size,
-      max_examples=args.max_examples,
-      gallery_size=args.gallery_size,
-      step=args.step,
-      show_progress=not args.quiet,
-    )
-    output = args.output or os.path.join(args.workdir, "eval", result.info["data_name"])
-    paths = write_outputs(result, output)
-  except errors.UserError as e:
-    return cli.report(e)
+  result = evaluate_workdir(
+    args.workdir,
+    args.data,
+    batch_size=args.batch_size,
+    max_examples=args.max_examples,
+    gallery_size=args.gallery_size,
+    step=args.step,
+    show_progress=not args.quiet,
+  )
+  output = args.output or os.path.join(args.workdir, "eval", result.info["data_name"])
+  paths = write_outputs(result, output)
   print(format_summary(summary_json(result)))
   for path in paths.values():
     print(f"wrote {path}")

@@ -125,19 +125,16 @@ def main(argv: list[str] | None = None) -> int:
   args = build_parser().parse_args(argv)
   cli.configure(verbose=args.verbose)
   platforms = tuple(p.strip() for p in args.platforms.split(",") if p.strip())
-  try:
-    metadata = export_workdir(
-      args.workdir,
-      args.output,
-      step=args.step,
-      render_size=args.render_size,
-      batch_per_device=args.batch_size,
-      platforms=platforms,
-      overwrite=args.overwrite,
-      saved_model_dir=args.saved_model,
-    )
-  except errors.UserError as e:
-    return cli.report(e)
+  metadata = export_workdir(
+    args.workdir,
+    args.output,
+    step=args.step,
+    render_size=args.render_size,
+    batch_per_device=args.batch_size,
+    platforms=platforms,
+    overwrite=args.overwrite,
+    saved_model_dir=args.saved_model,
+  )
   megabytes = os.path.getsize(args.output) / 1e6
   print(
     f"{args.workdir} step {metadata['source']['step']} -> {args.output}: "

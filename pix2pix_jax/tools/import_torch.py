@@ -11,7 +11,7 @@ state_dict <-> flax variables mapping is `models.torch_weights`.
 import argparse
 from typing import Any
 
-from pix2pix_jax import checkpoint, cli, color, config_lib, errors
+from pix2pix_jax import checkpoint, cli, color, config_lib
 from pix2pix_jax.models import torch_weights
 
 
@@ -47,10 +47,7 @@ def main(argv: list[str] | None = None) -> int:
   cli.add_verbose_flag(parser)
   args = parser.parse_args(argv)
   cli.configure(verbose=args.verbose)
-  try:
-    import_generator(args.torch_checkpoint, config_lib.load(args.config), args.workdir)
-  except errors.UserError as e:
-    return cli.report(e)
+  import_generator(args.torch_checkpoint, config_lib.load(args.config), args.workdir)
   print(f"wrote {args.workdir} (generator only, step 0) from {args.torch_checkpoint}")
   return 0
 

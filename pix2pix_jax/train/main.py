@@ -3,17 +3,46 @@
 Re-running the same command in the same workdir resumes where it stopped.
 """
 
+import os
+import re
+
 from absl import app, flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
 
-from pix2pix_jax import cli, distributed, errors
+from pix2pix_jax import cli, config_lib, distributed, errors
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Training config file.", lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and samples.")
 flags.mark_flags_as_required(["config", "workdir"])
 distributed.define_flags()
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's parsing, with a bad flag, config file or `--config.f=v` override as one UserError."""
+  path = _config_path(argv)
+  if path is not None and not os.path.isfile(path.split(":", 1)[0]):
+    raise config_lib.ConfigError(f"{path}: config file not found")
+  try:
+    return FLAGS(argv)
+  except flags.Error as e:
+    raise errors.UserError(str(e)) from None
+  except (KeyError, AttributeError) as e:  # ml_collections: an override of an unknown field
+    if path is not None:
+      config = config_lib.load(path)
+      for arg in argv:
+        if arg.startswith(("--config.", "-config.")):
+          config_lib.check_field(config, arg.split("=", 1)[0].split(".", 1)[1])
+    raise errors.UserError(f"--config overrides: {e}") from None
+
+
+def _config_path(argv: list[str]) -> str | None:
+  """The value of --config in `argv` (--config=P or --config P), else None."""
+  for i, arg in enumerate(argv):
+    if match := re.match(r"^--?config(?:=(.+)|$)", arg):
+      return match.group(1) or (argv[i + 1] if i + 1 < len(argv) else None)
+  return None
 
 
 def main(argv):
@@ -28,16 +57,12 @@ def main(argv):
   from pix2pix_jax.train import loop as train_loop
 
   input_pipeline.hide_accelerators_from_tf()
-  try:
-    train_loop.train_and_evaluate(FLAGS.config, FLAGS.workdir)
-  except errors.UserError as e:
-    absl_logging.flush()
-    raise SystemExit(f"error: {e}") from None
+  train_loop.train_and_evaluate(FLAGS.config, FLAGS.workdir)
 
 
 def run():
-  """Console entry point (pix2pix-train)."""
-  app.run(main)
+  """Console entry point (pix2pix-train): `cli.run` turns a UserError into one line, status 1."""
+  cli.run(lambda argv: app.run(main, argv, flags_parser=parse_flags))
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ With ``--launcher slurm`` each unfinished run is submitted as one SLURM batch jo
 returns. Running it again writes the reports with the runs that have finished (``DONE``), leaves
 alone runs whose job is still queued or running (``squeue``), and submits the others again
 (failed, cancelled, preempted): they resume from their checkpoints. A job stopped by SIGTERM
-requeues itself (`tools/slurm.py`).
+requeues itself (`tools/sweep/slurm.py`).
 
 Results are read back from each run's TensorBoard events (``eval/<metric>`` scalars, the
 ``images_per_sec`` throughput) and written to ``<output>/<sweep>/results.csv``, ``results.md``,
@@ -49,7 +49,7 @@ import sys
 import time
 from typing import Any
 
-from pix2pix_jax import cli, config_lib, errors, files
+from pix2pix_jax import cli, files
 from pix2pix_jax.tools.sweep import report, slurm, spec
 
 
@@ -178,12 +178,12 @@ def submit_slurm(sweep: spec.Sweep, resources: slurm.Resources, echo=print) -> d
   return status
 
 
-def _parse_override(text: str) -> tuple[str, Any]:
-  """`--config.field=value` -> (field, value)."""
+def _parse_override(text: str) -> tuple[str, str]:
+  """`--config.field=value` -> (field, value as text)."""
   if not text.startswith("--config.") or "=" not in text:
     raise spec.SweepError(f"unexpected argument {text!r} (overrides are --config.field=value)")
   field, value = text[len("--config.") :].split("=", 1)
-  return field.strip(), config_lib.parse_value(value)
+  return field.strip(), value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -217,33 +217,27 @@ def main(argv: list[str] | None = None) -> int:
   parser.epilog = "--config.field=value (repeatable) overrides a field in every run."
   args, rest = parser.parse_known_args(argv)
   cli.configure()
-  try:
-    extra = dict(_parse_override(o) for o in rest)
-    sweep = spec.load_sweep(args.sweep, root=args.output, scale=args.scale, extra_overrides=extra)
-  except errors.UserError as e:
-    return cli.report(e)
+  extra = dict(_parse_override(o) for o in rest)
+  sweep = spec.load_sweep(args.sweep, root=args.output, scale=args.scale, extra_overrides=extra)
   print(f"[{sweep.name}] {len(sweep.runs)} runs in {sweep.directory}")
   if args.dry_run:
     for run in sweep.runs:
       state = "finished" if spec.is_done(run) else "to run"
       print(f"{run.name} ({state}):\n  {' '.join(command(sweep, run))}")
     return 0
-  try:
-    if args.collect_only:
-      statuses = {}
-    elif args.launcher == "slurm":
-      resources = slurm.Resources(
-        partition=args.partition,
-        time=args.time,
-        gpus=args.gpus_per_run,
-        cpus=args.cpus_per_run,
-        extra=tuple(args.sbatch_arg),
-      )
-      statuses = submit_slurm(sweep, resources)
-    else:
-      statuses = launch(sweep, args.parallel)
-  except errors.UserError as e:
-    return cli.report(e)
+  if args.collect_only:
+    statuses = {}
+  elif args.launcher == "slurm":
+    resources = slurm.Resources(
+      partition=args.partition,
+      time=args.time,
+      gpus=args.gpus_per_run,
+      cpus=args.cpus_per_run,
+      extra=tuple(args.sbatch_arg),
+    )
+    statuses = submit_slurm(sweep, resources)
+  else:
+    statuses = launch(sweep, args.parallel)
   rows = report.collect(sweep, statuses)
   for path in report.write_reports(sweep, rows):
     print(f"wrote {path}")

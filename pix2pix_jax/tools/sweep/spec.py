@@ -1,5 +1,5 @@
 """Sweep definitions: a sweep file's `get_sweep()` checked and expanded into runs, each with
-its resolved config and workdir (the format is in tools/sweep.py's docstring)."""
+its resolved config and workdir (the format is in tools/sweep/main.py's docstring)."""
 
 import dataclasses
 import importlib.util
@@ -136,9 +136,12 @@ def load_sweep(
   *,
   root: str = "runs",
   scale: str | None = None,
-  extra_overrides: dict[str, Any] | None = None,
+  extra_overrides: dict[str, str] | None = None,
 ) -> Sweep:
-  """Reads and checks a sweep definition: every run's config is built and validated."""
+  """Reads and checks a sweep definition: every run's config is built and validated.
+
+  extra_overrides: command-line `--config.field=text` for every run, parsed by the type of the
+  base config's field (as pix2pix-train parses them)."""
   definition = read_definition(path)
   if scale:
     scales = definition.get("scales") or {}
@@ -155,7 +158,11 @@ def load_sweep(
     name = f"{name}-{scale}"
   base_path = resolve_path(definition["base_config"], path)
   base = config_lib.load(base_path)
-  fixed = {**(definition.get("overrides") or {}), **(extra_overrides or {})}
+  try:
+    extra = {f: config_lib.parse_override(base, f, v) for f, v in (extra_overrides or {}).items()}
+  except config_lib.ConfigError as e:
+    raise SweepError(f"{path}: {e}") from e
+  fixed = {**(definition.get("overrides") or {}), **extra}
   grid = definition.get("grid") or {}
   random = definition.get("random") or {}
   points = grid_points(grid) if grid else [{}]
