@@ -186,7 +186,31 @@ def _folder_files(config: ml_collections.ConfigDict, split: str) -> tuple[str, .
 
 
 def _tfds_builder(config: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
-  return tfds.builder(config.data.name, data_dir=config.data.data_dir)
+  name = config.data.name
+  absl_logger = logging.getLogger("absl")
+  level = absl_logger.level
+  # An unprepared dataset's "Variant folder ... has no dataset_info.json" warning: the first
+  # read of it raises DataError saying what to do instead.
+  absl_logger.setLevel(max(level, logging.ERROR))
+  try:
+    return tfds.builder(name, data_dir=config.data.data_dir)
+  except tfds.core.registered.DatasetNotFoundError as e:
+    first = str(e).strip().splitlines()[0]
+    raise DataError(f"config.data.name={name!r}: {first} (in tfds or config.data.data_dir)") from e
+  finally:
+    absl_logger.setLevel(level)
+
+
+def _not_prepared(builder: tfds.core.DatasetBuilder) -> DataError:
+  """The one-line error for a tfds dataset whose files are not in its data_dir. (tfds's own
+  `tfds build` command needs apache-beam, which tfds does not install.)"""
+  name, root = builder.name, builder.data_dir_root
+  prepare = f"tfds.builder('{name}', data_dir='{root}').download_and_prepare()"
+  return DataError(
+    f"tfds dataset {name} is not prepared in data_dir {root}: prepare it with "
+    f'`python -c "import tensorflow_datasets as tfds; {prepare}"`, then train with '
+    f"--config.data.data_dir={root}"
+  )
 
 
 def _tfds_split(split: str, limit: int) -> str:
@@ -202,9 +226,14 @@ def _tfds_split(split: str, limit: int) -> str:
 
 def _tfds_dataset(builder: tfds.core.DatasetBuilder, split: str) -> tf.data.Dataset:
   """Encoded images only: decoding is left for after any skipping."""
-  ds = builder.as_dataset(
-    split=split, shuffle_files=False, decoders={"image": tfds.decode.SkipDecoding()}
-  )
+  try:
+    ds = builder.as_dataset(
+      split=split, shuffle_files=False, decoders={"image": tfds.decode.SkipDecoding()}
+    )
+  except AssertionError as e:  # tfds's "could not find data in ..."
+    if builder.is_prepared():
+      raise
+    raise _not_prepared(builder) from e
   return ds.map(lambda example: example["image"], num_parallel_calls=tf.data.AUTOTUNE)
 
 
