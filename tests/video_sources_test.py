@@ -10,11 +10,18 @@ import pytest
 from conftest import tiny_generator_workdir
 from inference_test import psnr
 from PIL import Image
-from video_test import colorizer, ffmpeg, make_clip  # noqa: F401 (colorizer: a fixture)
+from video_test import (  # noqa: F401 (colorizer: a fixture)
+  CASES,
+  colorizer,
+  decode,
+  ffmpeg,
+  make_clip,
+  make_vfr_clip,
+)
 
 from pix2pix_jax import color
 from pix2pix_jax.colorize import main as colorize
-from pix2pix_jax.colorize.video import pipeline, probe, reader, writer
+from pix2pix_jax.colorize.video import pipeline, probe, reader, sample_clip, writer
 
 # Luminance is compared at 40 dB, as in video_test: the encoder's loss must stay below that.
 NEAR_LOSSLESS = writer.EncodeOptions(crf=8)
@@ -151,3 +158,64 @@ def test_declared_frame_counts_are_read_before_decord_opens_a_file(tmp_path):
   assert probe.declared_frames(huge) == 2_000_000_000
   # decord would abort the process on it; the pipe decodes the 6 frames it really has.
   assert reader.choose_backend(huge, probe.probe(huge)) == ("ffmpeg", None)
+
+
+# Every kind of clip the video tests colourise, made by ffmpeg: (maker, decord2 reads it).
+def _truncated(path):
+  full = make_clip(path + ".full.mp4", seconds=2, extra=("-g", "5", "-movflags", "+faststart"))
+  data = open(full, "rb").read()
+  with open(path, "wb") as f:
+    f.write(data[: len(data) * 2 // 3])
+  return path
+
+
+DECODER_CLIPS = {
+  **{name: lambda path, kw=kw: make_clip(path, **kw) for name, kw in CASES.items()},
+  "vfr.mp4": make_vfr_clip,
+  "one_frame.mp4": lambda path: make_clip(path, extra=("-frames:v", "1")),
+  "truncated.mp4": _truncated,
+  "h264_10bit_sdr.mkv": lambda path: make_10bit_clip(path, "libx264", hdr=False),
+  "hevc.mp4": lambda path: make_clip(path, vcodec="libx265", extra=("-x265-params", "log-level=0")),
+  "av1.mkv": lambda path: make_clip(
+    path, vcodec="libaom-av1", seconds=0.4, extra=("-cpu-used", "8")
+  ),
+  "sample.webm": lambda path: sample_clip.make_sample_clip(
+    path, seconds=1, fps=5, size=32, audio=False
+  ),
+}
+# The clips decord (decord2 3.4) reads itself; the others come from the pipe: VP8 and a 32x32
+# VP9 in WebM (decord returns 4 and 6 channels: its first frame differs from ffmpeg's).
+DECORD_READS = {
+  "h264_aac.mp4", "vp9_odd.mkv", "mjpeg_pcm_odd.avi", "mpeg4_silent.avi", "h264_pcm.mov",
+  "ntsc.mp4", "vfr.mp4", "one_frame.mp4", "truncated.mp4", "h264_10bit_sdr.mkv", "hevc.mp4",
+  "av1.mkv",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(DECODER_CLIPS))
+def test_every_clip_is_read_frame_exactly_as_ffmpeg_decodes_it(tmp_path, name):
+  """Whatever the decoder and its thread count, the frames are ffmpeg's: count and pixels."""
+  import decord
+
+  src = DECODER_CLIPS[name](str(tmp_path / name))
+  info = probe.probe(src)
+  expected = decode(src)  # ffmpeg's own rgb24 decode, independent of the reader
+  assert len(expected) == probe.count_frames(src)
+  for threads in (1, 4):
+    backend, decord_reader = reader.choose_backend(src, info, threads=threads)
+    if decord.__version__.startswith("3."):  # decord2, as setup.cfg pins it
+      assert backend == ("decord" if name in DECORD_READS else "ffmpeg")
+    chunks = reader.iter_chunks(
+      src, 4, reader=decord_reader, backend=backend, info=info, threads=threads
+    )
+    frames = np.concatenate(list(chunks))
+    assert frames.shape == expected.shape, (backend, threads)
+    np.testing.assert_array_equal(frames, expected, err_msg=f"{backend}, {threads} threads")
+
+
+def test_decoder_threads_follow_the_cores():
+  cores = reader.usable_cores()
+  assert cores == len(os.sched_getaffinity(0))
+  assert reader.decode_threads() == max(1, min(4, cores))
+  assert reader.decode_threads(workers=cores) == 1  # one each for as many workers as cores
+  assert reader.decode_threads(workers=10 * cores) == 1

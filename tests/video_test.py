@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -10,9 +11,11 @@ import types
 import decord
 import numpy as np
 import pytest
+from conftest import tiny_generator_workdir
 from inference_test import make_colorizer, psnr
 
 from pix2pix_jax import color, files
+from pix2pix_jax.colorize import main as colorize
 from pix2pix_jax.colorize.video import pipeline, probe, reader, sample_clip, writer
 
 
@@ -302,3 +305,198 @@ def test_without_decord_clips_come_from_the_ffmpeg_pipe(tmp_path):
   assert (result.decoder, result.audio) == ("ffmpeg", "copied")
   assert (result.width, result.height, result.frames) == (64, 48, 25)
   check_output(src, dst, result)
+
+
+# --- Windows (--start/--duration) and the streams kept beside the video ---------------------
+
+LOSSLESS = writer.EncodeOptions(crf=0, pix_fmt="yuv444p")  # x264 lossless: pixels compare exactly
+
+
+def make_noisy_clip(path, seconds=3):
+  """64x48 H.264 at 25 fps (a keyframe every 12 frames) with AAC; temporal noise makes every
+  frame distinct, so a frame's pixels say which frame it is."""
+  ffmpeg(
+    "-f", "lavfi", "-i", f"testsrc2=size=64x48:rate=25:duration={seconds},noise=alls=40:allf=t",
+    "-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}",
+    "-c:v", "libx264", "-g", "12", "-c:a", "aac", path,
+  )  # fmt: skip
+  return path
+
+
+def frame_times(path):
+  """The video frames' presentation times in seconds, as ffmpeg's showinfo prints them."""
+  cmd = [probe.ffmpeg_exe(), "-hide_banner", "-i", path, "-map", "0:v:0", "-vf", "showinfo"]
+  text = subprocess.run([*cmd, "-f", "null", "-"], capture_output=True, text=True).stderr
+  return [float(t) for t in re.findall(r"pts_time:([-\d.e]+)", text)]
+
+
+def audio_seconds(path):
+  """Decoded audio length in seconds (samples at 44.1 kHz)."""
+  cmd = [probe.ffmpeg_exe(), "-v", "error", "-i", path, "-map", "0:a:0", "-ac", "1", "-ar"]
+  cmd += ["44100", "-f", "s16le", "-"]
+  return len(subprocess.run(cmd, check=True, capture_output=True).stdout) / 2 / 44100
+
+
+@pytest.fixture(scope="module")
+def noisy(tmp_path_factory, colorizer):
+  """The noisy clip, and the frames of a lossless, unsmoothed run over all of it."""
+  folder = tmp_path_factory.mktemp("noisy")
+  src = make_noisy_clip(str(folder / "n.mp4"))
+  full = str(folder / "full.mkv")
+  pipeline.colorize_video(colorizer, src, full, encode=LOSSLESS, smoothing=0.0, progress=False)
+  return src, decode(full)
+
+
+@pytest.mark.parametrize(
+  "start, duration",
+  # On frames, between frames (where ffmpeg's input -t alone would take one frame more: it
+  # counts from the first frame kept), a one-frame window, and one running past the end.
+  [(0.4, 0.4), (0.41, 0.39), (0.399, 0.401), (1.0, 1.0), (0.0, 0.04), (2.5, 5.0)],
+)
+def test_window_holds_exactly_the_frames_of_its_span(colorizer, noisy, tmp_path, start, duration):
+  src, full = noisy
+  times = frame_times(src)
+  assert times == pytest.approx([k / 25 for k in range(75)])  # the set-up: frames at k/25 s
+  expected = [k for k, t in enumerate(times) if start <= t < start + duration]
+  first = expected[0]
+  dst = str(tmp_path / "w.mp4")
+  result = pipeline.colorize_video(
+    colorizer, src, dst, encode=LOSSLESS, smoothing=0.0, window=(start, duration), progress=False
+  )
+  out = decode(dst)
+  assert result.frames == len(out) == probe.count_frames(dst) == len(expected)
+  # The output's frames are the full run's frames of the same span (x264 lossless both times).
+  assert np.abs(out.astype(int) - full[first : first + len(out)]).max() <= 1
+  # Audio cut to the window (the clip's 3 s of audio end it early), within one AAC frame (1024
+  # samples): copied into MP4 (an edit list cuts it), decoded, cut and re-encoded into Matroska.
+  audio = min(duration, 3.0 - start)
+  assert result.audio == "copied"
+  assert abs(audio_seconds(dst) - audio) <= 1024 / 44100
+  mkv = str(tmp_path / "w.mkv")
+  result = pipeline.colorize_video(
+    colorizer, src, mkv, encode=LOSSLESS, smoothing=0.0, window=(start, duration), progress=False
+  )
+  assert result.frames == len(expected) and result.audio == "re-encoded (aac, cut to the window)"
+  assert abs(audio_seconds(mkv) - audio) <= 1024 / 44100
+
+
+def test_window_from_the_command_line(noisy, tmp_path, capsys):
+  src, _ = noisy
+  workdir = tiny_generator_workdir(tmp_path / "run")
+  dst = tmp_path / "preview.mp4"
+  args = ["--workdir", workdir, src, "-o", str(dst), "--quiet"]
+  assert colorize.main([*args, "--start", "00:00:01.000", "--duration", "0.5"]) == 0
+  assert "13 frames 64x48" in capsys.readouterr().out  # 1.00, 1.04, ..., 1.48 s
+  assert probe.count_frames(str(dst)) == 13
+  # Past the end: one line naming the file and the cause, exit 1, nothing written.
+  late = tmp_path / "late.mp4"
+  assert colorize.main(["--workdir", workdir, src, "-o", str(late), "--start", "4"]) == 1
+  err = capsys.readouterr().err
+  assert f"error: {src}: the window starts at 4 s, past the end of the clip (3 s)" in err
+  assert not late.exists() and not [p for p in os.listdir(tmp_path) if p.startswith(".late")]
+  for bad in (["--start", "1:75"], ["--duration", "0"], ["--start", "-1"]):
+    with pytest.raises(SystemExit) as e:
+      colorize.main([*args, *bad])
+    assert e.value.code == 2
+
+
+SRT = "1\n00:00:00,500 --> 00:00:01,500\nHello\n\n2\n00:00:02,000 --> 00:00:02,800\nWorld\n"
+FFMETADATA = """;FFMETADATA1
+title=Archive film
+artist=Someone
+
+[CHAPTER]
+TIMEBASE=1/1000
+START=0
+END=1500
+title=Opening
+
+[CHAPTER]
+TIMEBASE=1/1000
+START=1500
+END=3000
+title=Ending
+"""
+
+
+def make_archive_clip(path, tmp_path, *, audio=True):
+  """3 s Matroska: H.264, AAC (when `audio`), an English SRT subtitle stream, two chapters
+  (Opening, Ending) and the title "Archive film"."""
+  clip = make_clip(str(tmp_path / "plain.mp4"), seconds=3, audio="aac" if audio else None)
+  (tmp_path / "s.srt").write_text(SRT)
+  (tmp_path / "meta.txt").write_text(FFMETADATA)
+  ffmpeg(
+    "-i", clip, "-i", str(tmp_path / "s.srt"), "-i", str(tmp_path / "meta.txt"),
+    "-map", "0", "-map", "1", "-map_metadata", "2", "-map_chapters", "2",
+    "-c", "copy", "-c:s", "srt", "-metadata:s:s:0", "language=eng", path,
+  )  # fmt: skip
+  return path
+
+
+def ffmpeg_i(path):
+  """What `ffmpeg -i` prints about a file (streams, chapters, tags)."""
+  cmd = [probe.ffmpeg_exe(), "-hide_banner", "-i", path]
+  return subprocess.run(cmd, capture_output=True, text=True).stderr
+
+
+def subtitle_events(path):
+  """The subtitle texts of a file, converted to SRT by ffmpeg."""
+  cmd = [probe.ffmpeg_exe(), "-v", "error", "-i", path, "-map", "0:s:0", "-f", "srt", "-"]
+  return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+
+
+@pytest.mark.parametrize(
+  "name, subtitles, codec",
+  [
+    ("o.mkv", "copied", "subrip"),
+    ("o.mp4", "converted (mov_text)", "mov_text"),  # MP4 holds text subtitles as mov_text
+    ("o.webm", "converted (webvtt)", "webvtt"),  # WebM holds WebVTT only
+    ("o.avi", "dropped (.avi output holds no subtitle streams)", None),
+  ],
+)
+def test_subtitles_chapters_and_title_are_kept(colorizer, tmp_path, name, subtitles, codec):
+  src = make_archive_clip(str(tmp_path / "film.mkv"), tmp_path)
+  info = probe.probe(src)
+  assert (info.subtitle_codecs, info.chapters) == (("subrip",), 2)  # the set-up works
+  assert ("title", "Archive film") in info.metadata
+  dst = str(tmp_path / "out" / name)
+  result = pipeline.colorize_video(colorizer, src, dst, progress=False)
+  assert result.subtitles == subtitles and result.frames == probe.count_frames(dst) == 75
+  out = probe.probe(dst)
+  assert out.subtitle_codecs == ((codec,) if codec else ())
+  assert {k.lower(): v for k, v in out.metadata}["title"] == "Archive film"
+  assert out.audio_codec == ("opus" if name == "o.webm" else "aac")
+  text = ffmpeg_i(dst)
+  if name != "o.avi":  # AVI has no chapters
+    assert out.chapters == 2 and "Opening" in text and "Ending" in text
+    assert "(eng)" in [line for line in text.splitlines() if "Subtitle:" in line][0]
+    assert "Hello" in subtitle_events(dst) and "World" in subtitle_events(dst)
+  assert result.summary().count(f"subtitles {subtitles}") == 1
+
+
+def test_kept_streams_are_cut_to_a_window(colorizer, tmp_path):
+  src = make_archive_clip(str(tmp_path / "film.mkv"), tmp_path)
+  dst = str(tmp_path / "w.mkv")
+  result = pipeline.colorize_video(colorizer, src, dst, window=(1.0, 1.5), progress=False)
+  assert result.frames == probe.count_frames(dst) == 38  # 1.00 .. 2.48 s
+  out = probe.probe(dst)
+  assert (out.subtitle_codecs, out.chapters) == (("subrip",), 2)
+  # "World" (2.0 s) moves to 1.0 s; "Hello" (0.5-1.5 s) began before the window: left out.
+  assert "00:00:01,000 --> 00:00:01,800\nWorld" in subtitle_events(dst)
+  assert "Hello" not in subtitle_events(dst)
+  text = ffmpeg_i(dst)
+  assert "Chapter #0:0: start 0.000000, end 0.500000" in text  # Opening ends at 1.5 s
+  assert "Chapter #0:1: start 0.500000" in text
+  assert result.audio == "re-encoded (aac, cut to the window)"
+  assert abs(audio_seconds(dst) - 1.5) <= 1024 / 44100
+
+
+def test_a_silent_clip_keeps_its_subtitles_and_title(colorizer, tmp_path):
+  src = make_archive_clip(str(tmp_path / "film.mkv"), tmp_path, audio=False)
+  assert probe.probe(src).needs_remux and probe.probe(src).audio_codec is None
+  dst = str(tmp_path / "o.mkv")
+  result = pipeline.colorize_video(colorizer, src, dst, progress=False)
+  assert (result.audio, result.subtitles) == ("none", "copied")
+  out = probe.probe(dst)
+  assert out.audio_codec is None and out.subtitle_codecs == ("subrip",) and out.chapters == 2
+  assert ("title", "Archive film") in out.metadata

@@ -14,7 +14,9 @@ Output layout:
     INPUT keep their path relative to that folder (OUT/sub/dir/name.ext).
 Images keep their format and exact width and height (as displayed: EXIF orientation is applied
 to the pixels); output is 8-bit RGB, with the alpha channel kept for PNG, WebP and TIFF. Videos
-keep their container, frame count, size, average frame rate and audio (see pix2pix_jax/video/).
+keep their container, frame count, size, average frame rate, audio, subtitles, chapters and tags
+(see pix2pix_jax/colorize/video/); --start T --duration D colourises only the frames with
+timestamps in [T, T+D), with the other streams cut to match (video/pipeline.py).
 
 Colour controls: --saturation S scales the predicted chroma (0: gray, 2: twice as colourful),
 --reference IMAGE moves the colours toward a photo's colour statistics, and --compare writes the
@@ -226,9 +228,32 @@ def build_parser() -> argparse.ArgumentParser:
     help=f"chunk length for --workers, resumable chunk by chunk (default "
     f"{chunks.DEFAULT_CHUNK_SECONDS:g}; given with --workers 1, one resumable pipeline)",
   )
+  parser.add_argument(
+    "--start",
+    type=_time_arg,
+    default=None,
+    metavar="T",
+    help="videos: colourise from T on (seconds, or HH:MM:SS[.ms]): exactly the frames with "
+    "timestamps in [T, T+D), audio, subtitles and chapters cut to match",
+  )
+  parser.add_argument(
+    "--duration",
+    type=_time_arg,
+    default=None,
+    metavar="D",
+    help="videos: colourise only D (seconds, or HH:MM:SS[.ms]) from --start (default 0); "
+    "default: to the end",
+  )
   progress.add_quiet_flag(parser)
   cli.add_verbose_flag(parser)
   return parser
+
+
+def _time_arg(text: str) -> float:
+  try:
+    return pipeline.parse_seconds(text)
+  except ValueError as e:
+    raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -244,6 +269,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.error("--workers must be >= 1")
   if args.chunk_seconds is not None and args.chunk_seconds <= 0:
     parser.error("--chunk-seconds must be > 0")
+  if args.duration is not None and args.duration <= 0:
+    parser.error("--duration must be > 0")
+  window = None
+  if args.start is not None or args.duration is not None:
+    window = (args.start or 0.0, args.duration if args.duration is not None else float("inf"))
   cli.configure(verbose=args.verbose)
   memory.tune_memory()
   shard = shards.resolve(args.shard, args.shard_index, args.num_shards)
@@ -282,12 +312,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     for job in (job for job in todo if job.kind == "video"):
       try:
-        result = chunks.colorize_video(
+        run = chunks.colorize_video
+        extra = dict(workers=args.workers, chunk_seconds=args.chunk_seconds)
+        if window is not None:  # a window (preview) runs in one pipeline
+          run, extra = pipeline.colorize_video, dict(window=window)
+        result = run(
           colorizer,
           job.src,
           job.dst,
-          workers=args.workers,
-          chunk_seconds=args.chunk_seconds,
+          **extra,
           overwrite=args.overwrite,
           encode=encode,
           smoothing=args.smoothing,

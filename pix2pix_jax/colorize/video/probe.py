@@ -54,6 +54,15 @@ class VideoInfo:
   rotation: float | None = None  # the display matrix's rotation in degrees; None: no matrix
   pix_fmt: str | None = None  # e.g. "yuv420p10le"
   transfer: str | None = None  # colour transfer tag, e.g. "smpte2084"; None when untagged
+  subtitle_codecs: tuple[str, ...] = ()  # e.g. ("subrip", "ass")
+  chapters: int = 0
+  metadata: tuple[tuple[str, str], ...] = ()  # the container's tags (title, ...), as printed
+
+  @property
+  def needs_remux(self) -> bool:
+    """The output needs the source's audio, subtitles, chapters or tags added (writer.mux)."""
+    tags = {key.lower() for key, _ in self.metadata} - _MUXER_TAGS
+    return bool(self.audio_codec or self.subtitle_codecs or self.chapters or tags)
 
   @property
   def hdr(self) -> bool:
@@ -65,7 +74,11 @@ class VideoInfo:
 # header declaring 16000x16000 would ask for gigabytes): 8192x8192 holds 8K UHD and DCI 8K.
 MAX_FRAME_PIXELS = 8192 * 8192
 
-_STREAM_RE = re.compile(r"Stream #\d+:\d+.*?: (Video|Audio): (\w+)(.*)")
+_STREAM_RE = re.compile(r"Stream #\d+:\d+.*?: (Video|Audio|Subtitle): (\w+)(.*)")
+_CHAPTER_RE = re.compile(r"^    Chapter #\d+:\d+: start ", re.MULTILINE)
+_TAG_RE = re.compile(r"^    (\S[^:]*?)\s*: (.*)$")
+# Tags every muxer writes for itself: they alone are no reason to remux.
+_MUXER_TAGS = {"major_brand", "minor_version", "compatible_brands", "encoder", "software"}
 _SIZE_RE = re.compile(r", (\d{1,5})x(\d{1,5})[ ,\n]")
 _FPS_RE = re.compile(r", ([\d.]+)(k?) fps")
 _DURATION_RE = re.compile(r"Duration: (\d+):(\d+):([\d.]+)")
@@ -95,11 +108,14 @@ def probe(path: str) -> VideoInfo:
   if "Permission denied" in text:
     raise files.MediaError(f"{path}: permission denied")
   video = audio = None
+  subtitles = []
   for match in _STREAM_RE.finditer(text):
     if match.group(1) == "Video" and video is None and "attached pic" not in match.group(3):
       video = match
     elif match.group(1) == "Audio" and audio is None:
       audio = match
+    elif match.group(1) == "Subtitle":
+      subtitles.append(match.group(2))
   if video is None:
     if "Stream #" in text:
       raise files.MediaError(f"{path}: has no video stream")
@@ -137,7 +153,24 @@ def probe(path: str) -> VideoInfo:
     rotation=degrees,
     pix_fmt=pix_fmt,
     transfer=transfer,
+    subtitle_codecs=tuple(subtitles),
+    chapters=len(_CHAPTER_RE.findall(text.split("Stream #", 1)[0])),
+    metadata=_global_metadata(text),
   )
+
+
+def _global_metadata(text: str) -> tuple[tuple[str, str], ...]:
+  """The input's own tags: the "  Metadata:" block after "Input #0" (before "Duration:")."""
+  lines = text.split("Input #0", 1)[-1].splitlines()[1:]
+  if not lines or lines[0] != "  Metadata:":
+    return ()
+  tags = []
+  for line in lines[1:]:
+    match = _TAG_RE.match(line)
+    if match is None:
+      break
+    tags.append((match.group(1), match.group(2)))
+  return tuple(tags)
 
 
 def _pixel_format(rest: str) -> tuple[str | None, str | None]:

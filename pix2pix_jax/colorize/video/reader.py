@@ -1,11 +1,24 @@
 """Decoding a clip into chunks of frames on a background thread, with decord or an ffmpeg pipe.
 
-decord is imported here only, and only when a clip is read with it: where it cannot be imported,
-every clip comes from the ffmpeg pipe. `choose_backend` also takes the pipe where decord misreads
-a stream (VP8 in WebM, full-range MJPEG, odd-sized VP9: its first frame differs from ffmpeg's),
-cannot open a file that ffmpeg still decodes (truncated MP4), or would hold too much: decord 0.6
-decodes ahead of a slower consumer without bound (dmlc/decord#157, #208), so it reads only clips
-whose decoded frames fit `DECORD_MAX_DECODED_BYTES`. The pipe's memory is bounded by the pipe.
+decord (the maintained fork, PyPI `decord2`, same `import decord`) is imported here only, and
+only when a clip is read with it: where it cannot be imported, every clip comes from the ffmpeg
+pipe. `choose_backend` also takes the pipe where decord misreads a stream (its first frame
+differs from ffmpeg's: VP8 in WebM, small VP9 in WebM with 6 channels), cannot open a file that
+ffmpeg still decodes, or would hold too much: decord decodes ahead of a slower consumer without
+bound (dmlc/decord#157, #208), so it reads only clips whose decoded frames fit
+`DECORD_MAX_DECODED_BYTES`. The pipe's memory is bounded by the pipe. Where decord stops before
+the end of a clip (a truncated file: it fails on a frame ffmpeg still decodes), the pipe
+continues from that frame, so the frames are ffmpeg's either way.
+
+Threads: both decoders use `decode_threads()` threads, min(usable cores, 4) by default
+(frame-threaded decoding gives the same frames whatever the count).
+
+Windows (`window=(start, duration)` seconds): the frames with timestamps in
+[start, start + duration), always from the ffmpeg pipe: `-ss start` on the input (accurate seek:
+decoding from the keyframe before `start`, frames before it dropped) and a `trim` filter at
+`duration` after it. (ffmpeg's input `-t` alone counts from the first frame kept, not from
+`start`: with `start` between two frames it would take the frame at start + duration too. The
+input gets `-t duration + 1` only to stop decoding soon after the window.)
 
 The pipe decodes frames as they are displayed and in SDR: ffmpeg applies a display matrix
 (rotation, flips: phone clips) itself, and PQ or HLG (HDR) streams are tone-mapped to BT.709 SDR
@@ -38,6 +51,7 @@ DEFAULT_CHUNK_TIMEOUT = 120.0  # seconds a single chunk may take to decode
 DEFAULT_REOPEN_EVERY = 0
 # The most decoded RGB a clip may amount to for decord to read it (see the module docstring).
 DECORD_MAX_DECODED_BYTES = 512 << 20
+MAX_DECODE_THREADS = 4  # more gains little at 1080p and takes cores from the encoder
 _QUEUE_CHUNKS = 2  # decoded chunks waiting for the consumer
 # HDR -> SDR: to linear light (100 nits = 1.0), BT.709 primaries, Hable's curve without
 # desaturation, then BT.709 transfer and matrix (zscale is ffmpeg's libzimg filter).
@@ -54,11 +68,25 @@ def _decord() -> Any:
   return decord
 
 
-def open_reader(path: str) -> "decord.VideoReader":
-  """decord reader on the CPU; MediaError for anything it cannot open or that has no frames."""
+def usable_cores() -> int:
+  """The cores this process may run on (its CPU affinity, e.g. a SLURM or taskset mask)."""
+  try:
+    return max(1, len(os.sched_getaffinity(0)))
+  except (AttributeError, OSError):
+    return max(1, os.cpu_count() or 1)
+
+
+def decode_threads(workers: int = 1) -> int:
+  """Decoder threads for one of `workers` pipelines: min(cores // workers, 4), at least 1."""
+  return max(1, min(MAX_DECODE_THREADS, usable_cores() // max(1, workers)))
+
+
+def open_reader(path: str, threads: int | None = None) -> "decord.VideoReader":
+  """decord reader on the CPU with `threads` decoder threads (None: `decode_threads()`);
+  MediaError for anything it cannot open or that has no frames."""
   decord = _decord()
   try:
-    reader = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1)
+    reader = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=threads or decode_threads())
   except (decord.DECORDError, RuntimeError) as e:
     raise files.MediaError(f"{path}: cannot decode video ({_decord_message(e)})") from e
   if len(reader) == 0:
@@ -113,42 +141,98 @@ def _read_chunk(reader: "decord.VideoReader", indices: list[int]) -> tuple[np.nd
 
 
 def _decord_chunks(
-  path: str, chunk_size: int, reopen_every: int, reader: "decord.VideoReader | None"
+  path: str,
+  chunk_size: int,
+  reopen_every: int,
+  reader: "decord.VideoReader | None",
+  *,
+  info: probe.VideoInfo | None = None,
+  threads: int | None = None,
 ) -> Iterator[np.ndarray]:
-  reader = reader or open_reader(path)
-  total = len(reader)
+  """decord's frames; where decord stops early (truncated file), the pipe's from there on."""
+  reader = reader or open_reader(path, threads)
+  total, done = len(reader), 0
   for k, start in enumerate(range(0, total, chunk_size)):
     if k and reopen_every and k % reopen_every == 0:
       del reader
-      reader = open_reader(path)
+      reader = open_reader(path, threads)
     frames, ended = _read_chunk(reader, list(range(start, min(start + chunk_size, total))))
-    if frames is None and start == 0:
-      raise files.MediaError(f"{path}: cannot decode any frame (truncated or corrupt?)")
     if frames is not None:
+      done += len(frames)
       yield frames
     if ended:
-      return
+      break
+  else:
+    return
+  del reader
+  # decord failed on frame `done`: ffmpeg may still decode it and the frames after it.
+  try:
+    yield from _ffmpeg_chunks(
+      path, chunk_size, info or probe.probe(path), skip=done, threads=threads
+    )
+  except files.MediaError:
+    if done == 0:
+      raise
 
 
-def _ffmpeg_command(path: str, info: probe.VideoInfo, frames: int | None = None) -> list[str]:
-  """Raw RGB frames as displayed (ffmpeg autorotates), tone-mapped to SDR where HDR."""
+def _ffmpeg_command(
+  path: str,
+  info: probe.VideoInfo,
+  frames: int | None = None,
+  *,
+  window: tuple[float, float] | None = None,
+  threads: int | None = None,
+) -> list[str]:
+  """Raw RGB frames as displayed (ffmpeg autorotates), tone-mapped to SDR where HDR; only those
+  of `window` (start, duration) seconds where given."""
   limit = ["-frames:v", str(frames)] if frames else []
-  tonemap = ["-vf", TONEMAP_FILTER] if info.hdr else []
+  filters = [TONEMAP_FILTER] if info.hdr else []
+  seek = []
+  if window is not None:
+    start, duration = window
+    seek = window_args((start, duration + 1.0))  # stops decoding soon after the window
+    if duration < float("inf"):
+      filters.insert(0, f"trim=end={duration:.6f}")  # times count from `start`: the exact end
+  vf = ["-vf", ",".join(filters)] if filters else []
   return [
-    probe.ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-i", path,
-    "-map", "0:v:0", *limit, *tonemap, "-f", "rawvideo", "-pix_fmt", "rgb24",
+    probe.ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error",
+    "-threads", str(threads or decode_threads()), *seek, "-i", path,
+    "-map", "0:v:0", *limit, *vf, "-f", "rawvideo", "-pix_fmt", "rgb24",
     "-fps_mode", "passthrough", "pipe:1",
   ]  # fmt: skip
 
 
-def _ffmpeg_chunks(path: str, chunk_size: int, info: probe.VideoInfo) -> Iterator[np.ndarray]:
-  """Frames piped out of ffmpeg."""
+def window_args(window: tuple[float, float] | None) -> list[str]:
+  """ffmpeg input options for a window (start, duration): -ss and -t (which counts from the first
+  frame or packet at or after `start`: exact for stream copies, which cut by whole packets)."""
+  if window is None:
+    return []
+  start, duration = window
+  return ["-ss", f"{start:.6f}", *(["-t", f"{duration:.6f}"] if duration < float("inf") else [])]
+
+
+def _ffmpeg_chunks(
+  path: str,
+  chunk_size: int,
+  info: probe.VideoInfo,
+  *,
+  skip: int = 0,
+  window: tuple[float, float] | None = None,
+  threads: int | None = None,
+) -> Iterator[np.ndarray]:
+  """Frames piped out of ffmpeg, after the first `skip` (decoded and dropped)."""
   width, height = info.width, info.height
   frame_bytes = width * height * 3
   with tempfile.TemporaryFile() as log:
-    proc = subprocess.Popen(_ffmpeg_command(path, info), stdout=subprocess.PIPE, stderr=log)
+    cmd = _ffmpeg_command(path, info, window=window, threads=threads)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log)
     count = 0
     try:
+      while skip:
+        dropped = len(proc.stdout.read(frame_bytes * min(skip, chunk_size)))
+        skip -= dropped // frame_bytes
+        if dropped < frame_bytes:
+          return
       while True:
         data = proc.stdout.read(frame_bytes * chunk_size)
         n = len(data) // frame_bytes
@@ -163,6 +247,8 @@ def _ffmpeg_chunks(path: str, chunk_size: int, info: probe.VideoInfo) -> Iterato
     if count == 0:
       log.seek(0)
       cause = probe.last_line(log.read().decode(errors="replace"))
+      if window is not None and cause == "no message":
+        cause = f"no frame from {window[0]:g} s to {window[0] + window[1]:g} s"
       raise files.MediaError(f"{path}: cannot decode any frame ({cause})")
 
 
@@ -173,7 +259,9 @@ def first_frame_ffmpeg(path: str, info: probe.VideoInfo) -> np.ndarray | None:
   return np.frombuffer(proc.stdout, np.uint8).reshape(info.height, info.width, 3)
 
 
-def choose_backend(path: str, info: probe.VideoInfo) -> tuple[str, "decord.VideoReader | None"]:
+def choose_backend(
+  path: str, info: probe.VideoInfo, *, threads: int | None = None
+) -> tuple[str, "decord.VideoReader | None"]:
   """("decord", reader) where decord can be imported, the clip's decoded frames fit
   DECORD_MAX_DECODED_BYTES (by the frame count an MP4 declares, before decord opens it, and by
   decord's), need no display matrix or tone mapping, and decord decodes the first frame as
@@ -188,7 +276,7 @@ def choose_backend(path: str, info: probe.VideoInfo) -> tuple[str, "decord.Video
   except (ImportError, OSError):
     return "ffmpeg", None
   try:
-    reader = open_reader(path)
+    reader = open_reader(path, threads)
   except files.MediaError:
     if first_frame_ffmpeg(path, info) is None:
       raise
@@ -217,19 +305,24 @@ def iter_chunks(
   reader: "decord.VideoReader | None" = None,
   backend: str = "decord",
   info: probe.VideoInfo | None = None,
+  window: tuple[float, float] | None = None,
+  threads: int | None = None,
 ) -> Iterator[np.ndarray]:
   """uint8 [n<=chunk_size, H, W, 3] chunks in order, decoded on a background thread.
 
   backend "decord" (VideoReader.get_batch) or "ffmpeg" (raw frames from a pipe; needs the
-  clip's `probe.probe` info: displayed size, HDR transfer). The queue holds at most a couple
-  of chunks; a chunk that takes longer than `timeout` raises MediaError (decord can hang on
-  some files).
+  clip's `probe.probe` info: displayed size, HDR transfer). window (start, duration) seconds:
+  only those frames, from the pipe whatever `backend` says. threads: decoder threads (None:
+  `decode_threads()`). The queue holds at most a couple of chunks; a chunk that takes longer
+  than `timeout` raises MediaError (decord can hang on some files).
   """
-  if backend == "decord":
-    source = _decord_chunks(path, chunk_size, reopen_every, reader)
+  if backend == "decord" and window is None:
+    source = _decord_chunks(path, chunk_size, reopen_every, reader, info=info, threads=threads)
     reader = None  # owned by `source` now, which closes it when it re-opens the file
   else:
-    source = _ffmpeg_chunks(path, chunk_size, info or probe.probe(path))
+    reader = None
+    info = info or probe.probe(path)
+    source = _ffmpeg_chunks(path, chunk_size, info, window=window, threads=threads)
   chunks: queue.Queue = queue.Queue(maxsize=_QUEUE_CHUNKS)
   stop = threading.Event()
   done = object()

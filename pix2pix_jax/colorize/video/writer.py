@@ -6,6 +6,19 @@ their exact size (the size is never changed); VP8/VP9/MPEG-4/MJPEG code odd size
 directly. Audio streams are copied, or re-encoded (AAC; Opus for WebM) only where the output
 container cannot hold them.
 
+Kept from the source (`mux`): every audio and subtitle stream, the chapters and the container's
+tags (title, artist, ...), and attachments (fonts) into Matroska. Subtitles are copied where the
+container holds their codec, else converted to the container's text format (MP4/MOV: mov_text,
+WebM: WebVTT, MKV: SubRip), else dropped with the reason in the result: containers without
+subtitle streams (AVI, MPEG-TS/PS, FLV, ...), and bitmap subtitles (DVD, PGS) where the output
+holds only text. A window (--start/--duration) cuts them all to the window: into MP4/MOV the
+audio is copied (whole packets; an edit list cuts the start to the sample), into other
+containers it is decoded, cut to the sample and re-encoded (PCM and FLAC as they were, lossy
+codecs as the AAC/Opus/Vorbis fallback above: a copied cut would start late by up to two audio
+frames there, a codec's priming samples included); subtitles are cut by event (one shown across
+the start is left out), chapters by time (a chapter running past the window's end keeps its
+end). Other streams (a second video, data, timecode tracks, cover art) are not kept.
+
 Output colour: 8-bit SDR frames (HDR sources arrive tone-mapped, see reader.py), tagged BT.709
 primaries and transfer with the BT.601 matrix that swscale's RGB -> YUV conversion uses; a
 --pix-fmt such as yuv420p10le stores them in 10 bits (no more precision than the 8-bit frames).
@@ -25,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from pix2pix_jax import files
-from pix2pix_jax.colorize.video import probe
+from pix2pix_jax.colorize.video import probe, reader
 
 # libx264/libx265 preset: the encoder shares the CPU with the model, and a fast preset leaves the
 # model more of it (larger files at about the same quality).
@@ -205,24 +218,89 @@ def _put_with_timeout(q: queue.Queue, item: Any) -> None:
     pass
 
 
-def mux_audio(video: str, src: str, dst: str) -> str:
-  """Video stream of `video` + the audio streams of `src` -> `dst`; returns how audio went.
+# Output container -> the text subtitle codec it holds; containers not listed hold none.
+SUBTITLE_CODECS = {
+  ".mkv": "srt",
+  ".mp4": "mov_text",
+  ".m4v": "mov_text",
+  ".mov": "mov_text",
+  ".3gp": "mov_text",
+  ".webm": "webvtt",
+}
 
-  Copies the audio; if the container refuses the codec, re-encodes it.
+
+_EDIT_LIST_EXTENSIONS = (".mp4", ".m4v", ".mov", ".3gp")
+
+
+@dataclasses.dataclass(frozen=True)
+class Muxed:
+  """How `mux` added the source's streams."""
+
+  audio: str  # "none" | "copied" | "re-encoded (codec)"
+  subtitles: str  # "none" | "copied" | "converted (codec)" | "dropped (why)"
+
+
+def mux(
+  video: str,
+  src: str,
+  dst: str,
+  *,
+  info: probe.VideoInfo | None = None,
+  window: tuple[float, float] | None = None,
+) -> Muxed:
+  """Video stream of `video` + `src`'s audio and subtitle streams, chapters and tags -> `dst`
+  (see the module docstring); `window` (start, duration) seconds of `src` only.
+
+  Copies audio and subtitles; where the container refuses a codec, re-encodes the audio
+  (AAC; Opus for WebM, Vorbis for Ogg) and converts or drops the subtitles.
   """
+  info = info or probe.probe(src)
   ext = os.path.splitext(dst)[1].lower()
+  seek = reader.window_args(window)
   base = [probe.ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y"]
-  base += ["-i", video, "-i", src, "-map", "0:v:0", "-map", "1:a?", "-c:v", "copy"]
+  base += ["-i", video, *seek, "-i", src, "-map", "0:v:0", "-map", "1:a?"]
+  base += ["-map_metadata", "1", "-map_chapters", "1", "-c:v", "copy"]
+  if window and ext not in _EDIT_LIST_EXTENSIONS:
+    # Copied packets from before the window's start would lead it with negative times, which
+    # Matroska (and others) shift the video by: start at the first packet inside the window.
+    # (MP4/MOV keep them and hide them with an edit list, which cuts to the sample.)
+    base += ["-copypriorss", "0"]
+  if ext == ".mkv":
+    base += ["-map", "1:t?", "-c:t", "copy"]  # fonts of ASS subtitles
   tail = ["-movflags", "+faststart"] if ext in (".mp4", ".m4v", ".mov") else []
-  proc = subprocess.run(
-    base + ["-c:a", "copy", *tail, dst], capture_output=True, text=True, errors="replace"
-  )
-  if proc.returncode == 0:
-    return "copied"
-  codec = _AUDIO_FALLBACK.get(ext, "aac")
-  proc = subprocess.run(
-    base + ["-c:a", codec, *tail, dst], capture_output=True, text=True, errors="replace"
-  )
-  if proc.returncode:
-    raise files.MediaError(f"{dst}: cannot add the audio ({probe.ffmpeg_cause(proc.stderr)})")
-  return f"re-encoded ({codec})"
+  subtitle_plans: list[tuple[list[str], str]] = [([], "none")]
+  if info.subtitle_codecs:
+    text_codec = SUBTITLE_CODECS.get(ext)
+    if text_codec is None:
+      subtitle_plans = [([], f"dropped ({ext or 'this'} output holds no subtitle streams)")]
+    else:
+      copy, convert = ["-map", "1:s", "-c:s", "copy"], ["-map", "1:s", "-c:s", text_codec]
+      subtitle_plans = [
+        (copy, "copied"),
+        (convert, f"converted ({text_codec})"),
+        ([], f"dropped ({ext} output cannot hold {'/'.join(info.subtitle_codecs)})"),
+      ]
+  audio_plans = [("copy", "copied")]
+  if info.audio_codec:
+    codec = _AUDIO_FALLBACK.get(ext, "aac")
+    audio_plans.append((codec, f"re-encoded ({codec})"))
+    if window and ext not in _EDIT_LIST_EXTENSIONS:
+      # Decoded and cut to the sample; lossless codecs stay lossless.
+      lossless = info.audio_codec.startswith("pcm_") or info.audio_codec == "flac"
+      codec = info.audio_codec if lossless else codec
+      audio_plans = [(codec, f"re-encoded ({codec}, cut to the window)")] + audio_plans[1:]
+  stderr = ""
+  for audio_codec, audio in audio_plans:
+    for subtitle_args, subtitles in subtitle_plans:
+      cmd = base + subtitle_args + ["-c:a", audio_codec, *tail, dst]
+      proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace")
+      if proc.returncode == 0:
+        return Muxed(audio if info.audio_codec else "none", subtitles)
+      stderr = proc.stderr
+  what = "the audio" if info.audio_codec else "the source's streams"
+  raise files.MediaError(f"{dst}: cannot add {what} ({probe.ffmpeg_cause(stderr)})")
+
+
+def mux_audio(video: str, src: str, dst: str) -> str:
+  """`mux`, returning how the audio went ("copied", "re-encoded (codec)")."""
+  return mux(video, src, dst).audio
