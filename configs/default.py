@@ -78,4 +78,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.best_metric = "ciede2000"
   config.checkpoint_every_steps = 5000
   config.keep_checkpoint_every_steps = 50_000  # kept for good, beside the latest
+  # N > 0: a jax profiler trace of N steps after 3 warm-up steps, into the workdir (TensorBoard's
+  # Profile tab). 0: off.
+  config.profile_steps = 0
   return config

@@ -1,6 +1,7 @@
 """The training loop: input pipeline, the jit'd step, logging, sample grids, evaluation and
 checkpoints, with exact resume and clean stops on SIGTERM/SIGINT."""
 
+import contextlib
 import functools
 import logging
 import os
@@ -28,6 +29,9 @@ from pix2pix_jax.train import sample_grid, workdir_lock
 from pix2pix_jax.train import step as train_step
 
 log = logging.getLogger(__name__)
+
+# config.profile_steps: the trace starts after this many steps of a run (compilation included).
+PROFILE_WARMUP_STEPS = 3
 
 
 class WorkdirError(errors.UserError, OSError):
@@ -173,6 +177,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> trai
   has_eval = _has_eval_data(config)
   sample_images = _sample_images(config) if has_eval else None
   train_iter = input_pipeline.create_train_iterator(config, start_step=start_step)
+  profile = _profiler(config, workdir, start_step, total_steps) if is_chief else None
 
   history: list[tuple[int, dict[str, Any]]] = []
   last_log = (time.time(), start_step)
@@ -182,6 +187,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> trai
       batch = parallel.to_global(next(train_iter), mesh)
       state, metrics = step_fn(state, batch, base_key)
       history.append((step, metrics))
+      if profile is not None:
+        profile(step)
 
       is_last = step == total_steps
       # With several processes the stop flag is a collective, so only ask at log steps.
@@ -220,10 +227,43 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> trai
         log.warning("stopped at step %d on request; rerun the same command to resume", step)
         break
 
+  if profile is not None:
+    with contextlib.suppress(RuntimeError):  # a trace the loop left running (stop on request)
+      jax.profiler.stop_trace()
   manager.wait_until_finished()
   manager.close()
   writer.flush()
   return state
+
+
+def _profiler(
+  config: ml_collections.ConfigDict, workdir: str, start_step: int, total_steps: int
+) -> Any:
+  """config.profile_steps > 0: clu's periodic_actions.Profile, a jax profiler trace of that many
+  steps after warm-up into workdir/plugins/profile/ (TensorBoard's Profile tab); else None."""
+  steps = int(config.get("profile_steps", 0))
+  if steps <= 0:
+    return None
+  first = start_step + PROFILE_WARMUP_STEPS
+  if first + steps > total_steps:
+    log.warning(
+      "config.profile_steps=%d: the run ends at step %d, before %d warm-up steps and the traced "
+      "ones: no profile",
+      steps,
+      total_steps,
+      PROFILE_WARMUP_STEPS,
+    )
+    return None
+  from clu import periodic_actions
+
+  log.info("profiling steps %d-%d into %s", first + 1, first + steps, workdir)
+  return periodic_actions.Profile(
+    logdir=workdir,
+    num_profile_steps=steps,
+    profile_duration_ms=None,
+    first_profile=first,
+    every_secs=None,
+  )
 
 
 def _has_eval_data(config: ml_collections.ConfigDict) -> bool:
