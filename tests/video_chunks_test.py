@@ -88,6 +88,12 @@ def test_warmup_converges_below_a_255th():
   assert chunks.warmup_frames(0.7) == 20 and chunks.warmup_frames(0.0) == 0
 
 
+def test_default_chunks_depend_on_the_clip_only():
+  assert chunks.default_chunk_seconds(120) == 5.0  # 24 chunks
+  assert chunks.default_chunk_seconds(600) == 12.5  # 48 chunks
+  assert chunks.default_chunk_seconds(7200) == 60.0  # 120 chunks
+
+
 def test_default_workers_follow_cores_devices_and_memory():
   gib = 1 << 30
 

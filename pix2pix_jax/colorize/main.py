@@ -225,8 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     "--chunk-seconds",
     type=float,
     default=None,
-    help=f"chunk length for --workers, resumable chunk by chunk (default "
-    f"{chunks.DEFAULT_CHUNK_SECONDS:g}; given with --workers 1, one resumable pipeline)",
+    help="chunk length for --workers, resumable chunk by chunk (default: the clip's duration "
+    f"/ {chunks.TARGET_CHUNKS}, {chunks.MIN_DEFAULT_CHUNK_SECONDS:g} to "
+    f"{chunks.DEFAULT_CHUNK_SECONDS:g} s; given with --workers 1: one resumable pipeline)",
   )
   parser.add_argument(
     "--start",

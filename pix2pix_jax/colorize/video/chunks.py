@@ -24,11 +24,13 @@ range, below 1/255 of a pixel value. A scene cut inside the warm-up resets both 
 
 Resume: chunks are written to `.NAME.chunks/` beside the output as `<fingerprint>-<a>-<b>.nut`
 (NUT keeps the stream's own 1/fps time base). The fingerprint covers the model's weights, the
-colour, smoothing, batch and encode settings, the source (path, size, mtime) and the chunk plan,
-so changed flags or a changed model never reuse a chunk. A chunk is encoded under a temporary
-name and renamed only once its encoder has finished and its frame count is right: a chunk file
-is always complete. The same command run again reuses the chunk files it finds ("resumed R of M
-chunks"); chunks of another fingerprint are removed, and the folder is removed after the join.
+colour, smoothing (and warm-up), batch and encode settings and the source (path, size, mtime),
+and the name the chunk's frame range, so changed flags or a changed model never reuse a chunk.
+The default chunk length depends on the clip only (`default_chunk_seconds`), not on --workers.
+A chunk is encoded under a temporary name and renamed only once its encoder has finished and its
+frame count is right: a chunk file is always complete. The same command run again reuses the
+chunk files it finds ("resumed R of M chunks"); chunks of another fingerprint are removed, and
+the folder is removed after the join.
 Ctrl-C / SIGTERM stop the workers, remove the chunks in progress and keep the finished ones.
 
 Default --workers (`default_workers`): min(by cores, by memory), at least 1, at most 16:
@@ -65,7 +67,15 @@ from pix2pix_jax import progress as progress_lib
 from pix2pix_jax.colorize import colorizer as colorizer_lib
 from pix2pix_jax.colorize.video import memory, pipeline, probe, reader, writer
 
+# Default chunk length: DURATION / TARGET_CHUNKS, within these bounds. Short enough that a clip
+# has a few chunks per worker (a kill loses the N chunks in progress, about N / 2 chunks' work:
+# 48 chunks keep that under a sixth of the clip up to 16 workers), long enough that a chunk's
+# fixed costs (two ffmpeg starts, the seek's decode from the keyframe before it, the EMA warm-up,
+# a new encoder) stay small. It does not depend on --workers, so a rerun with other workers
+# plans the same chunks and reuses them.
 DEFAULT_CHUNK_SECONDS = 60.0
+MIN_DEFAULT_CHUNK_SECONDS = 5.0
+TARGET_CHUNKS = 48
 MAX_DEFAULT_WORKERS = 16
 # Containers with an index that ffmpeg seeks in by timestamp, landing on a keyframe before it.
 SEEKABLE_EXTENSIONS = (".mp4", ".m4v", ".mov", ".3gp", ".mkv", ".webm", ".avi")
@@ -131,6 +141,12 @@ def default_workers(
   if memory_bytes is not None:
     by_memory = int(0.5 * memory_bytes // pipeline_bytes(width, height, batch_size))
   return max(1, min(by_cores, by_memory, MAX_DEFAULT_WORKERS))
+
+
+def default_chunk_seconds(duration: float) -> float:
+  """The default --chunk-seconds: DURATION / TARGET_CHUNKS, 5 to 60 s."""
+  seconds = duration / TARGET_CHUNKS
+  return min(DEFAULT_CHUNK_SECONDS, max(MIN_DEFAULT_CHUNK_SECONDS, seconds))
 
 
 def warmup_frames(smoothing: float) -> int:
@@ -348,6 +364,9 @@ def fingerprint(colorizer: colorizer_lib.Colorizer, source: Source, settings: di
     "fps": str(source.fps),
     **settings,
   }
+  hint_digest = colorizer.frame_hints_digest()
+  if hint_digest is not None:  # (absent without hints: earlier fingerprints stay valid)
+    parts["hints"] = hint_digest
   return hashlib.sha256(repr(sorted(parts.items())).encode()).hexdigest()[:16]
 
 
@@ -544,7 +563,7 @@ def colorize_video(
 ) -> pipeline.VideoResult:
   """`pipeline.colorize_video` in chunks over `workers` pipelines (see the module docstring).
 
-  workers None: `default_workers`; chunk_seconds None: DEFAULT_CHUNK_SECONDS. Serial (today's
+  workers None: `default_workers`; chunk_seconds None: `default_chunk_seconds`. Serial (today's
   path) for workers 1 without chunk_seconds, a clip no longer than one chunk, and clips that
   cannot be split frame exactly. note: called with a line to report (default: print).
   """
@@ -572,7 +591,8 @@ def colorize_video(
   except CannotSplit as e:
     note(f"{src}: colourising in one piece: {e}")
     return pipeline.colorize_video(colorizer, src, dst, **serial)
-  chunk_frames = max(1, round((chunk_seconds or DEFAULT_CHUNK_SECONDS) * float(source.fps)))
+  seconds = chunk_seconds or default_chunk_seconds(source.total / float(source.fps))
+  chunk_frames = max(1, round(seconds * float(source.fps)))
   if source.total <= chunk_frames:
     return pipeline.colorize_video(colorizer, src, dst, **serial)
   try:
@@ -624,8 +644,7 @@ def _run_chunked(
     "smoothing": smoothing,
     "cut_threshold": cut_threshold,
     "compare": compare,
-    "chunk_frames": chunk_frames,
-    "warmup": warmup,
+    "warmup": warmup,  # the frame range is in each chunk's name
   }
   fp = fingerprint(colorizer, source, settings)
   folder = chunk_folder(dst)
