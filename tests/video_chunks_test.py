@@ -59,6 +59,29 @@ def test_chunked_run_equals_serial_run(colorizer, tmp_path, monkeypatch, backend
   assert result.consistency_in == pytest.approx(serial.consistency_in, abs=1e-6)
 
 
+@pytest.mark.parametrize(
+  "name, clip",
+  [
+    ("ntsc.mp4", dict(rate="30000/1001", audio="aac")),
+    ("vp9_odd_opus.mkv", dict(size="65x49", vcodec="libvpx-vp9", audio="libopus")),
+    ("vp8.webm", dict(size="48x36", vcodec="libvpx", audio="libvorbis", rate=24)),
+  ],
+)
+def test_chunked_containers_through_the_ffmpeg_pipe(colorizer, tmp_path, monkeypatch, name, clip):  # noqa: F811
+  monkeypatch.setattr(reader, "DECORD_MAX_DECODED_BYTES", 0)
+  src = make_clip(str(tmp_path / name), seconds=3, **clip)
+  serial_dst, chunked_dst = str(tmp_path / "serial.mkv"), str(tmp_path / "chunked.mkv")
+  pipeline.colorize_video(colorizer, src, serial_dst, encode=LOSSLESS, progress=False)
+  result = chunks.colorize_video(
+    colorizer, src, chunked_dst, workers=2, chunk_seconds=0.7, encode=LOSSLESS, progress=False
+  )
+  assert result.chunks == 5 and result.audio == "copied"
+  check_output(src, chunked_dst, result)
+  a, b = decode(serial_dst), decode(chunked_dst)
+  assert a.shape == b.shape and np.abs(a.astype(np.int16) - b).max() <= 1
+  assert chunks.packet_times(chunked_dst) == chunks.packet_times(serial_dst)
+
+
 def test_unsplittable_short_and_one_worker_clips_run_serially(colorizer, tmp_path, monkeypatch):  # noqa: F811
   monkeypatch.setattr(reader, "DECORD_MAX_DECODED_BYTES", 0)
   ts = str(tmp_path / "a.ts")

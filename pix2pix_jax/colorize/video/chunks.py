@@ -5,17 +5,21 @@
 Split: the clip's frames are cut into chunks of `--chunk-seconds` (frame ranges [a, b)). A chunk
 is decoded on its own: by frame index with decord where the serial path would read the clip with
 decord, else by the ffmpeg pipe seeking to the midpoint between frames a-1 and a and reading up
-to the midpoint before frame b (`-ss`/`-t` on the input: ffmpeg's accurate seek trims by
-timestamp, and a midpoint is half a frame away from every frame, so each frame lands in exactly
-one chunk). The frame timestamps come from the demuxer's packet list (no decoding). Containers
-whose seeking is not frame exact (MPEG-TS/PS, FLV, ...: byte-position seeks that land inside a
-GOP) are colourised serially, and so is a clip whose chunk decodes to another frame count than
-planned (reported; nothing is half-written).
+to the midpoint between frames b-1 and b (`-ss`/`-t` on the input: ffmpeg's accurate seek trims
+by timestamp, and a midpoint is half a frame away from every frame, so each frame lands in
+exactly one chunk; every chunk's frame count is checked against the plan). The frame times
+come from the demuxer's packet list (no decoding). Containers whose seeking is not frame exact
+(MPEG-TS/PS, FLV, AVI, ...: byte-position seeks that land inside a GOP, or no presentation
+times) are colourised serially, and so is a clip whose chunk decodes to another frame count
+than planned (reported; the chunks are dropped, nothing is half-written).
 
-Workers: N threads of one process share one Colorizer (its jit'd calls run concurrently, and
-decord, the ffmpeg pipes and XLA release the GIL), each running decode -> colourise -> encode on
-the next chunk not yet done. The chunks are joined by stream copy (ffmpeg's concat demuxer) and
-the source's audio is added once, as the serial path does (`writer.mux_audio`).
+Workers: N threads of one process share one Colorizer, each running decode -> colourise ->
+encode on the next chunk not yet done; decord, the ffmpeg pipes and XLA release the GIL. The
+jax calls take a lock (see `_run_chunked`): they are asynchronous over one device, so the lock
+only orders their dispatch; over several devices each batch finishes before the next starts.
+The chunks are joined by stream copy (ffmpeg's concat demuxer) and the source's audio is added
+once, as the serial path does (`writer.mux_audio`). A lossless codec (--codec ffv1 --pix-fmt
+gbrp) gives a serial run's frames; a lossy one differs by the encoder's restart at each join.
 
 Smoothing across joins: each chunk first runs the model over the `warmup_frames(s)` frames just
 before it, without encoding them: ceil(log(1/1024) / log(s)) frames (20 at the default 0.7), after
@@ -77,8 +81,10 @@ DEFAULT_CHUNK_SECONDS = 60.0
 MIN_DEFAULT_CHUNK_SECONDS = 5.0
 TARGET_CHUNKS = 48
 MAX_DEFAULT_WORKERS = 16
-# Containers with an index that ffmpeg seeks in by timestamp, landing on a keyframe before it.
-SEEKABLE_EXTENSIONS = (".mp4", ".m4v", ".mov", ".3gp", ".mkv", ".webm", ".avi")
+# Containers with an index and presentation timestamps that ffmpeg seeks in by timestamp,
+# landing on a keyframe before it. Not AVI: its MPEG-4 packets carry no presentation times
+# (a chunk of such a clip decoded a frame short of its plan, so it ran in one piece).
+SEEKABLE_EXTENSIONS = (".mp4", ".m4v", ".mov", ".3gp", ".mkv", ".webm")
 CHUNK_EXT = ".nut"
 _FORMAT_VERSION = "1"
 _QUEUE_CHUNKS = 2
@@ -242,12 +248,11 @@ def _ffmpeg_range(source: Source, first: int, end: int, batch: int) -> Iterator[
   times = source.times
   seek = []
   if first > 0:
-    lo = (times[first - 1] + times[first]) / 2
-    seek += ["-ss", f"{lo:.6f}"]
-  else:
-    lo = 0.0
+    seek += ["-ss", f"{(times[first - 1] + times[first]) / 2:.6f}"]
   if end < source.total:
-    seek += ["-t", f"{(times[end - 1] + times[end]) / 2 - lo:.6f}"]
+    # -t counts from the first frame kept (with -t from the seek point, WebM chunks of 24 fps
+    # VP8 took one frame too many: its times are rounded to milliseconds).
+    seek += ["-t", f"{(times[end - 1] + times[end]) / 2 - times[first]:.6f}"]
   cmd = reader._ffmpeg_command(source.path, source.info)
   i = cmd.index("-i")
   cmd[i:i] = seek
