@@ -363,6 +363,8 @@ def fingerprint(colorizer: colorizer_lib.Colorizer, source: Source, settings: di
     else hashlib.sha256(
       b"".join(np.asarray(x, np.float64).tobytes() for x in jax.tree_util.tree_leaves(reference))
     ).hexdigest(),
+    # Colour hints given to every frame (where the Colorizer takes them).
+    "hints": getattr(colorizer, "frame_hints_digest", lambda: None)(),
     "source": [os.path.abspath(source.path), stat.st_size, stat.st_mtime_ns],
     "backend": source.backend,
     "total": source.total,

@@ -56,6 +56,10 @@ def bench_input(args) -> dict:
 def bench_video(args) -> list[dict]:
   from pix2pix_jax.tools.bench import video as video_benchmark
 
+  if args.host:
+    from pix2pix_jax.tools.bench import host as host_benchmark
+
+    return host_benchmark.run(args)
   return video_benchmark.run(args)
 
 
@@ -139,6 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
       sub.add_argument("--clip-size", default="320x240", help="clip WIDTHxHEIGHT")
       sub.add_argument("--preset", default="veryfast", help="x264 preset")
       sub.add_argument("--workdir", default=None, help="a trained workdir (else random init)")
+      from pix2pix_jax.tools.bench import host as host_benchmark
+
+      host_benchmark.add_arguments(sub)
     if kind == "memory":
       from pix2pix_jax.tools.bench import memory as memory_benchmark
 

@@ -1,0 +1,272 @@
+"""The host side of colourising video: each stage's cost per core, serial against chunked, a
+projection for a bigger host whose model costs nothing, and peak RSS for 1 and N workers.
+
+  pix2pix-benchmark video --host --clip-size 1920x1080 --seconds 4 --workers 2
+
+Records (one JSON line each):
+  host_stage: per stage, frames per CPU-second ("per core"), CPU seconds per frame and frames/s:
+    decode      the reader (ffmpeg pipe or decord, as colourising chooses) into RGB frames;
+    prepare_compose  the Colorizer's full-resolution work without the generator (Lab, resize,
+                the chroma upsampling and Lab -> RGB); on an accelerator it runs there;
+    model       the generator of the benchmark's shape on the host's devices;
+    encode_<preset>  FrameWriter at the default preset and the faster ones;
+    pipeline_free_model  decode -> encode through the reader and writer threads, frames passed
+                through unchanged: the host's cost per frame when the model and prepare/compose
+                run on an accelerator (device transfers not included).
+  host_projection: frames/s of a host with `--project-cores` cores whose model costs nothing:
+    cores / (CPU seconds per frame of decode + encode at each preset + the pipeline's glue),
+    which assumes the workers keep every core busy; and which stage takes most of a frame's CPU.
+  host_serial_vs_chunked: end-to-end frames/s of one pipeline and of `--workers` chunked ones.
+  host_peak_rss: peak RSS of colourising the clip with 1 and with `--workers` workers, each in a
+    fresh process (the second of two runs, as the video benchmark's memory record).
+"""
+
+import argparse
+import fractions
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+import numpy as np
+
+from pix2pix_jax import cli
+from pix2pix_jax.colorize import colorizer as colorizer_lib
+from pix2pix_jax.colorize.video import chunks, memory, pipeline, probe, reader, sample_clip, writer
+from pix2pix_jax.tools import shapes
+from pix2pix_jax.tools.bench import video
+
+PRESETS = ("veryfast", "superfast", "ultrafast")
+
+
+def cpu_seconds() -> float:
+  """User + system CPU seconds of this process and its finished children."""
+  own = resource.getrusage(resource.RUSAGE_SELF)
+  children = resource.getrusage(resource.RUSAGE_CHILDREN)
+  return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def measured(fn: Any) -> dict[str, float]:
+  """Runs fn() -> frames; returns frames, wall and CPU seconds, frames/s and per core."""
+  cpu, wall = cpu_seconds(), time.perf_counter()
+  frames = fn()
+  wall, cpu = time.perf_counter() - wall, cpu_seconds() - cpu
+  return {
+    "frames": frames,
+    "seconds": wall,
+    "cpu_seconds": cpu,
+    "fps": frames / wall,
+    "fps_per_core": frames / max(cpu, 1e-9),
+    "cpu_ms_per_frame": 1000 * cpu / frames,
+  }
+
+
+def _decode(clip: str, batch: int) -> int:
+  info = probe.probe(clip)
+  backend, decord_reader = reader.choose_backend(clip, info)
+  items = reader.iter_chunks(clip, batch, reader=decord_reader, backend=backend, info=info)
+  del decord_reader
+  return sum(len(c) for c in items)
+
+
+def _prepare_compose(colorizer: colorizer_lib.Colorizer, width: int, height: int, n: int) -> Any:
+  rng = np.random.default_rng(0)
+  batch = rng.integers(0, 256, (colorizer.batch_size, height, width, 3), dtype=np.uint8)
+  r = colorizer.render_size
+  ab = colorizer._shard(np.zeros((colorizer.batch_size, r, r, 2), np.float32))
+
+  def once() -> None:
+    lightness, _ = colorizer._prepare(colorizer._shard(batch))
+    np.asarray(colorizer._compose(lightness, ab, colorizer.saturation, colorizer.reference))
+
+  once()  # compiles
+
+  def run() -> int:
+    for _ in range(max(1, n // colorizer.batch_size)):
+      once()
+    return max(1, n // colorizer.batch_size) * colorizer.batch_size
+
+  return run
+
+
+def _free_model_pipeline(clip: str, batch: int, preset: str) -> int:
+  """decode -> encode through the reader and writer threads, frames unchanged."""
+  info = probe.probe(clip)
+  backend, decord_reader = reader.choose_backend(clip, info)
+  items = reader.iter_chunks(clip, batch, reader=decord_reader, backend=backend, info=info)
+  del decord_reader
+  frames = 0
+  with tempfile.TemporaryDirectory() as tmp:
+    encoder = writer.FrameWriter(
+      os.path.join(tmp, "out.mp4"),
+      info.width,
+      info.height,
+      fractions.Fraction(info.fps or 25).limit_denominator(1001),
+      writer.EncodeOptions(preset=preset),
+    )
+    for item in items:
+      encoder.write(item)
+      frames += len(item)
+    encoder.close()
+  return frames
+
+
+def _peak_rss(args: Any, clip: str, workers: int, chunk_seconds: float) -> dict[str, Any]:
+  cmd = [sys.executable, "-m", "pix2pix_jax.tools.bench.host", "--clip", clip]
+  cmd += [*shapes.to_flags(args), "--preset", args.preset, "--workers", str(workers)]
+  cmd += ["--chunk-seconds", str(chunk_seconds)]
+  proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+  if proc.returncode:
+    raise RuntimeError(f"memory subprocess failed: {probe.last_line(proc.stderr)}")
+  return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def run(args: Any) -> list[dict]:
+  """The records described in the module docstring."""
+  memory.tune_memory()
+  width, height = video._size(args)
+  colorizer = video.make_colorizer(args)
+  workers = args.workers or chunks.default_workers(width, height, colorizer.batch_size)
+  shape = {
+    "clip_size": f"{width}x{height}",
+    "render_size": colorizer.render_size,
+    "batch_size": colorizer.batch_size,
+    "cpu_count": chunks.usable_cores(),
+    "workers": workers,
+    "loadavg_1m": os.getloadavg()[0],
+  }
+  records = []
+  with tempfile.TemporaryDirectory() as tmp:
+    clip = sample_clip.make_sample_clip(
+      os.path.join(tmp, "clip.mp4"), seconds=args.seconds, size=(width, height)
+    )
+    frames = probe.count_frames(clip)
+    batch = colorizer.batch_size
+    stages = {
+      "decode": measured(lambda: _decode(clip, batch)),
+      "prepare_compose": measured(_prepare_compose(colorizer, width, height, frames)),
+    }
+    model = video.time_model(colorizer, height, width, batches=max(2, frames // batch))
+    stages["model"] = {"frames": model["frames"], "fps": model["fps"]}
+    for preset in PRESETS:
+      options = writer.EncodeOptions(preset=preset)
+      stages[f"encode_{preset}"] = measured(
+        lambda o=options: video.time_encode(height, width, frames, options=o)["frames"]
+      )
+    stages["pipeline_free_model"] = measured(lambda: _free_model_pipeline(clip, batch, args.preset))
+    for name, rec in stages.items():
+      records.append({"bench": "host_stage", "stage": name, **shape, **rec})
+
+    # Glue: what the free-model pipeline costs beyond its decoder and encoder.
+    ms = {name: rec.get("cpu_ms_per_frame") for name, rec in stages.items()}
+    glue = max(0.0, ms["pipeline_free_model"] - ms["decode"] - ms[f"encode_{args.preset}"])
+    for preset in PRESETS:
+      parts = {"decode": ms["decode"], "encode": ms[f"encode_{preset}"], "glue": glue}
+      per_frame = sum(parts.values())
+      records.append(
+        {
+          "bench": "host_projection",
+          **shape,
+          "cores": args.project_cores,
+          "preset": preset,
+          "cpu_ms_per_frame": per_frame,
+          "fps": args.project_cores * 1000 / per_frame,
+          "limit": max(parts, key=parts.get),
+          "shares": {k: round(v / per_frame, 3) for k, v in parts.items()},
+        }
+      )
+
+    encode = writer.EncodeOptions(preset=args.preset)
+    chunk_seconds = args.seconds / (2 * workers)
+    compare = {}
+    for label, n in (("serial", 1), ("chunked", workers)):
+      with tempfile.TemporaryDirectory() as out:
+
+        def once(n: int = n, out: str = out) -> int:
+          dst = os.path.join(out, "out.mp4")
+          if n == 1:
+            result = pipeline.colorize_video(colorizer, clip, dst, encode=encode, progress=False)
+          else:
+            result = chunks.colorize_video(
+              colorizer,
+              clip,
+              dst,
+              workers=n,
+              chunk_seconds=chunk_seconds,
+              encode=encode,
+              progress=False,
+              overwrite=True,
+            )
+          os.remove(dst)
+          return result.frames
+
+        once()  # compiles
+        compare[label] = measured(once)
+    records.append(
+      {
+        "bench": "host_serial_vs_chunked",
+        **shape,
+        "serial_fps": compare["serial"]["fps"],
+        "chunked_fps": compare["chunked"]["fps"],
+        "chunked_over_serial": compare["chunked"]["fps"] / compare["serial"]["fps"],
+      }
+    )
+    peaks = {n: _peak_rss(args, clip, n, chunk_seconds) for n in sorted({1, workers})}
+    records.append(
+      {
+        "bench": "host_peak_rss",
+        **shape,
+        **{f"peak_rss_mb_{n}_workers": p["peak_rss_mb"] for n, p in peaks.items()},
+        "estimate_mb_per_worker": chunks.pipeline_bytes(width, height, colorizer.batch_size)
+        / 2**20,
+      }
+    )
+  return records
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+  parser.add_argument(
+    "--host", action="store_true", help="the host-side table instead (see tools/bench/host.py)"
+  )
+  parser.add_argument("--workers", type=int, default=0, help="--host: workers (0: the default)")
+  parser.add_argument("--project-cores", type=int, default=16, help="--host: cores projected")
+
+
+def _child(argv: list[str]) -> None:
+  """Colourises --clip twice with --workers and prints the second run's peak RSS as JSON."""
+  parser = argparse.ArgumentParser(prog="python -m pix2pix_jax.tools.bench.host")
+  parser.add_argument("--clip", required=True)
+  shapes.add_arguments(parser)
+  parser.add_argument("--preset", default=writer.DEFAULT_PRESET)
+  parser.add_argument("--workdir", default=None)
+  parser.add_argument("--workers", type=int, default=1)
+  parser.add_argument("--chunk-seconds", type=float, default=None)
+  args = parser.parse_args(argv)
+  cli.configure()
+  memory.tune_memory()
+  colorizer = video.make_colorizer(args)
+  encode = writer.EncodeOptions(preset=args.preset)
+  with tempfile.TemporaryDirectory() as out:
+    dst = os.path.join(out, "out.mp4")
+    for reset in (False, True):
+      if reset:
+        video.reset_peak_rss()
+      result = chunks.colorize_video(
+        colorizer,
+        args.clip,
+        dst,
+        workers=args.workers,
+        chunk_seconds=args.chunk_seconds if args.workers > 1 else None,
+        encode=encode,
+        progress=False,
+        overwrite=True,
+      )
+  print(json.dumps({"frames": result.frames, "peak_rss_mb": video.peak_rss_mb()}))
+
+
+if __name__ == "__main__":
+  _child(sys.argv[1:])
