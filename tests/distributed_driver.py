@@ -19,15 +19,12 @@ parser.add_argument(
 )
 args = parser.parse_args()
 
-if args.cluster:
-  from pix2pix_jax import distributed
+from pix2pix_jax import distributed  # noqa: E402
 
+if args.cluster:
   distributed.initialize()
 elif args.num_processes > 1:
-  jax.config.update("jax_cpu_collectives_implementation", "gloo")
-  jax.distributed.initialize(
-    f"localhost:{args.port}", num_processes=args.num_processes, process_id=args.process_id
-  )
+  distributed.initialize(f"localhost:{args.port}", args.num_processes, args.process_id)
 
 import numpy as np  # noqa: E402
 import optax  # noqa: E402

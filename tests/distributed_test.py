@@ -29,12 +29,9 @@ def _launch(args_for, n, local_devices, **kw):
   return [
     subprocess.Popen(
       args_for(i),
-      # No persistent compilation cache: a cached multi-process CPU executable hangs in its
-      # first gloo collective (seen with jax 0.10.2: "GetKeyValue() timed out with key
-      # cpu:gloo/..."; the same programs compiled afresh run).
-      env=subprocess_env(
-        local_devices, PIX2PIX_HEARTBEAT_TIMEOUT="10", JAX_ENABLE_COMPILATION_CACHE="false"
-      ),
+      # With the tests' persistent compilation cache (distributed.initialize turns it off for
+      # multi-process CPU programs, which hang in their first collective when loaded from it).
+      env=subprocess_env(local_devices, PIX2PIX_HEARTBEAT_TIMEOUT="10"),
       stdout=subprocess.PIPE,
       stderr=subprocess.STDOUT,
       text=True,

@@ -141,7 +141,7 @@ import jax, json, os, tempfile, numpy as np
 from conftest import tiny_config
 from pix2pix_jax import models
 from pix2pix_jax.colorize import colorizer
-from pix2pix_jax.tools import benchmark
+from pix2pix_jax.tools.bench import main as benchmark
 
 # The train benchmark builds the state and runs the jit'd train step; infer runs the generator.
 for kind in ("train", "infer"):

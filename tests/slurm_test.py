@@ -38,9 +38,6 @@ from pix2pix_jax.tools.sweep import main as sweep
 from pix2pix_jax.tools.sweep import slurm
 
 SCRIPT = os.path.join(REPO, ".ci", "slurm_cluster.sh")
-# For multi-process runs: cached multi-process CPU executables hang in their first gloo
-# collective (see tests/distributed_test.py).
-NO_CACHE = {"JAX_ENABLE_COMPILATION_CACHE": "false"}
 # Evaluation at the last step only, no sample grids.
 TINY = {**TINY_SWEEP_OVERRIDES, "eval_every_steps": 2, "sample_every_steps": 1000}
 
@@ -284,7 +281,7 @@ def test_srun_two_tasks_match_one_process(cluster, tmp_path):
       str(two),
       "--cluster",
     ],
-    env=subprocess_env(1, SLURM_CONF=os.environ["SLURM_CONF"], **NO_CACHE),
+    env=subprocess_env(1, SLURM_CONF=os.environ["SLURM_CONF"]),
     capture_output=True,
     text=True,
     timeout=900,
@@ -306,7 +303,6 @@ def test_sbatch_script_trains_two_tasks_as_one_program_and_requeues(cluster, tmp
     1,
     SLURM_CONF=os.environ["SLURM_CONF"],
     PATH=os.pathsep.join([os.path.dirname(sys.executable), os.environ["PATH"]]),
-    **NO_CACHE,
   )
   train = main_command(workdir, folder, total, "--config.checkpoint_every_steps=1")
   flags = train[train.index(f"--workdir={workdir}") + 1 :]
