@@ -2,9 +2,13 @@
 Priors"): a few true colours that the user knows, given to the generator beside the luminance.
 
 A hint-conditioned generator (`config.model.hints = True`) takes 1 + 3 input channels: the model
-input (L) as before, then the hint chroma (Lab ab / 110 where a hint is, 0 elsewhere) and the
-hint mask (1 where a hint is, 0 elsewhere); see `encode`. The hint chroma is Lab ab for RGB and
-Lab models alike. A hint generator given the luminance alone sees "no hints".
+input (L) as before, then the hint chroma and the hint mask (1 where a hint is, 0 elsewhere); see
+`encode`. The hint chroma is dense: every pixel holds the Lab ab / 110 of its nearest hint (the
+naive nearest-hint fill; 0 without hints), so the network starts from the propagation it has to
+improve on instead of having to find a few sparse pixels (sparse hint chroma was tried first:
+a quickstart-scale model had not learnt to use it after 400 steps, nor a small one on flat-colour
+images after 60). The hint chroma is Lab ab for RGB and Lab models alike. A hint generator given
+the luminance alone sees "no hints".
 
 Three producers of the same channels:
   training      `simulate`: on device, from the real image, keyed by (seed, step): a random
@@ -16,8 +20,8 @@ Three producers of the same channels:
                 pixel whose footprint holds any hint pixel becomes a hint with those pixels' mean
                 ab, so no hint is lost in the resize however small it is.
 
-`nearest_fill` is the naive propagation a model must beat: each pixel takes the ab of its
-nearest hint, L kept.
+The nearest-hint fill (`nearest_fill`) is also the naive baseline a model must beat: each pixel
+takes the ab of its nearest hint, L kept.
 """
 
 import json
@@ -30,7 +34,7 @@ import numpy as np
 
 from pix2pix_jax import color, errors
 
-HINT_CHANNELS = 3  # ab / 110, mask
+HINT_CHANNELS = 3  # nearest-hint ab / 110, mask
 _AB_SCALE = 110.0  # as color.py: ab / 110 keeps the sRGB gamut inside [-1, 1]
 _HIGHEST = jax.lax.Precision.HIGHEST  # patch sums are exact sums, not TF32/bf16 matmuls
 
@@ -50,10 +54,11 @@ def input_channels(config) -> int:
   return 1 + (HINT_CHANNELS if enabled(config) else 0)
 
 
-def encode(ab: jax.Array, mask: jax.Array) -> jax.Array:
-  """Hint ab [..., H, W, 2] (Lab units) and mask [..., H, W] -> channels [..., H, W, 3]."""
+def encode(fill: jax.Array, mask: jax.Array) -> jax.Array:
+  """The nearest-hint fill [..., H, W, 2] (Lab units; 0 without hints) and the hint mask
+  [..., H, W] -> the generator's hint channels [..., H, W, 3]."""
   m = jnp.asarray(mask, jnp.float32)[..., None]
-  return jnp.concatenate([jnp.asarray(ab, jnp.float32) / _AB_SCALE * m, m], axis=-1)
+  return jnp.concatenate([jnp.asarray(fill, jnp.float32) / _AB_SCALE, m], axis=-1)
 
 
 def no_hints(shape: tuple[int, ...]) -> jax.Array:
@@ -66,12 +71,12 @@ def no_hints(shape: tuple[int, ...]) -> jax.Array:
 
 def _reveal(
   ab: jax.Array, y: jax.Array, x: jax.Array, half: jax.Array, active: jax.Array
-) -> tuple[jax.Array, jax.Array]:
+) -> tuple[jax.Array, jax.Array, jax.Array]:
   """Square patches centred at (y, x) [B, K] of half-side `half` [B, K] (clipped at the border),
   where `active` [B, K]: each reveals its mean true ab. Overlapping patches average.
 
-  Returns (hint ab [B, H, W, 2], mask [B, H, W] bool). Fixed shapes, no scatter: a patch is the
-  outer product of a row band and a column band.
+  Returns (hint ab [B, H, W, 2], mask [B, H, W] bool, each patch's mean [B, K, 2]). Fixed shapes,
+  no scatter: a patch is the outer product of a row band and a column band.
   """
   h, w = ab.shape[-3], ab.shape[-2]
   y, x, half, active = (_sharded_like(v, ab) for v in (y, x, half, active))
@@ -84,7 +89,7 @@ def _reveal(
   means = sums / jnp.maximum(counts, 1.0)[..., None]
   cover = jnp.einsum("bkh,bkw->bhw", rows, cols, precision=_HIGHEST)
   total = jnp.einsum("bkh,bkw,bkc->bhwc", rows, cols, means, precision=_HIGHEST)
-  return total / jnp.maximum(cover, 1.0)[..., None], cover > 0
+  return total / jnp.maximum(cover, 1.0)[..., None], cover > 0, means
 
 
 def _sharded_like(a: jax.Array, ref: jax.Array) -> jax.Array:
@@ -109,7 +114,8 @@ def simulate(
   of the images get none; each a square patch of odd side 1, 3, .., max_patch (uniformly) at a
   uniform place, revealing its mean true ab. A pure function of (key, ab).
 
-  Returns (hint ab [B, H, W, 2], mask [B, H, W] bool).
+  Returns (nearest-hint fill [B, H, W, 2]: each pixel the mean ab of the patch whose centre is
+  nearest, 0 without hints; mask [B, H, W] bool): `encode`'s arguments.
   """
   b, h, w = ab.shape[0], ab.shape[-3], ab.shape[-2]
   k_n, k_y, k_x, k_s = jax.random.split(key, 4)
@@ -120,48 +126,68 @@ def simulate(
   y = jax.random.randint(k_y, (b, max_points), 0, h)
   x = jax.random.randint(k_x, (b, max_points), 0, w)
   half = jax.random.randint(k_s, (b, max_points), 0, max_patch // 2 + 1)
-  return _reveal(ab, y, x, half, active)
+  _, mask, means = _reveal(ab, y, x, half, active)
+  return nearest_fill(means, jnp.stack([y, x], -1), h, w, active=active), mask
 
 
 def sample_points(
-  key: jax.Array, ab: jax.Array, num_points: int, patch: int = 1
+  keys: jax.Array, ab: jax.Array, num_points: int, patch: int = 1
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
-  """Evaluation's hints: exactly `num_points` uniform places per image of ab [B, H, W, 2], each
-  revealing the mean true ab of a `patch` x `patch` square (odd `patch`) around it.
+  """Evaluation's hints: exactly `num_points` uniform places in each image of ab [B, H, W, 2],
+  drawn from that image's own key (`keys` [B]: so an image's hints do not depend on the batch
+  it is in), each revealing the mean true ab of a `patch` x `patch` square (odd) around it.
 
-  Returns (hint ab [B, H, W, 2], mask [B, H, W] bool, point centres [B, N, 2] as (y, x)).
+  Returns (hint ab [B, H, W, 2], mask [B, H, W] bool, nearest-hint fill [B, H, W, 2]).
   """
   if patch < 1 or patch % 2 == 0:
     raise ValueError(f"hint patch must be a positive odd number of pixels, got {patch}")
   b, h, w = ab.shape[0], ab.shape[-3], ab.shape[-2]
-  k_y, k_x = jax.random.split(key)
-  y = jax.random.randint(k_y, (b, num_points), 0, h)
-  x = jax.random.randint(k_x, (b, num_points), 0, w)
+
+  def draw(key):
+    k_y, k_x = jax.random.split(key)
+    return (
+      jax.random.randint(k_y, (num_points,), 0, h),
+      jax.random.randint(k_x, (num_points,), 0, w),
+    )
+
+  y, x = jax.vmap(draw)(keys)
   half = jnp.full((b, num_points), patch // 2)
-  hint_ab, mask = _reveal(ab, y, x, half, jnp.ones((b, num_points), bool))
-  return hint_ab, mask, jnp.stack([y, x], axis=-1)
+  hint_ab, mask, means = _reveal(ab, y, x, half, jnp.ones((b, num_points), bool))
+  return hint_ab, mask, nearest_fill(means, jnp.stack([y, x], -1), h, w)
 
 
-def nearest_fill(hint_ab: jax.Array, mask: jax.Array, centres: jax.Array) -> jax.Array:
-  """The naive propagation: each pixel takes the hint ab at the nearest point centre
-  ([B, N, 2] (y, x); ties go to the first point); [B, H, W, 2]. With no points: zero (gray)."""
-  b, h, w = hint_ab.shape[0], hint_ab.shape[-3], hint_ab.shape[-2]
-  if centres.shape[1] == 0:
-    return jnp.zeros((b, h, w, 2), jnp.float32)
-  yy = jnp.arange(h, dtype=jnp.float32)[:, None, None]
-  xx = jnp.arange(w, dtype=jnp.float32)[None, :, None]
+def image_keys(seed: int, first_index: jax.Array, count: int) -> jax.Array:
+  """Per-image keys [count] of images first_index, first_index + 1, ... for `sample_points`."""
+  base = jax.random.key(seed)
+  return jax.vmap(lambda i: jax.random.fold_in(base, i))(first_index + jnp.arange(count))
+
+
+def nearest_fill(
+  point_ab: jax.Array,
+  centres: jax.Array,
+  height: int,
+  width: int,
+  *,
+  active: jax.Array | None = None,
+) -> jax.Array:
+  """The nearest-hint fill: each pixel of a height x width image takes the ab [B, N, 2] of the
+  nearest point centre ([B, N, 2] as (y, x); ties go to the first point; only points where
+  `active` [B, N]); [B, H, W, 2]. An image without points is 0 (gray)."""
+  b, n = centres.shape[0], centres.shape[1]
+  if n == 0:
+    return jnp.zeros((b, height, width, 2), jnp.float32)
+  if active is None:
+    active = jnp.ones((b, n), bool)
+  centres, point_ab, active = (_sharded_like(v, point_ab) for v in (centres, point_ab, active))
+  yy = jnp.arange(height, dtype=jnp.float32)[:, None, None]
+  xx = jnp.arange(width, dtype=jnp.float32)[None, :, None]
   c = centres.astype(jnp.float32)
   d2 = (yy - c[:, None, None, :, 0]) ** 2 + (xx - c[:, None, None, :, 1]) ** 2  # [B,H,W,N]
-  nearest = jnp.argmin(d2, axis=-1)  # [B, H, W]
-  point_ab = _at(hint_ab, centres)  # [B, N, 2]
-  return jnp.take_along_axis(point_ab, nearest.reshape(b, -1)[..., None], axis=1).reshape(
-    b, h, w, 2
-  )
-
-
-def _at(image: jax.Array, centres: jax.Array) -> jax.Array:
-  """image [B, H, W, C] at integer (y, x) centres [B, N, 2] -> [B, N, C]."""
-  return jax.vmap(lambda im, c: im[c[:, 0], c[:, 1]])(image, centres)
+  d2 = jnp.where(active[:, None, None, :], d2, jnp.inf)
+  nearest = jnp.argmin(d2, axis=-1).reshape(b, -1)  # [B, H*W]
+  fill = jnp.take_along_axis(jnp.asarray(point_ab, jnp.float32), nearest[..., None], axis=1)
+  fill = fill.reshape(b, height, width, 2)
+  return jnp.where(active.any(-1)[:, None, None, None], fill, 0.0)
 
 
 # --- Hint files (host) --------------------------------------------------------------------------
@@ -299,7 +325,8 @@ def _footprints(n: int, size: int) -> tuple[np.ndarray, np.ndarray]:
 def rasterize(hints: Hints, size: int) -> np.ndarray:
   """Full-resolution hints -> the encoded hint channels float32 [size, size, 3] at the render
   size (the photo is squeezed to a square there, as its luminance is). A render pixel is a hint
-  if its footprint holds any hint pixel; its ab is their mean."""
+  if its footprint holds any hint pixel; its ab is their mean; every other pixel takes the ab of
+  its nearest hint pixel (`encode`)."""
   mask = hints.mask.astype(np.float64)
   weighted = hints.ab.astype(np.float64) * mask[..., None]
   stack = np.concatenate([weighted, mask[..., None]], axis=-1)  # [H, W, 3]
@@ -313,4 +340,10 @@ def rasterize(hints: Hints, size: int) -> np.ndarray:
   count = sums[..., 2]
   out_mask = count > 0
   ab = np.where(out_mask[..., None], sums[..., :2] / np.maximum(count, 1e-12)[..., None], 0.0)
-  return np.asarray(encode(ab.astype(np.float32), out_mask))
+  fill = np.zeros_like(ab)
+  if out_mask.any():
+    from scipy import ndimage  # noqa: PLC0415 (a jax dependency; only colourising needs it)
+
+    iy, ix = ndimage.distance_transform_edt(~out_mask, return_distances=False, return_indices=True)
+    fill = ab[iy, ix]
+  return np.asarray(encode(fill.astype(np.float32), out_mask))

@@ -79,8 +79,13 @@ def test_the_api_takes_hints_per_image_and_per_clip(workdir, photo):
   np.testing.assert_array_equal(hinted, from_file)
   assert np.abs(hinted.astype(int) - plain).mean() > 2
   # A clip's frames (set_frame_hints) get the same colours as the image.
+  assert colorizer.frame_hints_digest() is None
   colorizer.set_frame_hints(scribble)
   np.testing.assert_array_equal(colorizer(np.stack([image, image]))[1], hinted)
+  # Resumable chunks are fingerprinted with the frame hints.
+  digest = colorizer.frame_hints_digest()
+  colorizer.set_frame_hints(scribble[::-1].copy())
+  assert digest is not None and colorizer.frame_hints_digest() not in (None, digest)
   colorizer.set_frame_hints(None)
   np.testing.assert_array_equal(colorizer(image[None])[0], plain)
   with pytest.raises(hints.HintsError, match="hint image is 45x31, the photo is 44x31"):

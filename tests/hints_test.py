@@ -82,13 +82,11 @@ def _sim(key, ab, **kw):
   return jax.jit(lambda k, a: hints.simulate(k, a, **settings))(key, ab)
 
 
-def test_simulated_hints_are_patches_of_the_true_mean_ab_with_allowed_sides():
+def test_simulated_hints_are_patches_of_the_true_mean_ab_with_allowed_sides_filled_out():
   rng = np.random.default_rng(1)
   ab = rng.uniform(-60, 60, (64, 24, 24, 2)).astype(np.float32)
   # One point per image (p tiny: n = min(geometric, 1) = 1 almost surely), sides 1, 3 or 5.
-  hint_ab, mask = jax.device_get(
-    _sim(jax.random.key(3), ab, points_p=1e-9, max_points=1, max_patch=5)
-  )
+  fill, mask = jax.device_get(_sim(jax.random.key(3), ab, points_p=1e-9, max_points=1, max_patch=5))
   sides = set()
   for i in range(len(ab)):
     ys, xs = np.nonzero(mask[i])
@@ -100,11 +98,25 @@ def test_simulated_hints_are_patches_of_the_true_mean_ab_with_allowed_sides():
       assert y1 - y0 == x1 - x0 and (y1 - y0) in (1, 3, 5)
       sides.add(int(y1 - y0))
     expected = ab[i, y0:y1, x0:x1].mean(axis=(0, 1))
-    np.testing.assert_allclose(
-      hint_ab[i][mask[i]], np.broadcast_to(expected, (mask[i].sum(), 2)), atol=1e-4
-    )
-    np.testing.assert_array_equal(hint_ab[i][~mask[i]], 0.0)
+    # One hint: its colour fills the whole image (the nearest-hint fill).
+    np.testing.assert_allclose(fill[i], np.broadcast_to(expected, (24, 24, 2)), atol=1e-4)
   assert sides == {1, 3, 5}
+
+
+def test_simulated_fill_takes_each_pixels_nearest_patch_and_is_zero_without_hints():
+  rng = np.random.default_rng(4)
+  ab = rng.uniform(-60, 60, (256, 16, 16, 2)).astype(np.float32)
+  fill, mask = jax.device_get(_sim(jax.random.key(5), ab, points_p=0.3, max_points=4, max_patch=1))
+  empty = ~mask.any(axis=(1, 2))
+  assert empty.any() and (~empty).any()
+  np.testing.assert_array_equal(fill[empty], 0.0)
+  yy, xx = np.mgrid[0:16, 0:16]
+  for i in np.flatnonzero(~empty)[:20]:
+    ys, xs = np.nonzero(mask[i])  # 1x1 patches: the hints are the true pixels
+    np.testing.assert_allclose(fill[i][mask[i]], ab[i][mask[i]], atol=1e-5)
+    d2 = (yy[..., None] - ys) ** 2 + (xx[..., None] - xs) ** 2  # [16, 16, points]
+    chosen = np.argmin(np.abs(fill[i][..., None, :] - ab[i][ys, xs]).sum(-1), axis=-1)
+    np.testing.assert_array_equal(np.take_along_axis(d2, chosen[..., None], -1)[..., 0], d2.min(-1))
 
 
 def test_simulated_hint_counts_follow_the_geometric_law_and_many_images_get_none():
@@ -193,8 +205,16 @@ def test_rasterised_hints_are_the_mean_ab_of_each_render_pixels_hint_pixels():
   m = full.mask.reshape(32, 2, 32, 3)
   count = m.sum(axis=(1, 3))
   mean = (ab * m[..., None]).sum(axis=(1, 3)) / np.maximum(count, 1)[..., None]
-  np.testing.assert_array_equal(raster[..., 2], (count > 0).astype(np.float32))
-  np.testing.assert_allclose(raster[..., :2] * 110, mean * (count > 0)[..., None], atol=1e-3)
+  hit = count > 0
+  np.testing.assert_array_equal(raster[..., 2], hit.astype(np.float32))
+  np.testing.assert_allclose(raster[..., :2][hit] * 110, mean[hit], atol=1e-3)
+  # Elsewhere: the colour of a nearest hint pixel (ties: any of them).
+  ys, xs = np.nonzero(hit)
+  yy, xx = np.mgrid[0:32, 0:32]
+  d2 = (yy[..., None] - ys) ** 2 + (xx[..., None] - xs) ** 2
+  nearest = d2 == d2.min(-1, keepdims=True)  # [32, 32, hints]
+  close = np.abs(raster[..., None, :2] * 110 - mean[ys, xs]).max(-1) < 1e-3
+  assert (nearest & close).any(-1).all()
 
 
 @pytest.mark.parametrize("shape", [(20, 13), (300, 257), (64, 64)])

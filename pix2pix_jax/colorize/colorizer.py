@@ -28,6 +28,7 @@ consecutive frames, reset at scene cuts, detected as a large change of the lumin
 """
 
 import functools
+import hashlib
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -267,6 +268,21 @@ class Colorizer:
       self.check_takes_hints()
     self._frame_hints = value
     self._frame_rasters = {}
+
+  def frame_hints_digest(self) -> str | None:
+    """A digest of the frame hints (for resumable chunks' fingerprints); None without."""
+    value = self._frame_hints
+    if value is None:
+      return None
+    h = hashlib.sha256()
+    if isinstance(value, hints.Hints):
+      h.update(np.ascontiguousarray(value.ab).tobytes())
+      h.update(np.ascontiguousarray(value.mask).tobytes())
+    elif isinstance(value, np.ndarray):
+      h.update(np.ascontiguousarray(value).tobytes())
+    else:
+      h.update(repr(value).encode())
+    return h.hexdigest()
 
   def _hint_batch(self, rasters: list[np.ndarray | None]) -> jax.Array:
     """Rasterised hints (or None: no hints) of up to batch_size images -> the batch's hint

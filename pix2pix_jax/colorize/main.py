@@ -22,6 +22,13 @@ Colour controls: --saturation S scales the predicted chroma (0: gray, 2: twice a
 --reference IMAGE moves the colours toward a photo's colour statistics, and --compare writes the
 source (left) and the result (right) side by side, twice as wide.
 
+Colour hints (a model trained with config.model.hints): --hints FILE gives true colours, either
+an RGBA image of the input's size (pixels with alpha > 0 give their colour; paint on a
+transparent layer) or a JSON list `[{"x": .., "y": .., "rgb": [r, g, b]}, ...]` in pixel
+coordinates. The same hints apply to every input (and to every frame of a clip); an input of
+another size fails with one line. An unreadable hint file, or a model without hint inputs, is one
+line and exit 1 before anything is written.
+
 An existing output is never replaced without --overwrite, and outputs are written to a temporary
 file beside the destination and renamed on success. A failing input prints one line naming the
 file and the cause, the others still run, and the exit code is 1 if any input failed.
@@ -43,11 +50,11 @@ import time
 
 import numpy as np
 
-from pix2pix_jax import cli, color, errors, files, images, progress
+from pix2pix_jax import cli, color, errors, files, hints, images, progress
 from pix2pix_jax.colorize import colorizer as colorizer_lib
 from pix2pix_jax.colorize import shards
 from pix2pix_jax.colorize.jobs import Job, classify, plan, skip_existing
-from pix2pix_jax.colorize.video import chunks, memory, pipeline, writer
+from pix2pix_jax.colorize.video import chunks, memory, pipeline, probe, writer
 
 DEFAULT_BATCH_SIZE = 8
 
@@ -59,10 +66,14 @@ def run_images(
   *,
   compare: bool = False,
   show_progress: bool = True,
+  hint_file: str | None = None,
+  hint_source: np.ndarray | list | None = None,
 ) -> None:
   """Colourises image jobs in groups of batch_size; sets job.error on failure.
 
   compare: save the source and the result side by side (`colorizer.side_by_side`).
+  hint_source: `hints.read(hint_file)`, the colour hints of every image (one of another size
+  fails).
   show_progress: a progress bar (or summary line) on stderr when there are two or more images.
   """
   bar = progress.Progress(
@@ -70,16 +81,22 @@ def run_images(
   )
   with bar:
     for start in range(0, len(jobs), colorizer.batch_size):
-      group, loaded = [], []
+      group, loaded, given = [], [], []
       for job in jobs[start : start + colorizer.batch_size]:
         try:
           files.check_output(job.dst, overwrite=overwrite)
-          loaded.append(images.load_image(job.src))
+          image = images.load_image(job.src)
+          if hint_source is not None:
+            h, w = image.rgb.shape[:2]
+            given.append(hints.as_hints(hint_source, h, w, source=hint_file, photo=job.src))
+          loaded.append(image)
           group.append(job)
-        except files.MediaError as e:
+        except (files.MediaError, hints.HintsError) as e:
           fail(job, str(e), bar)
       if group:
-        outputs = colorizer.colorize_images([im.rgb for im in loaded])
+        outputs = colorizer.colorize_images(
+          [im.rgb for im in loaded], hints=given if hint_source is not None else None
+        )
         for job, image, rgb in zip(group, loaded, outputs, strict=True):
           _save_image(job, image, rgb, overwrite=overwrite, compare=compare, bar=bar)
       bar.update(len(jobs[start : start + colorizer.batch_size]))
@@ -210,6 +227,12 @@ def build_parser() -> argparse.ArgumentParser:
     help="move the colours toward this photo's colour statistics (one photo for all inputs)",
   )
   parser.add_argument(
+    "--hints",
+    metavar="FILE",
+    help="colour hints for a model trained with them: an RGBA PNG of the input's size (alpha > 0 "
+    'pixels give their colour) or a JSON list [{"x": .., "y": .., "rgb": [r, g, b]}, ...]',
+  )
+  parser.add_argument(
     "--compare",
     action="store_true",
     help="write source (left) and result (right) side by side, twice as wide",
@@ -299,7 +322,10 @@ def main(argv: list[str] | None = None) -> int:
   todo = [job for job in jobs if not job.error and not job.skipped]
   if todo:
     reference = load_reference(args.reference) if args.reference else None
+    hint_source = hints.read(args.hints) if args.hints else None
     colorizer = load_colorizer(args, saturation=args.saturation, reference=reference)
+    if hint_source is not None:
+      colorizer.check_takes_hints(args.model or args.workdir)
     start = time.perf_counter()
     run_images(
       colorizer,
@@ -307,12 +333,19 @@ def main(argv: list[str] | None = None) -> int:
       args.overwrite,
       compare=args.compare,
       show_progress=not args.quiet,
+      hint_file=args.hints,
+      hint_source=hint_source,
     )
     encode = writer.EncodeOptions(
       codec=args.codec, crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt
     )
     for job in (job for job in todo if job.kind == "video"):
       try:
+        if hint_source is not None:  # the same hints on every frame
+          info = probe.probe(job.src)
+          colorizer.set_frame_hints(
+            hints.as_hints(hint_source, info.height, info.width, source=args.hints, photo=job.src)
+          )
         run = chunks.colorize_video
         extra = dict(workers=args.workers, chunk_seconds=args.chunk_seconds)
         if window is not None:  # a window (preview) runs in one pipeline
@@ -331,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
           progress=not args.quiet,
         )
         print(result.summary(), flush=True)
-      except files.MediaError as e:
+      except (files.MediaError, hints.HintsError) as e:
         fail(job, str(e))
       except OSError as e:
         fail(job, f"{job.src}: {files.describe_os_error(e)}")

@@ -10,15 +10,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pix2pix_jax import color, metrics, parallel
+from pix2pix_jax import color, hints, metrics, parallel
 
 
 def predict_rgb(
-  generator: nn.Module, color_space: str, g_variables: dict[str, Any], images: jax.Array
+  generator: nn.Module,
+  color_space: str,
+  g_variables: dict[str, Any],
+  images: jax.Array,
+  hint_channels: jax.Array | None = None,
 ) -> jax.Array:
-  """uint8 RGB batch -> the generator's colourisation of its luminance, sRGB in [0, 1]."""
+  """uint8 RGB batch -> the generator's colourisation of its luminance, sRGB in [0, 1].
+  hint_channels: `hints.encode`'s [B,H,W,3] for a hint generator (default: no hints)."""
   inputs = color.model_input(color.uint8_to_float(images), color_space)
-  outputs = generator.apply(g_variables, inputs, train=False)
+  g_inputs = inputs if hint_channels is None else jnp.concatenate([inputs, hint_channels], -1)
+  outputs = generator.apply(g_variables, g_inputs, train=False)
   return color.to_rgb(inputs, outputs, color_space)
 
 
@@ -105,3 +111,23 @@ def mean_ab_sums(images: jax.Array, mask: jax.Array) -> jax.Array:
   ab = jnp.mean(color.rgb_to_lab(color.uint8_to_float(images))[..., 1:], axis=(1, 2))
   weights = mask.astype(jnp.float32)
   return jnp.concatenate([jnp.sum(ab * weights[:, None], axis=0), jnp.sum(weights)[None]])
+
+
+def hinted_predictions(
+  generator: nn.Module,
+  color_space: str,
+  g_variables: dict[str, Any],
+  images: jax.Array,
+  keys: jax.Array,
+  *,
+  num_points: int,
+  patch: int = 1,
+) -> dict[str, jax.Array]:
+  """Colour hints sampled from the uint8 ground truth (`hints.sample_points`, one key per image):
+  the hint generator's colourisation with them ("model_hints") and the naive propagation
+  ("nearest_hint": each pixel takes the ab of its nearest hint, L kept), sRGB in [0, 1]."""
+  rgb = color.uint8_to_float(images)
+  true_ab = color.rgb_to_lab(rgb)[..., 1:]
+  _, mask, fill = hints.sample_points(keys, true_ab, num_points, patch)
+  model = predict_rgb(generator, color_space, g_variables, images, hints.encode(fill, mask))
+  return {"model_hints": model, "nearest_hint": color.combine(color.luminance(rgb), fill)}

@@ -10,6 +10,11 @@ to ``--output`` (default ``W/eval/<data name>/``):
   L with the mean ab of the evaluated images: optimistic, as it knows the eval set's average);
 - ``per_image.csv``: one row per image (index, file or tfds index, every metric of every
   predictor);
+- with ``--hints N`` (a model trained with ``config.model.hints``): N colour hints are sampled
+  from each ground-truth image (seeded per image: ``--hint-seed``; each the true ab of a
+  ``--hint-patch`` square), and every metric is also reported for ``model_hints`` (the model
+  given them) and ``nearest_hint`` (each pixel takes the ab of its nearest hint, L kept: the
+  naive propagation a model must beat); the default output folder gets a ``_hintsN`` suffix;
 - ``gallery.html``: input / output / ground truth thumbnails with the model's metrics, sortable
   by clicking a column header; self-contained (images inlined, no external assets).
 """
@@ -36,6 +41,7 @@ from pix2pix_jax import (
   config_lib,
   errors,
   files,
+  hints,
   images,
   input_pipeline,
   metrics,
@@ -118,6 +124,9 @@ def evaluate_workdir(
   gallery_size: int = GALLERY_SIZE,
   step: int | None = None,
   show_progress: bool = True,
+  num_hints: int | None = None,
+  hint_patch: int = 1,
+  hint_seed: int = 0,
 ) -> EvalResult:
   """Per-image metrics of the workdir's generator (latest checkpoint, or `step`) and of the two
   baselines on `data`.
@@ -126,10 +135,22 @@ def evaluate_workdir(
   The mean-chroma baseline uses the mean ab of the evaluated images (a first pass over them):
   an optimistic baseline, since it has seen the evaluation set's average colour.
   show_progress: a progress bar over the images (a summary line where stderr is not a terminal).
+  num_hints: also colourise with this many hints sampled from each ground truth (a hint model
+  only), beside the nearest-hint fill (see the module docstring).
   """
   if not os.path.isdir(workdir):
     raise EvaluationError(f"{workdir}: workdir does not exist")
   config, variables = checkpoint.restore_generator(workdir, step)  # NoCheckpointError: a UserError
+  if num_hints is not None:
+    if not hints.enabled(config):
+      raise EvaluationError(
+        f"{workdir}: the model was trained without colour hints (config.model.hints=False); "
+        "--hints needs one trained with them"
+      )
+    if num_hints < 0 or hint_patch < 1 or hint_patch % 2 == 0:
+      raise EvaluationError(
+        f"--hints {num_hints} --hint-patch {hint_patch}: need N >= 0 and an odd patch >= 1"
+      )
   data_name, overrides = data_overrides(data, config)
   mesh = parallel.make_mesh()
   batch = parallel.device_multiple(batch_size or DEFAULT_EVAL_BATCH)
@@ -155,9 +176,22 @@ def evaluate_workdir(
     raise EvaluationError(f"--data {data}: no images to evaluate")
   mean_ab = total[:2] / total[2]
 
-  def predict(variables, targets, mean_ab):
+  def predict(variables, targets, mean_ab, first_index):
     model = common.predict_rgb(generator, config.color_space, variables, targets)
-    return {"model": model, **common.baselines(targets, mean_ab)}
+    outputs = {"model": model, **common.baselines(targets, mean_ab)}
+    if num_hints is None:
+      return outputs
+    keys = hints.image_keys(hint_seed, first_index, targets.shape[0])
+    hinted = common.hinted_predictions(
+      generator,
+      config.color_space,
+      variables,
+      targets,
+      keys,
+      num_points=num_hints,
+      patch=hint_patch,
+    )
+    return {name: {**outputs, **hinted}[name] for name in _predictors(num_hints)}
 
   predict = jax.jit(
     predict, out_shardings=replicated, compiler_options=xla_flags.forward_compiler_options()
@@ -192,10 +226,15 @@ def evaluate_workdir(
         )
     bar.update(int(mask.sum()))
 
+  seen = [0]  # images before this batch: each image's hints come from its own index
+
+  def predict_batch(targets):
+    first = jnp.int32(seen[0])
+    seen[0] += targets.shape[0]
+    return predict(variables, targets, mean_ab_device, first)
+
   with bar:
-    stacked = common.per_image_values(
-      lambda targets: predict(variables, targets, mean_ab_device), batches(), mesh, gallery
-    )
+    stacked = common.per_image_values(predict_batch, batches(), mesh, gallery)
   count = len(next(iter(stacked["model"].values())))
   info = {
     "workdir": os.path.abspath(workdir),
@@ -207,8 +246,17 @@ def evaluate_workdir(
     "color_space": config.color_space,
     "mean_chroma_ab": [float(mean_ab[0]), float(mean_ab[1])],
     "mean_chroma_source": "mean ab of the evaluated images",
+    "predictors": list(_predictors(num_hints)),
   }
+  if num_hints is not None:
+    info.update(hints=num_hints, hint_patch=hint_patch, hint_seed=hint_seed)
   return EvalResult(stacked, image_labels(config, count), thumbnails, tuple(mean_ab), info)
+
+
+def _predictors(num_hints: int | None) -> tuple[str, ...]:
+  if num_hints is None:
+    return PREDICTORS
+  return ("model", "model_hints", "gray", "mean_chroma", "nearest_hint")
 
 
 def metric_names(result: EvalResult) -> list[str]:
@@ -217,12 +265,12 @@ def metric_names(result: EvalResult) -> list[str]:
 
 def summary_json(result: EvalResult) -> dict[str, Any]:
   """The contents of metrics.json: run info, then mean and 95% CI per metric per predictor."""
-  return {**result.info, **{p: metrics.summarize(result.values[p]) for p in PREDICTORS}}
+  return {**result.info, **{p: metrics.summarize(v) for p, v in result.values.items()}}
 
 
 def per_image_csv(result: EvalResult) -> str:
   """One row per image: index, file, then `<predictor>_<metric>` for every predictor."""
-  columns = [(p, m) for p in PREDICTORS for m in metric_names(result)]
+  columns = [(p, m) for p in result.values for m in metric_names(result)]
   out = io.StringIO()
   writer = csv.writer(out, lineterminator="\n")
   writer.writerow(["index", "file"] + [f"{p}_{m}" for p, m in columns])
@@ -246,7 +294,7 @@ def write_outputs(result: EvalResult, output_dir: str) -> dict[str, str]:
     thumbnails=result.thumbnails,
     values=result.values["model"],
     summary=summary_json(result),
-    predictors=PREDICTORS,
+    predictors=tuple(result.values),
   )
   contents = {
     "metrics": json.dumps(summary_json(result), indent=2) + "\n",
@@ -264,10 +312,11 @@ def write_outputs(result: EvalResult, output_dir: str) -> dict[str, str]:
 def format_summary(summary: dict[str, Any]) -> str:
   """A small text table of means and CIs: one row per metric, one column per predictor."""
   names = list(summary["model"])
-  lines = [f"{'metric':<18}" + "".join(f"{p:>26}" for p in PREDICTORS)]
+  predictors = summary.get("predictors", PREDICTORS)
+  lines = [f"{'metric':<18}" + "".join(f"{p:>26}" for p in predictors)]
   for name in names:
     cells = []
-    for p in PREDICTORS:
+    for p in predictors:
       s = summary[p][name]
       cells.append(f"{s['mean']:>10.4g} [{s['ci95_low']:.4g}, {s['ci95_high']:.4g}]".rjust(26))
     lines.append(f"{name:<18}" + "".join(cells))
@@ -289,6 +338,18 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--max-examples", type=int, default=-1, help="-1: every image")
   parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
   parser.add_argument("--gallery-size", type=int, default=GALLERY_SIZE, help="images in gallery")
+  parser.add_argument(
+    "--hints",
+    type=int,
+    default=None,
+    metavar="N",
+    help="also evaluate with N colour hints sampled from each ground truth (a hint model), "
+    "beside the nearest-hint fill",
+  )
+  parser.add_argument(
+    "--hint-patch", type=int, default=1, help="each hint: the mean true ab of this odd square"
+  )
+  parser.add_argument("--hint-seed", type=int, default=0, help="seed of the sampled hints")
   progress.add_quiet_flag(parser)
   cli.add_verbose_flag(parser)
   args = parser.parse_args(argv)
@@ -301,8 +362,12 @@ def main(argv: list[str] | None = None) -> int:
     gallery_size=args.gallery_size,
     step=args.step,
     show_progress=not args.quiet,
+    num_hints=args.hints,
+    hint_patch=args.hint_patch,
+    hint_seed=args.hint_seed,
   )
-  output = args.output or os.path.join(args.workdir, "eval", result.info["data_name"])
+  name = result.info["data_name"] + ("" if args.hints is None else f"_hints{args.hints}")
+  output = args.output or os.path.join(args.workdir, "eval", name)
   paths = write_outputs(result, output)
   print(format_summary(summary_json(result)))
   for path in paths.values():

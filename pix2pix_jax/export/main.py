@@ -6,7 +6,7 @@
 The generator (with its colour conversion to Lab ab) is lowered with `jax.export` for every
 platform in --platforms at once (on CPU the program keeps the tuned convolutions, on GPU/TPU
 XLA's own), for a fixed render size and a fixed number of images per call on each device; its
-weights and settings go beside it in the same file (format: `exported_model`).
+weights and settings go beside it in the same file (format: `p2p_file`).
 `pix2pix-colorize --model model.p2p ...` and `colorizer.Colorizer.from_exported` run it.
 --saved-model also writes the same program as a TensorFlow SavedModel (`saved_model`).
 """
@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 from jax import export as jax_export
 
-from pix2pix_jax import checkpoint, cli, errors, files
+from pix2pix_jax import checkpoint, cli, errors, files, hints
 from pix2pix_jax.export import p2p_file, saved_model
 from pix2pix_jax.models import networks, render
 
@@ -35,8 +35,10 @@ def export_generator(
   batch_per_device: int,
   platforms: tuple[str, ...] = DEFAULT_PLATFORMS,
 ) -> jax_export.Exported:
-  """(variables, model input [batch_per_device, r, r, 1]) -> ab, lowered for `platforms`."""
-  x = jax.ShapeDtypeStruct((batch_per_device, render_size, render_size, 1), jnp.float32)
+  """(variables, model input [batch_per_device, r, r, C]) -> ab, lowered for `platforms`; C = 1,
+  or 4 for a hint generator (L, then hints.encode's channels)."""
+  channels = hints.input_channels(config)
+  x = jax.ShapeDtypeStruct((batch_per_device, render_size, render_size, channels), jnp.float32)
   abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), variables)
   predict = jax.jit(networks.generator_predict(config))
   return jax_export.export(predict, platforms=platforms)(abstract, x)
@@ -76,6 +78,8 @@ def export_workdir(
     "render_size": size,
     "color_space": config.color_space,
     "num_downs": int(config.model.num_downs),
+    "hints": hints.enabled(config),
+    "input_channels": hints.input_channels(config),
     "batch_per_device": batch_per_device,
     "platforms": list(exported.platforms),
     "parameters": int(sum(a.size for a in jax.tree.leaves(variables["params"]))),

@@ -7,9 +7,10 @@ One zip archive (stored, not compressed: zip's CRC-32 still checks every member)
   weights.npz          the generator's variables, keyed by their path ("params/.../kernel")
 
 Reading one needs jax and numpy only (no flax, optax, orbax or TensorFlow). The generator takes
-float32 model input [n, r, r, C] (C = input_channels) for the fixed n = `batch_per_device` and r = `render_size`, and
-returns the predicted Lab ab [n, r, r, 2] (ab / 110); `colorizer.Colorizer.from_exported` runs
-it on every local device. A file that is not a complete .p2p raises `ModelFileError` naming it.
+float32 model input [n, r, r, C] (C = input_channels) for the fixed n = `batch_per_device` and
+r = `render_size`, and returns the predicted Lab ab [n, r, r, 2] (ab / 110);
+`colorizer.Colorizer.from_exported` runs it on every local device. A file that is not a complete
+.p2p raises `ModelFileError` naming it.
 """
 
 import dataclasses

@@ -1,11 +1,12 @@
 """The exported generator as a TensorFlow SavedModel (jax2tf), for TF serving stacks.
 
 `pix2pix-export ... --saved-model DIR` writes it beside the .p2p file. The SavedModel's
-`serving_default` signature maps `x`, float32 [batch_per_device, r, r, 1] model input (Lab
-models: L / 50 - 1), to `ab`, float32 [batch_per_device, r, r, 2] (Lab ab / 110), with the
-weights as variables; the program is jax2tf's native serialisation for the same platforms as
-the .p2p file. `DIR/assets.extra/pix2pix_jax.json` holds the .p2p file's metadata. TensorFlow
-is imported here (and in input_pipeline.py) only.
+`serving_default` signature maps `x`, float32 [batch_per_device, r, r, C] model input (Lab
+models: L / 50 - 1; C is the metadata's input_channels: 1, or 4 with colour hints), to `ab`,
+float32 [batch_per_device, r, r, 2] (Lab ab / 110), with the weights as variables; the program
+is jax2tf's native serialisation for the same platforms as the .p2p file.
+`DIR/assets.extra/pix2pix_jax.json` holds the .p2p file's metadata. TensorFlow is imported here
+(and in input_pipeline.py) only.
 """
 
 import json
@@ -36,13 +37,14 @@ def save(
 
   files.check_overwrite(path, overwrite=overwrite)
   n, r = metadata["batch_per_device"], metadata["render_size"]
+  c = int(metadata.get("input_channels", 1))
   converted = jax2tf.convert(
     predict, with_gradient=False, native_serialization_platforms=tuple(metadata["platforms"])
   )
   module = tf.Module()
   module.weights = tf.nest.map_structure(tf.Variable, jax.device_get(variables))
 
-  @tf.function(input_signature=[tf.TensorSpec((n, r, r, 1), tf.float32, name="x")], autograph=False)
+  @tf.function(input_signature=[tf.TensorSpec((n, r, r, c), tf.float32, name="x")], autograph=False)
   def serve(x):
     return {"ab": converted(module.weights, x)}
 
