@@ -371,9 +371,6 @@ def fingerprint(colorizer: colorizer_lib.Colorizer, source: Source, settings: di
     "fps": str(source.fps),
     **settings,
   }
-  hint_digest = colorizer.frame_hints_digest()
-  if hint_digest is not None:  # (absent without hints: earlier fingerprints stay valid)
-    parts["hints"] = hint_digest
   return hashlib.sha256(repr(sorted(parts.items())).encode()).hexdigest()[:16]
 
 
