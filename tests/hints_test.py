@@ -269,3 +269,12 @@ def test_bad_hint_files_are_one_line_naming_the_file(tmp_path):
   outside.write_text(json.dumps([{"x": 10, "y": 2, "rgb": [1, 2, 3]}]))
   with pytest.raises(hints.HintsError, match="outside.json: point 0 at x=10, y=2 is outside"):
     hints.load(str(outside), 10, 10)
+
+
+def test_bad_hint_simulation_settings_are_one_config_error():
+  config = tiny_config(**{"model.hints": True, "hint_sim.max_patch": 4, "hint_sim.points_p": 0.0})
+  with pytest.raises(config_lib.ConfigError) as e:
+    train_step.make_networks(config, 4)
+  assert "max_patch=4 must be an odd" in str(e.value) and "points_p=0.0" in str(e.value)
+  # Off: the settings are not read.
+  train_step.make_networks(tiny_config(**{"hint_sim.max_patch": 4}), 4)

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from pix2pix_jax import color, hints, losses, models, parallel, xla_flags
+from pix2pix_jax import color, config_lib, hints, losses, models, parallel, xla_flags
 
 # Simulated hints draw from their own stream: fold_in(fold_in(base key, this), step).
 HINT_STREAM = 0x68696E74
@@ -104,6 +104,15 @@ def _hint_sim(config: ml_collections.ConfigDict) -> tuple[tuple[str, Any], ...] 
   if not hints.enabled(config):
     return None
   sim = config.hint_sim
+  problems = []
+  if not 0 < sim.points_p <= 1:
+    problems.append(f"config.hint_sim.points_p={sim.points_p} must be in (0, 1]")
+  if sim.max_points < 1:
+    problems.append(f"config.hint_sim.max_points={sim.max_points} must be >= 1")
+  if sim.max_patch < 1 or sim.max_patch % 2 == 0:
+    problems.append(f"config.hint_sim.max_patch={sim.max_patch} must be an odd number >= 1")
+  if problems:
+    raise config_lib.ConfigError("; ".join(problems))
   return (
     ("points_p", float(sim.points_p)),
     ("max_points", int(sim.max_points)),
