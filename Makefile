@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 WORKDIR ?= runs/quickstart
 TORCH_WHEELS ?= /opt/wheels
 
-.PHONY: install quickstart train-quickstart colorize-sample test lint format clean
+.PHONY: install quickstart train-quickstart colorize-sample test test-quick lint format clean
 
 $(BIN)/.installed: setup.cfg requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ colorize-sample: install
 
 test: install lint
 	$(BIN)/python -m pytest -n 3 --durations=25
+
+# The edit loop's tier: every module's logic, without the slow and process-starting tests.
+test-quick: install lint
+	$(BIN)/python -m pytest -n 2 -m "not slow and not integration"
 
 lint: install
 	$(BIN)/ruff check pix2pix_jax configs experiments tests

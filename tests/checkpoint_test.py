@@ -213,6 +213,7 @@ def test_generator_restore_skips_a_corrupt_newest_without_moving_it(
     checkpoint.restore_generator(str(workdir), step=4)
 
 
+@pytest.mark.integration
 def test_colorize_with_only_a_corrupt_checkpoint_fails_in_one_line(two_checkpoints, tmp_path):
   workdir = _copy(two_checkpoints, tmp_path)
   shutil.rmtree(workdir / "checkpoints" / "2")

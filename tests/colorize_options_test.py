@@ -278,6 +278,7 @@ def read_terminal(master):
     data += chunk
 
 
+@pytest.mark.integration
 def test_folder_progress_bar_on_a_terminal(workdir, tmp_path):
   write_images(tmp_path / "in")
   master, slave = pty.openpty()

@@ -59,6 +59,7 @@ def check_images(out, names):
       assert image.size == (40, 30)
 
 
+@pytest.mark.integration
 def test_killed_and_stopped_jobs_continue_where_they_stopped(workdir, tmp_path):
   src, out = tmp_path / "in", str(tmp_path / "out")
   src.mkdir()
@@ -104,6 +105,7 @@ def test_killed_and_stopped_jobs_continue_where_they_stopped(workdir, tmp_path):
   assert os.path.getmtime(os.path.join(out, "a.mp4")) == stamp
 
 
+@pytest.mark.integration
 def test_only_dead_processes_leftovers_are_removed(tmp_path):
   dead = subprocess.run(
     [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True

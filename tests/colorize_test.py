@@ -96,6 +96,7 @@ def test_video_with_audio(workdir, tmp_path, capsys):
   assert "10 frames 64x48" in capsys.readouterr().out
 
 
+@pytest.mark.integration
 def test_a_normal_run_prints_no_warning(workdir, tmp_path):
   src = tmp_path / "photo.png"
   Image.fromarray(np.full((20, 30, 3), 120, np.uint8)).save(src)

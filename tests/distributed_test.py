@@ -15,6 +15,8 @@ from conftest import main_command, subprocess_env, write_photo_folder
 
 from pix2pix_jax.train import workdir_lock
 
+pytestmark = pytest.mark.integration  # every test here starts processes
+
 TESTS = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(TESTS)
 

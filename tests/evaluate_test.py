@@ -141,6 +141,7 @@ def test_errors_exit_1_with_a_message_naming_the_path(trained, tmp_path, capsys)
   assert str(missing) in capsys.readouterr().err
 
 
+@pytest.mark.integration
 def test_command_line_exit_code(tmp_path):
   missing = tmp_path / "nowhere"
   result = subprocess.run(

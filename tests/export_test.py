@@ -203,6 +203,7 @@ ab = model.exported.call(model.variables, x)                 # Lab ab / 110, [n,
 _BLOCKED = ("flax", "optax", "orbax", "tensorflow", "tensorflow_datasets")
 
 
+@pytest.mark.integration
 def test_readme_python_lines_and_the_command_run_without_flax_orbax_or_tensorflow(
   model_file, tmp_path
 ):

@@ -123,6 +123,7 @@ def test_an_output_that_is_an_input_is_refused(tmp_path, monkeypatch):
   assert x.read_bytes() == (tmp_path / "hard.png").read_bytes()
 
 
+@pytest.mark.integration
 def test_an_output_folder_blocked_by_a_file_is_one_line(tmp_path, workdir):
   x, y = _photo(tmp_path / "x.png"), _photo(tmp_path / "y.png")
   blocker = tmp_path / "notes.txt"
@@ -141,6 +142,7 @@ def test_an_output_folder_blocked_by_a_file_is_one_line(tmp_path, workdir):
 # Hostile files, all in one real run of the command.
 
 
+@pytest.mark.integration
 def test_odd_names_bombs_absurd_videos_and_symlink_loops(tmp_path, workdir):
   src = tmp_path / "in"
   src.mkdir()
@@ -211,6 +213,7 @@ def mp4_declaring_frames(path, count):
   return path
 
 
+@pytest.mark.integration
 def test_a_video_declaring_two_billion_frames(tmp_path, workdir):
   # decord 0.6 sizes its index by the declared count and aborts the process (std::bad_alloc);
   # video.reader reads the count first (probe.declared_frames) and takes the ffmpeg pipe.

@@ -9,6 +9,8 @@ import sys
 import pytest
 from conftest import REPO, TINY_FLAGS
 
+pytestmark = pytest.mark.integration  # every test here starts processes
+
 TINY_SWEEP = """
 def get_sweep():
   return {

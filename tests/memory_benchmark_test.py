@@ -10,6 +10,7 @@ from pix2pix_jax.tools.bench import main as benchmark
 from pix2pix_jax.tools.bench import memory as memory_benchmark
 
 
+@pytest.mark.integration
 def test_peak_rss_is_the_commands_own():
   """A child touching 300 MB peaks near 300 MB; a trivial one near nothing, however large the
   caller (this test process holds jax) is."""

@@ -14,6 +14,8 @@ from conftest import REPO, tiny_generator_workdir
 from pix2pix_jax.colorize.video import probe
 from pix2pix_jax.export import main as export_main
 
+pytestmark = pytest.mark.integration  # every test here starts processes
+
 NOTEBOOK = os.path.join(REPO, "experiments", "colourise.ipynb")
 
 

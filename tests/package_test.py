@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 from conftest import REPO, subprocess_env
 
 import pix2pix_jax
@@ -88,6 +89,7 @@ def _run(code: str, **env) -> subprocess.CompletedProcess:
   return result
 
 
+@pytest.mark.integration
 def test_importing_every_module_changes_no_setting():
   _run(
     """
@@ -133,6 +135,7 @@ for name in ("tensorflow", "tensorflow_datasets", "decord", "torch"):
 """
 
 
+@pytest.mark.integration
 def test_the_core_trains_and_colourises_without_tensorflow_decord_or_torch():
   result = _run(
     _BLOCKER

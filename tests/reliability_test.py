@@ -67,6 +67,7 @@ def _assert_same(a, b):
   jax.tree.map(np.testing.assert_array_equal, jax.device_get(a), jax.device_get(b))
 
 
+@pytest.mark.integration
 def test_sigterm_checkpoints_exits_zero_and_resumes_exactly(tmp_path, photos, straight_run):
   workdir = tmp_path / "run"
   # Slow the run down so the signal lands mid-training: one checkpoint per step.
@@ -87,6 +88,7 @@ def test_sigterm_checkpoints_exits_zero_and_resumes_exactly(tmp_path, photos, st
   _assert_same(checkpoint.restore_generator(str(workdir))[1], straight_run)
 
 
+@pytest.mark.integration
 def test_kill_during_checkpoint_write_restores_previous_checkpoint(tmp_path, photos, straight_run):
   workdir = tmp_path / "run"
   ckpt_dir = workdir / "checkpoints"
@@ -115,6 +117,7 @@ def test_kill_during_checkpoint_write_restores_previous_checkpoint(tmp_path, pho
   _assert_same(checkpoint.restore_generator(str(workdir))[1], straight_run)
 
 
+@pytest.mark.integration
 def test_a_corrupt_newest_checkpoint_is_moved_aside_and_training_resumes(tmp_path, photos):
   """The issue's report: a damaged newest checkpoint made the resume crash with orbax's
   "RuntimeError: Event loop is closed". Here it is unsealed (no content hash, as one saved
@@ -149,6 +152,7 @@ def test_nan_stops_with_the_step_and_term_and_keeps_the_last_good_checkpoint(tmp
   _assert_same(checkpoint.restore_generator(workdir)[1], good.generator_variables)
 
 
+@pytest.mark.integration
 def test_nan_exits_nonzero_from_the_command_line(tmp_path, photos):
   result = _run(main_command(tmp_path / "run", photos, 3, "--config.optim.learning_rate=1e30"))
   assert result.returncode == 1
@@ -197,6 +201,7 @@ def test_training_on_a_folder_of_bad_files_skips_and_counts_them(tmp_path, caplo
   assert f"skipped {skipped} unreadable files" in caplog.text
 
 
+@pytest.mark.integration
 def test_unwritable_workdir_is_a_clear_error(tmp_path, photos):
   blocker = tmp_path / "file.txt"
   blocker.write_text("a file where a folder should be")
@@ -218,6 +223,7 @@ def small_disk(tmp_path):
   subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
+@pytest.mark.integration
 def test_disk_full_is_a_clear_error_and_keeps_earlier_checkpoints(small_disk, photos):
   workdir = small_disk / "run"
   result = _run(main_command(workdir, photos, 2, "--config.checkpoint_every_steps=1"))

@@ -30,6 +30,7 @@ def _error_lines(result) -> list[str]:
   return [line for line in result.stderr.splitlines() if line.startswith("error:")]
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
   "flag, message",
   [
@@ -49,6 +50,7 @@ def test_a_bad_override_is_one_line_naming_the_field(tmp_path, flag, message):
   assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.integration
 def test_digits_for_a_string_field_stay_a_string(tmp_path):
   # As an int, the folder would fail inside os.path with a TypeError traceback.
   result = _train(tmp_path, "--config.data.source=folder", "--config.data.folder=123")
@@ -64,6 +66,7 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("sep", ["-", "_"])
 def test_distributed_flags_take_both_spellings(tmp_path, sep):
   flags = [f"--coordinator{sep}address=localhost:{_free_port()}", f"--num{sep}processes=1"]
@@ -74,6 +77,7 @@ def test_distributed_flags_take_both_spellings(tmp_path, sep):
   assert _error_lines(result) == ["error: config.batch_size=0 must be a positive integer"]
 
 
+@pytest.mark.integration
 def test_an_unprepared_tfds_dataset_is_one_line_saying_how_to_prepare_it(tmp_path):
   data_dir = tmp_path / "tfds"
   data_dir.mkdir()
@@ -131,6 +135,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 """
 
 
+@pytest.mark.integration
 @pytest.mark.slow
 def test_a_prepared_tfds_dataset_trains_from_its_data_dir(tmp_path):
   package = tmp_path / "code" / "tiny_photos"

@@ -216,6 +216,7 @@ def test_resume_is_exact(tmp_path):
   jax.tree.map(np.testing.assert_array_equal, jax.device_get(straight), jax.device_get(resumed))
 
 
+@pytest.mark.integration
 def test_generator_only_restore_matches_training_state(tmp_path):
   workdir = str(tmp_path / "run")
   with tfds.testing.mock_data(num_examples=16):

@@ -288,6 +288,7 @@ print(json.dumps(dataclasses.asdict(result)))
 """
 
 
+@pytest.mark.integration
 def test_without_decord_clips_come_from_the_ffmpeg_pipe(tmp_path):
   src = make_clip(str(tmp_path / "c.mp4"), audio="aac")
   dst = str(tmp_path / "out" / "c.mp4")

@@ -28,6 +28,7 @@ def test_a_held_workdir_is_refused_naming_host_and_pid(tmp_path):
   assert (tmp_path / workdir_lock.LOCK_FILE).read_text() == ""  # a clean exit names no owner
 
 
+@pytest.mark.integration
 def test_a_lock_left_by_a_killed_process_is_taken_over(tmp_path, caplog):
   holder = subprocess.Popen(
     [
@@ -54,6 +55,7 @@ def test_a_lock_left_by_a_killed_process_is_taken_over(tmp_path, caplog):
   assert f"from pid {holder.pid} on host" in caplog.text and "no longer running" in caplog.text
 
 
+@pytest.mark.integration
 def test_a_second_training_on_a_live_workdir_refuses_at_once(tmp_path):
   photos = write_photo_folder(tmp_path / "photos", n=8)
   workdir = tmp_path / "run"

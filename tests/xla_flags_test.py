@@ -24,6 +24,7 @@ def test_defaults_are_added_and_a_users_setting_wins():
   assert xla_flags.with_defaults(f"{name}=false") == f"{name}=false"
 
 
+@pytest.mark.integration
 def test_commands_set_them_and_xla_accepts_them():
   # XLA aborts at backend start-up on a flag it does not know.
   code = (
