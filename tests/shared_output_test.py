@@ -32,6 +32,7 @@ def test_temp_names_carry_the_host_and_pid_namespace(tmp_path):
   assert here == f"{host[:40]}-p{os.stat('/proc/self/ns/pid').st_ino}"
 
 
+@pytest.mark.integration
 def test_only_this_hosts_dead_leftovers_are_removed(tmp_path):
   dead = _dead_pid()
   ours_running = files.sibling_temp(str(tmp_path / "a.mp4"), "partial")
@@ -109,6 +110,7 @@ def _descendants(pid):
   return found
 
 
+@pytest.mark.integration
 def test_two_hosts_writing_one_folder_leave_each_others_files_alone(tmp_path):
   reason = _can_unshare()
   if reason is not None:
