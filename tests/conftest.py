@@ -21,18 +21,24 @@ from pix2pix_jax import cli, config_lib  # noqa: E402
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+# The one tiny test model: unet with 5 downs, widths 4, 32x32 crops of 36x36 images, batch 4.
+TINY_MODEL = {
+  "model.num_downs": 5,
+  "model.ngf": 4,
+  "model.ndf": 4,
+  "data.load_size": 36,
+  "data.crop_size": 32,
+  "batch_size": 4,
+}
+
+
 def tiny_config(**overrides):
-  """The default config shrunk to seconds: unet with 5 downs, widths 4, 32x32 crops."""
+  """The default config shrunk to seconds: the tiny model, one epoch, frequent logs."""
   config = config_lib.load(os.path.join(REPO, "configs", "default.py"))
   small = {
-    "model.num_downs": 5,
-    "model.ngf": 4,
-    "model.ndf": 4,
-    "data.load_size": 36,
-    "data.crop_size": 32,
+    **TINY_MODEL,
     "data.shuffle_buffer": 16,
     "data.max_eval_examples": 8,
-    "batch_size": 4,
     "num_epochs": 1,
     "num_epochs_decay": 1,
     "log_every_steps": 2,
@@ -48,14 +54,9 @@ def tiny_config(**overrides):
 
 # The tiny model as a sweep's overrides (sweep and SLURM tests), and a sweep file holding them.
 TINY_SWEEP_OVERRIDES = {
+  **TINY_MODEL,
   "data.source": "samples",
-  "model.num_downs": 5,
-  "model.ngf": 4,
-  "model.ndf": 4,
-  "data.load_size": 36,
-  "data.crop_size": 32,
   "data.max_eval_examples": 4,
-  "batch_size": 4,
   "num_train_steps": 2,
   "log_every_steps": 1,
   "eval_every_steps": 1,
@@ -86,19 +87,18 @@ def make_tiny_config():
   return tiny_config
 
 
-TINY_FLAGS = (
-  "--config.model.num_downs=5",
-  "--config.model.ngf=4",
-  "--config.model.ndf=4",
-  "--config.data.crop_size=32",
-  "--config.data.load_size=36",
-  "--config.batch_size=4",
-  "--config.data.max_eval_examples=4",
-  "--config.num_sample_images=2",
-  "--config.log_every_steps=1",
-  "--config.eval_every_steps=1000",
-  "--config.sample_every_steps=1000",
-  "--config.num_epochs=100",
+# The tiny model as pix2pix-train's flags, evaluating and sampling only when asked.
+TINY_FLAGS = tuple(
+  f"--config.{field}={value}"
+  for field, value in {
+    **TINY_MODEL,
+    "data.max_eval_examples": 4,
+    "num_sample_images": 2,
+    "log_every_steps": 1,
+    "eval_every_steps": 1000,
+    "sample_every_steps": 1000,
+    "num_epochs": 100,
+  }.items()
 )
 
 
