@@ -8,15 +8,18 @@ Records (one JSON line each):
     decode      the reader (ffmpeg pipe or decord, as colourising chooses) into RGB frames;
     prepare_compose  the Colorizer's full-resolution work without the generator (Lab, resize,
                 the chroma upsampling and Lab -> RGB); on an accelerator it runs there;
-    model       the generator of the benchmark's shape on the host's devices;
-    encode_<preset>  FrameWriter at the default preset and the faster ones;
-    pipeline_free_model  decode -> encode through the reader and writer threads, frames passed
-                through unchanged: the host's cost per frame when the model and prepare/compose
-                run on an accelerator (device transfers not included).
+    model       the Colorizer (prepare, generator of the benchmark's shape, smoothing,
+                compose) on the host's devices, frames/s;
+    pipeline_<preset>  decode -> encode of the clip's frames through the reader and writer
+                threads with a model that costs nothing, at x264 veryfast, superfast and
+                ultrafast: the host's cost per frame where the model and prepare/compose run on
+                an accelerator (device transfers not included);
+    encode_<preset>  pipeline - decode (real frames: random ones cost x264 several times more).
   host_projection: frames/s of a host with `--project-cores` cores whose model costs nothing:
-    cores / (CPU seconds per frame of decode + encode at each preset + the pipeline's glue),
-    which assumes the workers keep every core busy; and which stage takes most of a frame's CPU.
-  host_serial_vs_chunked: end-to-end frames/s of one pipeline and of `--workers` chunked ones.
+    cores / (CPU seconds per frame of pipeline_<preset>), which assumes the workers keep every
+    core busy; and which stage (decode or encode) takes most of a frame's CPU.
+  host_serial_vs_chunked: end-to-end frames/s of one pipeline and of `--workers` chunked ones
+    (chunks of --chunk-seconds, default the clip's default or 2 chunks a worker if shorter).
   host_peak_rss: peak RSS of colourising the clip with 1 and with `--workers` workers, each in a
     fresh process (the second of two runs, as the video benchmark's memory record).
 """
@@ -146,27 +149,30 @@ def run(args: Any) -> list[dict]:
     )
     frames = probe.count_frames(clip)
     batch = colorizer.batch_size
-    stages = {
-      "decode": measured(lambda: _decode(clip, batch)),
-      "prepare_compose": measured(_prepare_compose(colorizer, width, height, frames)),
-    }
-    model = video.time_model(colorizer, height, width, batches=max(2, frames // batch))
+    stages = {"decode": measured(lambda: _decode(clip, batch))}
+    few = max(2 * batch, min(frames, 4 * batch))  # the model stages are slow on a CPU
+    stages["prepare_compose"] = measured(_prepare_compose(colorizer, width, height, few))
+    model = video.time_model(colorizer, height, width, batches=few // batch)
     stages["model"] = {"frames": model["frames"], "fps": model["fps"]}
+    # Encoding real frames (the sample clip's, through the reader and writer threads with a
+    # model that costs nothing): random frames cost x264 several times more than film.
     for preset in PRESETS:
-      options = writer.EncodeOptions(preset=preset)
-      stages[f"encode_{preset}"] = measured(
-        lambda o=options: video.time_encode(height, width, frames, options=o)["frames"]
-      )
-    stages["pipeline_free_model"] = measured(lambda: _free_model_pipeline(clip, batch, args.preset))
+      stages[f"pipeline_{preset}"] = measured(lambda p=preset: _free_model_pipeline(clip, batch, p))
+    ms = {name: rec.get("cpu_ms_per_frame") for name, rec in stages.items()}
+    for preset in PRESETS:
+      encode_ms = max(1e-6, ms[f"pipeline_{preset}"] - ms["decode"])
+      stages[f"encode_{preset}"] = {
+        "frames": frames,
+        "fps_per_core": 1000 / encode_ms,
+        "cpu_ms_per_frame": encode_ms,
+        "derived": "pipeline - decode",
+      }
     for name, rec in stages.items():
       records.append({"bench": "host_stage", "stage": name, **shape, **rec})
 
-    # Glue: what the free-model pipeline costs beyond its decoder and encoder.
-    ms = {name: rec.get("cpu_ms_per_frame") for name, rec in stages.items()}
-    glue = max(0.0, ms["pipeline_free_model"] - ms["decode"] - ms[f"encode_{args.preset}"])
     for preset in PRESETS:
-      parts = {"decode": ms["decode"], "encode": ms[f"encode_{preset}"], "glue": glue}
-      per_frame = sum(parts.values())
+      parts = {"decode": ms["decode"], "encode": stages[f"encode_{preset}"]["cpu_ms_per_frame"]}
+      per_frame = ms[f"pipeline_{preset}"]
       records.append(
         {
           "bench": "host_projection",
@@ -181,7 +187,17 @@ def run(args: Any) -> list[dict]:
       )
 
     encode = writer.EncodeOptions(preset=args.preset)
-    chunk_seconds = args.seconds / (2 * workers)
+    chunk_seconds = args.chunk_seconds or min(
+      chunks.default_chunk_seconds(args.seconds), args.seconds / (2 * workers)
+    )
+    shape["chunk_seconds"] = chunk_seconds
+    # Compiles prepare and compose for the frame size first, on a 1-second clip.
+    short = sample_clip.make_sample_clip(
+      os.path.join(tmp, "short.mp4"), seconds=1, size=(width, height)
+    )
+    pipeline.colorize_video(
+      colorizer, short, os.path.join(tmp, "short_out.mp4"), encode=encode, progress=False
+    )
     compare = {}
     for label, n in (("serial", 1), ("chunked", workers)):
       with tempfile.TemporaryDirectory() as out:
@@ -204,7 +220,6 @@ def run(args: Any) -> list[dict]:
           os.remove(dst)
           return result.frames
 
-        once()  # compiles
         compare[label] = measured(once)
     records.append(
       {
@@ -234,6 +249,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   )
   parser.add_argument("--workers", type=int, default=0, help="--host: workers (0: the default)")
   parser.add_argument("--project-cores", type=int, default=16, help="--host: cores projected")
+  parser.add_argument(
+    "--chunk-seconds", type=float, default=None, help="--host: chunk length (default: 2 a worker)"
+  )
 
 
 def _child(argv: list[str]) -> None:
