@@ -228,3 +228,33 @@ def test_killed_chunked_run_resumes_from_finished_chunks(workdir, tmp_path):
   assert np.abs(a.astype(np.int16) - b).max() <= 1
   assert chunks.packet_times(dst) == chunks.packet_times(fresh)
   assert probe.probe(dst).audio_codec == "aac"
+
+
+def test_host_benchmark_prints_stages_projection_chunked_and_memory(capsys):
+  import json
+
+  from pix2pix_jax.tools.bench import main as benchmark
+
+  tiny = ["--render-size", "32", "--ngf", "4", "--ndf", "4", "--num-downs", "5", "--steps", "1"]
+  argv = ["video", "--host", "--seconds", "2", "--clip-size", "64x48", "--batch-size", "4"]
+  assert benchmark.main([*argv, "--workers", "2", "--project-cores", "16", *tiny]) == 0
+  records = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+  stages = {r["stage"]: r for r in records if r["bench"] == "host_stage"}
+  assert {"decode", "prepare_compose", "model", "pipeline_veryfast", "encode_ultrafast"} <= set(
+    stages
+  )
+  assert stages["decode"]["frames"] == stages["pipeline_veryfast"]["frames"] == 50
+  for name in ("decode", "pipeline_veryfast", "encode_veryfast"):
+    assert stages[name]["fps_per_core"] > 0
+  projection = {r["preset"]: r for r in records if r["bench"] == "host_projection"}
+  veryfast = projection["veryfast"]
+  assert veryfast["fps"] == pytest.approx(
+    16 * 1000 / stages["pipeline_veryfast"]["cpu_ms_per_frame"]
+  )
+  assert veryfast["limit"] in ("decode", "encode")
+  (compare,) = [r for r in records if r["bench"] == "host_serial_vs_chunked"]
+  assert compare["chunked_over_serial"] == pytest.approx(
+    compare["chunked_fps"] / compare["serial_fps"]
+  )
+  (rss,) = [r for r in records if r["bench"] == "host_peak_rss"]
+  assert rss["peak_rss_mb_1_workers"] > 100 and rss["peak_rss_mb_2_workers"] > 100
