@@ -228,6 +228,8 @@ def run(args: Any) -> list[dict]:
         "serial_fps": compare["serial"]["fps"],
         "chunked_fps": compare["chunked"]["fps"],
         "chunked_over_serial": compare["chunked"]["fps"] / compare["serial"]["fps"],
+        "serial_cpu_ms_per_frame": compare["serial"]["cpu_ms_per_frame"],
+        "chunked_cpu_ms_per_frame": compare["chunked"]["cpu_ms_per_frame"],
       }
     )
     peaks = {n: _peak_rss(args, clip, n, chunk_seconds) for n in sorted({1, workers})}
