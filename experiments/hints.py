@@ -1,22 +1,22 @@
 """Colour hints (issue 21): configs/quickstart_hints.py, the quickstart with a hint-conditioned
 generator (hints simulated from each training photo), trained over the quickstart's full
-schedule (200 + 100 epochs of the 17 samples at batch 4: 1200 steps).
+schedule (200 + 100 epochs of the 17 samples at batch 4: 1200 steps), for two densities of the
+simulated hints: hint_sim.points_p 1/8 (mean 7 points a photo) and 0.05 (mean 19).
 
-The run's quality against the number of hints is then measured on the 4 held-out sample photos:
+Each run's quality against the number of hints is then measured on the 4 held-out sample photos
+beside gray and the nearest-hint fill (experiments/results/hints/README.md has the curves):
 
-  for n in 0 1 5 20 100; do
-    pix2pix-evaluate --workdir runs/hints/base --data samples --hints $n --json runs/hints/h$n.json
-  done
-
-beside gray and the nearest-hint fill; experiments/results/hints/results.md has the curve.
+  python experiments/hints_curve.py --workdir "runs/hints/<run>" --data samples \
+      --output experiments/results/hints/<run>
 """
 
 
 def get_sweep():
   return {
     "name": "hints",
-    "description": "Quickstart hint model: one run, no swept field; evaluate with --hints N.",
+    "description": "Quickstart hint model at two hint densities; then hints_curve.py per run.",
     "base_config": "../configs/quickstart_hints.py",
     "overrides": {},
+    "grid": {"hint_sim.points_p": [0.125, 0.05]},
     "metric": "ciede2000",
   }
