@@ -279,3 +279,33 @@ def test_bad_hint_simulation_settings_are_one_config_error():
   assert "max_patch=4 must be an odd" in str(e.value) and "points_p=0.0" in str(e.value)
   # Off: the settings are not read.
   train_step.make_networks(tiny_config(**{"hint_sim.max_patch": 4}), 4)
+
+
+@pytest.mark.slow
+def test_a_hint_model_resumes_exactly(tmp_path):
+  """2 steps, stop, 2 more == 4 straight, bitwise: the simulated hints are keyed by the step."""
+  from conftest import write_photo_folder
+
+  from pix2pix_jax.train import loop as train_loop
+
+  folder = str(write_photo_folder(tmp_path / "photos", n=12))
+
+  def run(steps, workdir):
+    config = tiny_config(
+      **{
+        "model.hints": True,
+        "data.source": "folder",
+        "data.folder": folder,
+        "num_train_steps": steps,
+        "num_epochs": 2,
+        "eval_every_steps": 100,
+        "sample_every_steps": 100,
+      }
+    )
+    return train_loop.train_and_evaluate(config, str(tmp_path / workdir))
+
+  straight = run(4, "a")
+  run(2, "b")
+  resumed = run(4, "b")
+  assert int(resumed.step) == 4
+  jax.tree.map(np.testing.assert_array_equal, jax.device_get(straight), jax.device_get(resumed))
