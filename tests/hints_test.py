@@ -172,7 +172,7 @@ def test_the_quickstart_hints_config_is_the_quickstart_with_hints():
   config = config_lib.load(f"{REPO}/configs/quickstart_hints.py")
   assert config.model.hints is True and config.data.source == "samples"
   assert config.model.num_downs == 7 and config.hint_sim.max_patch == 5
-  assert config.hint_sim.points_p == 0.05
+  assert config.hint_sim.points_p == 0.02 and config.loss.l1_weight == 1000
 
 
 # --- Hint files and their rasterisation ----------------------------------------------------------
