@@ -409,8 +409,8 @@ class ChunkedResult(pipeline.VideoResult):
     text = super().summary()
     if self.chunks > 1:
       text += (
-        f", {self.chunks} chunks on {self.workers} workers (resumed {self.resumed} of "
-        f"{self.chunks} chunks)"
+        f", {self.chunks} chunks on {self.workers} worker{'s' if self.workers > 1 else ''} "
+        f"(resumed {self.resumed} of {self.chunks} chunks)"
       )
     return text
 
