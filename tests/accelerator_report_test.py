@@ -74,6 +74,7 @@ def _row_line(text: str, dtype: str, batch: int) -> str:
   return line
 
 
+@pytest.mark.integration
 def test_the_report_measures_and_tabulates_train_infer_peer_and_video(tmp_path, capsys):
   output = tmp_path / "report.md"
   argv = ["accelerator-report", "--output", str(output), *TINY]

@@ -46,6 +46,7 @@ def _convolutions(text: str) -> collections.Counter:
   return collections.Counter(found)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 @pytest.mark.parametrize("platform", ["cuda", "tpu"])
 def test_the_train_step_lowers_to_xla_convolutions_for_gpu_and_tpu(platform, dtype):

@@ -31,6 +31,7 @@ def test_train_and_infer_print_one_json_record(kind, capsys):
     )
 
 
+@pytest.mark.integration
 def test_compare_runs_the_peer_and_reports_ratios_against_its_best_run(
   tmp_path, capsys, monkeypatch
 ):
@@ -66,6 +67,7 @@ def test_peak_flops_matches_the_longest_device_kind_prefix_and_the_dtype():
   assert speed.peak_flops("cpu") is None
 
 
+@pytest.mark.integration
 def test_video_prints_each_rate_and_the_memory_of_a_clip_and_a_10x_longer_one(capsys):
   benchmark.main(
     ["video", "--seconds", "0.4", "--clip-size", "64x48", "--batch-size", "4"]

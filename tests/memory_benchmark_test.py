@@ -29,6 +29,7 @@ def test_the_clips_have_the_length_size_and_sound_asked_for(tmp_path):
   assert probe.count_frames(clip) == 50
 
 
+@pytest.mark.integration
 def test_the_memory_benchmark_command_runs_at_a_tiny_size(capsys):
   """The images kind, end to end (a colourising process per case); the clips' kind runs the
   same loop on the clips tested above."""

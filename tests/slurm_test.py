@@ -37,6 +37,8 @@ from pix2pix_jax.colorize.video import probe
 from pix2pix_jax.tools.sweep import main as sweep
 from pix2pix_jax.tools.sweep import slurm
 
+pytestmark = pytest.mark.integration  # every test here starts processes
+
 SCRIPT = os.path.join(REPO, ".ci", "slurm_cluster.sh")
 # Evaluation at the last step only, no sample grids.
 TINY = {**TINY_SWEEP_OVERRIDES, "eval_every_steps": 2, "sample_every_steps": 1000}
@@ -343,7 +345,6 @@ def test_without_slurm_commands_the_sweep_fails_in_one_line(tmp_path, monkeypatc
   assert err == "error: sbatch not found: --launcher slurm needs SLURM's commands on PATH\n"
 
 
-@pytest.mark.integration
 def test_colorize_array_writes_every_output_once_each_by_one_task(cluster, tmp_path):
   workdir = tiny_generator_workdir(tmp_path / "model")
   src = write_photo_folder(tmp_path / "in", n=3, size=(24, 16))
@@ -394,7 +395,6 @@ def test_colorize_array_writes_every_output_once_each_by_one_task(cluster, tmp_p
   assert probe.count_frames(str(out / "sub" / "b.mkv")) == 10
 
 
-@pytest.mark.integration
 def test_colorize_srun_tasks_share_the_inputs(cluster, tmp_path):
   # One process per GPU is the same: each task of `srun --ntasks=N` takes its shard (here 2 tasks
   # of one CPU each, with the batch shell's SLURM variables of an --ntasks=2 job around them).

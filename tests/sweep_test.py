@@ -21,6 +21,7 @@ def finished(tmp_path_factory):
   return {"path": path, "root": root, "dir": root / "tiny", "code": code}
 
 
+@pytest.mark.integration
 def test_parallel_grid_runs_and_writes_results(finished):
   assert finished["code"] == 0
   runs = sorted(p.name for p in finished["dir"].iterdir() if p.is_dir())
@@ -48,6 +49,7 @@ def test_parallel_grid_runs_and_writes_results(finished):
     assert (finished["dir"] / png).read_bytes().startswith(b"\x89PNG")
 
 
+@pytest.mark.integration
 def test_restart_skips_finished_runs(finished, capsys):
   logs = [finished["dir"] / run / "train.log" for run in ("l1_weight=1", "l1_weight=10")]
   before = [(p.stat().st_mtime_ns, p.read_text()) for p in logs]

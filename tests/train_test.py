@@ -200,6 +200,7 @@ def test_train_and_evaluate_on_image_folder(tmp_path, caplog):
   assert "num_train_steps=5 goes past the learning-rate schedule, which reaches 0" in caplog.text
 
 
+@pytest.mark.slow
 def test_resume_is_exact(tmp_path):
   """2 steps, stop, 2 more steps == 4 steps straight, bitwise (same devices, same order)."""
 

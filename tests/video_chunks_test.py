@@ -185,6 +185,7 @@ def stop_after_chunks(proc, dst, count, signum):
   return proc.communicate(timeout=120)
 
 
+@pytest.mark.integration
 def test_killed_chunked_run_resumes_from_finished_chunks(workdir, tmp_path):
   src = make_clip(str(tmp_path / "film.mp4"), seconds=16, audio="aac")  # 400 frames, 8 chunks
   dst = str(tmp_path / "out" / "film.mkv")
@@ -230,6 +231,7 @@ def test_killed_chunked_run_resumes_from_finished_chunks(workdir, tmp_path):
   assert probe.probe(dst).audio_codec == "aac"
 
 
+@pytest.mark.integration
 def test_host_benchmark_prints_stages_projection_chunked_and_memory(capsys):
   import json
 
