@@ -328,13 +328,6 @@ def test_sbatch_script_trains_two_tasks_as_one_program_and_requeues(cluster, tmp
   assert sorted(os.listdir(workdir / "checkpoints")) == [str(total)]
 
 
-def test_readme_shows_the_tested_batch_script():
-  with open(os.path.join(REPO, "slurm", "train.sbatch")) as f:
-    script = f.read()
-  with open(os.path.join(REPO, "README.md")) as f:
-    assert f"```bash\n{script}```\n" in f.read()
-
-
 def test_without_slurm_commands_the_sweep_fails_in_one_line(tmp_path, monkeypatch, capsys):
   path = write_sweep(tmp_path / "tiny.py", {"loss.gan": ["hinge"]}, TINY)
   monkeypatch.setenv("PATH", str(tmp_path / "empty"))
