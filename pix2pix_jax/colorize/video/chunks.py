@@ -87,7 +87,6 @@ MAX_DEFAULT_WORKERS = 16
 SEEKABLE_EXTENSIONS = (".mp4", ".m4v", ".mov", ".3gp", ".mkv", ".webm")
 CHUNK_EXT = ".nut"
 _FORMAT_VERSION = "1"
-_QUEUE_CHUNKS = 2
 _CHUNK_NAME = re.compile(r"^([0-9a-f]{16})-(\d{9})-(\d{9})\.nut$")
 
 
@@ -284,49 +283,6 @@ def _decord_range(source: Source, first: int, end: int, batch: int) -> Iterator[
       return
 
 
-def _in_background(items: Iterator[np.ndarray], name: str, timeout: float) -> Iterator[Any]:
-  """`items` produced on a thread, at most _QUEUE_CHUNKS ahead; MediaError if one takes more
-  than `timeout` seconds."""
-  q: queue.Queue = queue.Queue(maxsize=_QUEUE_CHUNKS)
-  stop, done = threading.Event(), object()
-
-  def put(item: Any) -> bool:
-    while not stop.is_set():
-      try:
-        q.put(item, timeout=0.1)
-        return True
-      except queue.Full:
-        continue
-    return False
-
-  def work() -> None:
-    try:
-      for item in items:
-        if not put(item):
-          items.close()
-          return
-      put(done)
-    except Exception as e:  # raised by the consumer
-      put(e)
-
-  thread = threading.Thread(target=work, name=f"decode {name}", daemon=True)
-  thread.start()
-  try:
-    while True:
-      try:
-        item = q.get(timeout=timeout)
-      except queue.Empty:
-        raise files.MediaError(f"{name}: decoder stalled for {timeout:.0f} s") from None
-      if item is done:
-        return
-      if isinstance(item, Exception):
-        raise item
-      yield item
-  finally:
-    stop.set()
-    thread.join(timeout=1.0)
-
-
 # ---------------------------------------------------------------------------------------------
 # Resume: names and fingerprint
 
@@ -446,9 +402,7 @@ def _encode_chunk(
   chunk.end) into `path`, written under a temporary name and renamed when complete."""
   batch = colorizer.batch_size
   read = _decord_range if source.backend == "decord" else _ffmpeg_range
-  items = _in_background(
-    read(source, chunk.warm, chunk.end, batch), os.path.basename(source.path), timeout
-  )
+  items = reader.in_background(read(source, chunk.warm, chunk.end, batch), source.path, timeout)
   state = colorizer.initial_state() if smoothing > 0 else None
   stats = _ChunkStats()
   measure_in = pipeline._Consistency() if consistency else None

@@ -323,14 +323,19 @@ def iter_chunks(
     reader = None
     info = info or probe.probe(path)
     source = _ffmpeg_chunks(path, chunk_size, info, window=window, threads=threads)
-  chunks: queue.Queue = queue.Queue(maxsize=_QUEUE_CHUNKS)
-  stop = threading.Event()
-  done = object()
+  yield from in_background(source, path, timeout)
+
+
+def in_background(items: Iterator[Any], name: str, timeout: float) -> Iterator[Any]:
+  """`items` produced on a daemon thread, at most _QUEUE_CHUNKS ahead; an exception there is
+  raised here, and an item that takes more than `timeout` seconds is a MediaError naming `name`."""
+  q: queue.Queue = queue.Queue(maxsize=_QUEUE_CHUNKS)
+  stop, done = threading.Event(), object()
 
   def put(item: Any) -> bool:
     while not stop.is_set():
       try:
-        chunks.put(item, timeout=0.1)
+        q.put(item, timeout=0.1)
         return True
       except queue.Full:
         continue
@@ -338,22 +343,22 @@ def iter_chunks(
 
   def work() -> None:
     try:
-      for frames in source:
-        if not put(frames):
-          source.close()
+      for item in items:
+        if not put(item):
+          items.close()
           return
       put(done)
     except Exception as e:  # handed to the consumer, which raises it
       put(e)
 
-  thread = threading.Thread(target=work, name=f"decode {os.path.basename(path)}", daemon=True)
+  thread = threading.Thread(target=work, name=f"decode {os.path.basename(name)}", daemon=True)
   thread.start()
   try:
     while True:
       try:
-        item = chunks.get(timeout=timeout)
+        item = q.get(timeout=timeout)
       except queue.Empty:
-        raise files.MediaError(f"{path}: decoder stalled for {timeout:.0f} s") from None
+        raise files.MediaError(f"{name}: decoder stalled for {timeout:.0f} s") from None
       if item is done:
         return
       if isinstance(item, Exception):
