@@ -34,7 +34,7 @@ test: install lint
 
 # The edit loop's tier: every module's logic, without the slow and process-starting tests.
 test-quick: install lint
-	$(BIN)/python -m pytest -n 2 -m "not slow and not integration"
+	$(BIN)/python -m pytest -n 3 -m "not slow and not integration" --durations=15
 
 lint: install
 	$(BIN)/ruff check pix2pix_jax configs experiments tests

@@ -147,6 +147,7 @@ def test_training_hints_are_a_pure_function_of_key_and_step_and_of_no_sharding()
   np.testing.assert_array_equal(a, np.asarray(b))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("color_space,dtype", [("lab", "float32"), ("rgb", "bfloat16")])
 def test_a_hint_model_trains_sharded(color_space, dtype):
   config = tiny_config(**{"model.hints": True, "color_space": color_space, "model.dtype": dtype})

@@ -140,6 +140,7 @@ def test_experiment_definitions_load_at_both_scales(name, tmp_path):
   assert full.runs[0].config.data.source == "tfds" and full.name == f"{name}-full"
 
 
+@pytest.mark.integration
 def test_a_failing_run_is_reported_and_not_marked_done(tmp_path, capsys):
   missing = str(tmp_path / "no_such_folder")
   overrides = {**TINY_SWEEP_OVERRIDES, "data.source": "folder", "data.folder": missing}

@@ -91,6 +91,7 @@ def test_an_unprepared_tfds_dataset_is_one_line_saying_how_to_prepare_it(tmp_pat
   ]
 
 
+@pytest.mark.slow
 def test_profile_steps_writes_a_trace_into_the_workdir(tmp_path):
   workdir = tmp_path / "run"
   config = tiny_config(
