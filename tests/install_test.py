@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import site
 import subprocess
 import sys
@@ -27,9 +28,19 @@ def installed(tmp_path_factory):
   with open(os.path.join(purelib, "test_dependencies.pth"), "w") as f:
     f.write("\n".join(site.getsitepackages()) + "\n")
   build = tmp_path_factory.mktemp("build")
+  # Built from a copy: setuptools writes build/ and *.egg-info into the source tree, which two
+  # pytest workers (or a `pip install -e .` meanwhile) would write at once.
+  source = build / "source"
+  shutil.copytree(
+    REPO,
+    source,
+    ignore=shutil.ignore_patterns(
+      ".git", ".venv", "runs", "build", "*.egg-info", "__pycache__", ".*_cache"
+    ),
+  )
   subprocess.run(
     [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps"]
-    + ["--no-build-isolation", "--no-cache-dir", REPO],
+    + ["--no-build-isolation", "--no-cache-dir", str(source)],
     check=True,
     cwd=build,
     env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
