@@ -69,11 +69,6 @@ def initialize(
     jax.distributed.initialize(heartbeat_timeout_seconds=_heartbeat_timeout())
   else:
     return
-  if jax.process_count() > 1 and jax.default_backend() == "cpu":
-    # Only process 0 writes jax's persistent compilation cache and the others' cache keys differ
-    # from its own, so process 0 would run cached programs while the others compile afresh;
-    # their gloo contexts then no longer pair up and the first collective hangs (jax 0.10.2).
-    jax.config.update("jax_enable_compilation_cache", False)
   log.info(
     "process %d of %d, %d local devices of %d",
     jax.process_index(),

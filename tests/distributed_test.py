@@ -31,9 +31,11 @@ def _launch(args_for, n, local_devices, **kw):
   return [
     subprocess.Popen(
       args_for(i),
-      # With the tests' persistent compilation cache (distributed.initialize turns it off for
-      # multi-process CPU programs, which hang in their first collective when loaded from it).
-      env=subprocess_env(local_devices, PIX2PIX_HEARTBEAT_TIMEOUT="10"),
+      # Without the persistent compilation cache, as distributed.initialize also decides for
+      # multi-process CPU programs (they hang in their first collective when loaded from it).
+      env=subprocess_env(
+        local_devices, PIX2PIX_HEARTBEAT_TIMEOUT="10", JAX_ENABLE_COMPILATION_CACHE="false"
+      ),
       stdout=subprocess.PIPE,
       stderr=subprocess.STDOUT,
       text=True,
