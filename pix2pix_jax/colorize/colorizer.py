@@ -339,6 +339,25 @@ class Colorizer:
     Returns (uint8 [batch_size,H,W,3] on device, padded; the new smoothing state or None;
     per-frame scene-cut flags or None). Smoothing runs when `state` is given.
     """
+    lightness, ab, state, cuts = self._predict_ab(frames, state, strength, cut_threshold)
+    return self._compose(lightness, ab, self.saturation, self.reference), state, cuts
+
+  def advance(
+    self,
+    frames: np.ndarray,
+    state: SmoothState,
+    *,
+    strength: float,
+    cut_threshold: float = DEFAULT_CUT_THRESHOLD,
+  ) -> SmoothState:
+    """The smoothing state after these frames (up to batch_size), as `colorize_batch` returns
+    it, without composing the frames: a chunk's warm-up before its first frame."""
+    return self._predict_ab(frames, state, strength, cut_threshold)[2]
+
+  def _predict_ab(
+    self, frames: np.ndarray, state: SmoothState | None, strength: float, cut_threshold: float
+  ) -> tuple[jax.Array, jax.Array, SmoothState | None, jax.Array | None]:
+    """(lightness, predicted ab, smoothed where `state` is given; new state; cut flags)."""
     n = len(frames)
     batch = self._shard(self.pad(_with_channels(frames)))
     lightness, x = self._prepare(batch)
@@ -352,7 +371,7 @@ class Colorizer:
         ab, x, jnp.int32(n), state, jnp.float32(strength), jnp.float32(cut_threshold)
       )
       ab = jax.device_put(ab, self._batch_sharding)
-    return self._compose(lightness, ab, self.saturation, self.reference), state, cuts
+    return lightness, ab, state, cuts
 
   def __call__(self, frames: np.ndarray) -> np.ndarray:
     """uint8 [N,H,W,3] or [N,H,W] -> uint8 [N,H,W,3], any N, frames colourised independently."""

@@ -255,18 +255,10 @@ def _ffmpeg_range(source: Source, first: int, end: int, batch: int) -> Iterator[
   cmd = reader._ffmpeg_command(source.path, source.info)
   i = cmd.index("-i")
   cmd[i:i] = seek
-  width, height = source.info.width, source.info.height
-  frame_bytes = width * height * 3
   with tempfile.TemporaryFile() as log:
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log)
     try:
-      while True:
-        data = proc.stdout.read(frame_bytes * batch)
-        n = len(data) // frame_bytes
-        if n:
-          yield np.frombuffer(data[: n * frame_bytes], np.uint8).reshape(n, height, width, 3)
-        if len(data) < frame_bytes * batch:
-          break
+      yield from reader.raw_frames(proc.stdout, source.info.width, source.info.height, batch)
     finally:
       proc.kill()
       proc.wait()
@@ -387,6 +379,7 @@ def _encode_chunk(
   source: Source,
   chunk: Chunk,
   path: str,
+  tmp: str,
   *,
   encode: writer.EncodeOptions,
   smoothing: float,
@@ -399,7 +392,7 @@ def _encode_chunk(
   dispatch: threading.Lock,
 ) -> _ChunkStats:
   """Decodes frames [chunk.warm, chunk.end), colourises them and encodes [chunk.start,
-  chunk.end) into `path`, written under a temporary name and renamed when complete."""
+  chunk.end) into `path`, written as `tmp` and renamed when complete."""
   batch = colorizer.batch_size
   read = _decord_range if source.backend == "decord" else _ffmpeg_range
   items = reader.in_background(read(source, chunk.warm, chunk.end, batch), source.path, timeout)
@@ -407,7 +400,6 @@ def _encode_chunk(
   stats = _ChunkStats()
   measure_in = pipeline._Consistency() if consistency else None
   measure_out = pipeline._Consistency() if consistency else None
-  tmp = files.temp_name(path, "partial")
   encoder, pending, position, written = None, None, chunk.warm, 0
   several_devices = colorizer.mesh.size > 1
 
@@ -439,12 +431,18 @@ def _encode_chunk(
         raise _Stopped
       warm = min(len(frames), max(0, chunk.start - position))
       position += len(frames)
-      if warm:
+      if warm and consistency and position - len(frames) + warm == chunk.start:
         out, state, _ = run_model(frames[:warm], state)
-        if consistency and position - len(frames) + warm == chunk.start:
-          # The frame before the chunk: its pair with the chunk's first frame counts here.
-          measure_in._last = pipeline._small(frames[warm - 1 : warm])
-          measure_out._last = pipeline._small(np.asarray(out)[warm - 1 : warm])
+        # The frame before the chunk: its pair with the chunk's first frame counts here.
+        measure_in._last = pipeline._small(frames[warm - 1 : warm])
+        measure_out._last = pipeline._small(np.asarray(out)[warm - 1 : warm])
+      elif warm:  # only the smoothing state: the warm-up frames are not composed
+        with dispatch:
+          state = colorizer.advance(
+            frames[:warm], state, strength=smoothing, cut_threshold=cut_threshold
+          )
+          if several_devices:
+            jax.block_until_ready(state)
       frames = frames[warm:]
       if not len(frames):
         continue
@@ -560,15 +558,8 @@ def colorize_video(
       dst,
       workers=workers,
       chunk_frames=chunk_frames,
-      encode=dataclasses.replace(encode, codec=codec),
-      smoothing=smoothing,
-      cut_threshold=cut_threshold,
-      consistency=consistency,
-      compare=compare,
-      progress=progress,
-      timeout=timeout,
-      overwrite=overwrite,
       note=note,
+      **{**serial, "encode": dataclasses.replace(encode, codec=codec)},
     )
   except CannotSplit as e:
     note(f"{src}: cannot be split frame exactly ({e}); colourising in one piece")
@@ -635,20 +626,23 @@ def _run_chunked(
     jobs.put(item)
   stop = threading.Event()
   errors: list[BaseException] = []
+  partial: dict[int, str] = {}  # worker -> the temporary file of the chunk it encodes
   stats: list[_ChunkStats] = []
 
-  def work() -> None:
+  def work(worker: int) -> None:
     while not stop.is_set():
       try:
         chunk, path = jobs.get_nowait()
       except queue.Empty:
         return
+      partial[worker] = files.temp_name(path, "partial")
       try:
         result = _encode_chunk(
           colorizer,
           source,
           chunk,
           path,
+          partial[worker],
           encode=encode,
           smoothing=smoothing,
           cut_threshold=cut_threshold,
@@ -670,7 +664,8 @@ def _run_chunked(
         return
 
   threads = [
-    threading.Thread(target=work, name=f"chunk worker {i}", daemon=True) for i in range(workers)
+    threading.Thread(target=work, args=(i,), name=f"chunk worker {i}", daemon=True)
+    for i in range(workers)
   ]
   try:
     for thread in threads:
@@ -682,6 +677,9 @@ def _run_chunked(
     stop.set()  # Ctrl-C / SIGTERM: chunks in progress are removed, finished ones kept
     for thread in threads:
       thread.join(timeout=30.0)
+    for tmp in partial.values():  # also those of workers still busy (a slow encoder)
+      with contextlib.suppress(FileNotFoundError):
+        os.remove(tmp)
     bar.close()
     raise
   if errors:

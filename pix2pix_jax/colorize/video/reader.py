@@ -211,6 +211,18 @@ def window_args(window: tuple[float, float] | None) -> list[str]:
   return ["-ss", f"{start:.6f}", *(["-t", f"{duration:.6f}"] if duration < float("inf") else [])]
 
 
+def raw_frames(stream: Any, width: int, height: int, batch: int) -> Iterator[np.ndarray]:
+  """uint8 [n <= batch, height, width, 3] arrays read from an rgb24 pipe until it ends."""
+  frame_bytes = width * height * 3
+  while True:
+    data = stream.read(frame_bytes * batch)
+    n = len(data) // frame_bytes
+    if n:
+      yield np.frombuffer(data[: n * frame_bytes], np.uint8).reshape(n, height, width, 3)
+    if len(data) < frame_bytes * batch:
+      return
+
+
 def _ffmpeg_chunks(
   path: str,
   chunk_size: int,
@@ -233,14 +245,9 @@ def _ffmpeg_chunks(
         skip -= dropped // frame_bytes
         if dropped < frame_bytes:
           return
-      while True:
-        data = proc.stdout.read(frame_bytes * chunk_size)
-        n = len(data) // frame_bytes
-        if n:
-          count += n
-          yield np.frombuffer(data[: n * frame_bytes], np.uint8).reshape(n, height, width, 3)
-        if len(data) < frame_bytes * chunk_size:
-          break
+      for frames in raw_frames(proc.stdout, width, height, chunk_size):
+        count += len(frames)
+        yield frames
     finally:
       proc.kill()
       proc.wait()
