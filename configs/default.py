@@ -46,6 +46,9 @@ def get_config() -> ml_collections.ConfigDict:
   # Colour hints (pix2pix_jax/hints.py): the generator also takes the hint chroma (ab) and a hint
   # mask; training simulates hints from the real image. False: the plain Pix2Pix generator.
   config.model.hints = False
+  # With hints: how much a difference in lightness counts against a hint when the generator
+  # spreads its hints to every pixel (hints.propagate; 0: the plain nearest hint).
+  config.model.hint_luminance_weight = 2.5
 
   # Simulated hints (only with model.hints): per image, n points with P(n = k) = p (1 - p)^k up to
   # max_points (a fraction p of the images get none); each a square patch of odd side 1 ..
@@ -54,6 +57,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.hint_sim.points_p = 0.125
   config.hint_sim.max_points = 128
   config.hint_sim.max_patch = 9
+  # The probability that an image's colours are first turned by a random hue angle (L kept), so
+  # that the generator learns to carry colour from its hints rather than to recall it.
+  config.hint_sim.hue_rotation_p = 0.0
 
   config.loss = ml_collections.ConfigDict()
   config.loss.gan = "vanilla"  # "vanilla" | "lsgan" | "hinge"

@@ -1,12 +1,14 @@
-"""Colour hints (issue 21): the quickstart with a hint-conditioned generator (hints simulated from
-each training photo), over the quickstart's full schedule (200 + 100 epochs of the 17 samples at
-batch 4: 1200 steps), at L1 weight 100 for two densities of the simulated hints: hint_sim.points_p
-1/8 (mean 7 points a photo) and 0.05 (mean 19). configs/quickstart_hints.py itself (points_p 0.02,
-L1 weight 1000) is the third run: `pix2pix-train --config configs/quickstart_hints.py`.
+"""Colour hints (issue 21): what the luminance-aware fill and the hue rotation each bring to the
+quickstart hint model (configs/quickstart_hints.py: unet_128 at 128 px, 1200 steps on the 17
+embedded training photos, simulated hints with points_p 0.02 and patches up to 5 px, L1 weight
+1000). A 2 x 2 grid: the generator's hint fill by position alone (model.hint_luminance_weight 0)
+or by position and lightness (2.5, the config's), each trained with the photos' colours as they
+are (hint_sim.hue_rotation_p 0) or with half of them turned by a random hue (0.5, the config's).
 
 Each run's quality against the number of hints is then measured on the 4 held-out sample photos
-beside gray and the nearest-hint fill (experiments/results/hints/README.md has the curves):
+beside gray and the two fills (experiments/results/hints/README.md has the curves):
 
+  pix2pix-sweep experiments/hints.py --output runs
   python experiments/hints_curve.py --workdir "runs/hints/<run>" --data samples \
       --output experiments/results/hints/<run>
 """
@@ -15,9 +17,11 @@ beside gray and the nearest-hint fill (experiments/results/hints/README.md has t
 def get_sweep():
   return {
     "name": "hints",
-    "description": "Quickstart hint model at two hint densities; then hints_curve.py per run.",
+    "description": "Quickstart hint model: luminance-aware fill and hue rotation, on and off.",
     "base_config": "../configs/quickstart_hints.py",
-    "overrides": {"loss.l1_weight": 100.0},
-    "grid": {"hint_sim.points_p": [0.125, 0.05]},
+    "grid": {
+      "model.hint_luminance_weight": [0.0, 2.5],
+      "hint_sim.hue_rotation_p": [0.0, 0.5],
+    },
     "metric": "ciede2000",
   }

@@ -6,7 +6,7 @@ into one table (experiments/results/hints/results.md and results.csv).
 
 Each N evaluates the same held-out images with N hint points sampled from each ground truth
 (seeded per image, so N = 5 holds the points of N = 1 only by chance) and reports the model
-without hints, the model with them, gray and the nearest-hint fill.
+without hints, the model with them, gray, the nearest-hint fill and the luminance-aware fill.
 """
 
 import argparse
@@ -19,7 +19,7 @@ from pix2pix_jax import files
 from pix2pix_jax.evaluate import main as evaluate
 
 COUNTS = (0, 1, 5, 20, 100)
-PREDICTORS = ("model", "model_hints", "gray", "nearest_hint")
+PREDICTORS = ("model", "model_hints", "gray", "nearest_hint", "luminance_fill")
 METRICS = ("ciede2000", "psnr", "ssim")
 
 
@@ -62,15 +62,17 @@ def main() -> None:
     f"{info['workdir']} step {info['step']}, {info['crop_size']} px, hint patch "
     f"{args.hint_patch}:",
     "",
-    "| hints | model, no hints | model + hints | gray | nearest-hint fill | model / fill |",
-    "|---:|---:|---:|---:|---:|---:|",
+    "| hints | model, no hints | model + hints | gray | nearest-hint fill | luminance fill "
+    "| model / nearest fill |",
+    "|---:|---:|---:|---:|---:|---:|---:|",
   ]
   by = {(r["hints"], r["predictor"]): r for r in rows}
   for n in sorted({r["hints"] for r in rows}):
     c = {p: by[n, p]["ciede2000"] for p in PREDICTORS}
     lines.append(
       f"| {n} | {c['model']:.2f} | {c['model_hints']:.2f} | {c['gray']:.2f} | "
-      f"{c['nearest_hint']:.2f} | {c['model_hints'] / c['nearest_hint']:.2f} |"
+      f"{c['nearest_hint']:.2f} | {c['luminance_fill']:.2f} | "
+      f"{c['model_hints'] / c['nearest_hint']:.2f} |"
     )
   files.write_atomic(os.path.join(args.output, "curve.md"), "\n".join(lines) + "\n")
   print("\n".join(lines))

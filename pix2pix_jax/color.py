@@ -140,6 +140,14 @@ def model_input(rgb: jax.Array, color_space: str) -> jax.Array:
   return luminance(rgb) / _L_SCALE - 1.0
 
 
+def input_lightness(inputs: jax.Array, color_space: str) -> jax.Array:
+  """The generator's input [..., 1] -> Lab L [..., 1] (0..100); for RGB models, whose input is
+  the gray value, the L of that gray."""
+  if color_space == "rgb":
+    return luminance(jnp.repeat((_f32(inputs) + 1.0) * 0.5, 3, axis=-1))
+  return (_f32(inputs) + 1.0) * _L_SCALE
+
+
 def model_target(rgb: jax.Array, color_space: str) -> jax.Array:
   """sRGB [..., 3] in [0, 1] -> what the generator should output (rgb*2-1, or ab/110)."""
   num_output_channels(color_space)
@@ -153,7 +161,7 @@ def to_rgb(inputs: jax.Array, outputs: jax.Array, color_space: str) -> jax.Array
   num_output_channels(color_space)
   if color_space == "rgb":
     return jnp.clip((_f32(outputs) + 1.0) * 0.5, 0.0, 1.0)
-  return combine((_f32(inputs) + 1.0) * _L_SCALE, _f32(outputs) * _AB_SCALE)
+  return combine(input_lightness(inputs, "lab"), _f32(outputs) * _AB_SCALE)
 
 
 def predicted_ab(inputs: jax.Array, outputs: jax.Array, color_space: str) -> jax.Array:

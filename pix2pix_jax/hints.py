@@ -2,26 +2,30 @@
 Priors"): a few true colours that the user knows, given to the generator beside the luminance.
 
 A hint-conditioned generator (`config.model.hints = True`) takes 1 + 3 input channels: the model
-input (L) as before, then the hint chroma and the hint mask (1 where a hint is, 0 elsewhere); see
-`encode`. The hint chroma is dense: every pixel holds the Lab ab / 110 of its nearest hint (the
-naive nearest-hint fill; 0 without hints), so the network starts from the propagation it has to
-improve on instead of having to find a few sparse pixels (sparse hint chroma was tried first:
-a quickstart-scale model had not learnt to use it after 400 steps, nor a small one on flat-colour
-images after 60). The hint chroma is Lab ab for RGB and Lab models alike. A hint generator given
-the luminance alone sees "no hints".
+input (L) as before, then the hint chroma (Lab ab / 110 at the hint pixels, 0 elsewhere) and the
+hint mask (1 where a hint is); see `encode`. A hint generator given the luminance alone sees "no
+hints". Inside the generator (models/networks.py) the hints are first spread to every pixel by
+`propagate`: each pixel takes the ab of the hint nearest to it in position and luminance, so
+colour follows regions of like lightness. The network sees that fill and each pixel's distance to
+its hint (how far the fill can be trusted), and its output is a correction added to the fill: an
+untrained correction already gives the propagation, which is what the network has to improve on
+(experiments/results/hints/README.md: the measurements behind this design).
 
 Three producers of the same channels:
   training      `simulate`: on device, from the real image, keyed by (seed, step): a random
                 number of points (geometric: many images get few or none), each a small square
-                patch revealing the patch's mean true ab.
+                patch revealing the patch's mean true ab. `rotate_hue` can first turn the
+                image's colours by a random angle, so that hints, not memorised object colours,
+                carry the colour.
   evaluation    `sample_points`: exactly N seeded points (patches of `patch` pixels) per image.
   colourising   `load` a scribble image (RGBA, the photo's size: alpha > 0 pixels give their
                 colour) or a JSON point list, then `rasterize` it at the render size: each render
                 pixel whose footprint holds any hint pixel becomes a hint with those pixels' mean
                 ab, so no hint is lost in the resize however small it is.
 
-The nearest-hint fill (`nearest_fill`) is also the naive baseline a model must beat: each pixel
-takes the ab of its nearest hint, L kept.
+Two baselines a model must beat: the nearest-hint fill (`nearest_fill`: each pixel takes the ab
+of its nearest hint, L kept) and the luminance-aware fill (`propagate`, the generator's own
+starting point).
 """
 
 import json
@@ -34,8 +38,9 @@ import numpy as np
 
 from pix2pix_jax import color, errors
 
-HINT_CHANNELS = 3  # nearest-hint ab / 110, mask
-_AB_SCALE = 110.0  # as color.py: ab / 110 keeps the sRGB gamut inside [-1, 1]
+HINT_CHANNELS = 3  # hint ab / 110, mask
+MAX_HINT_DISTANCE = 2.0  # propagate's distances stop here (about the farthest corner and an edge)
+AB_SCALE = 110.0  # as color.py: ab / 110 keeps the sRGB gamut inside [-1, 1]
 _HIGHEST = jax.lax.Precision.HIGHEST  # patch sums are exact sums, not TF32/bf16 matmuls
 
 
@@ -46,7 +51,19 @@ class HintsError(errors.UserError, ValueError):
 
 def enabled(config) -> bool:
   """Whether the config's generator takes hints (configs saved before hints existed: no)."""
-  return bool(config.model.get("hints", False))
+  if not config.model.get("hints", False):
+    return False
+  if "hint_luminance_weight" not in config.model:
+    raise HintsError(
+      "this hint model was trained with the first hint encoding (a nearest-hint fill as input), "
+      "which this version does not read: train it again"
+    )
+  return True
+
+
+def luminance_weight(config) -> float:
+  """How much luminance counts in `propagate`'s distance for the config's generator."""
+  return float(config.model.hint_luminance_weight)
 
 
 def input_channels(config) -> int:
@@ -54,16 +71,31 @@ def input_channels(config) -> int:
   return 1 + (HINT_CHANNELS if enabled(config) else 0)
 
 
-def encode(fill: jax.Array, mask: jax.Array) -> jax.Array:
-  """The nearest-hint fill [..., H, W, 2] (Lab units; 0 without hints) and the hint mask
-  [..., H, W] -> the generator's hint channels [..., H, W, 3]."""
+def encode(ab: jax.Array, mask: jax.Array) -> jax.Array:
+  """Hint ab [..., H, W, 2] (Lab units, read where mask) and the hint mask [..., H, W] -> the
+  generator's hint channels [..., H, W, 3]."""
   m = jnp.asarray(mask, jnp.float32)[..., None]
-  return jnp.concatenate([jnp.asarray(fill, jnp.float32) / _AB_SCALE, m], axis=-1)
+  return jnp.concatenate([jnp.asarray(ab, jnp.float32) * m / AB_SCALE, m], axis=-1)
 
 
 def no_hints(shape: tuple[int, ...]) -> jax.Array:
   """The hint channels of "no hints" for inputs of shape [..., H, W, C]."""
   return jnp.zeros(tuple(shape[:-1]) + (HINT_CHANNELS,), jnp.float32)
+
+
+def rotate_hue(key: jax.Array, rgb: jax.Array, p: float) -> jax.Array:
+  """sRGB images [B, H, W, 3] in [0, 1], each with probability p turned by a uniform random
+  angle in the Lab ab plane (L kept; colours leaving the sRGB gamut are clipped)."""
+  if p <= 0:
+    return rgb
+  k_angle, k_apply = jax.random.split(key)
+  b = rgb.shape[0]
+  angle = jax.random.uniform(k_angle, (b,), maxval=2 * np.pi)
+  angle = jnp.where(jax.random.uniform(k_apply, (b,)) < p, angle, 0.0)
+  cos, sin = jnp.cos(angle)[:, None, None], jnp.sin(angle)[:, None, None]
+  lab = color.rgb_to_lab(rgb)
+  a, b_ = lab[..., 1], lab[..., 2]
+  return color.lab_to_rgb(jnp.stack([lab[..., 0], cos * a - sin * b_, sin * a + cos * b_], -1))
 
 
 # --- Simulated hints (device) -------------------------------------------------------------------
@@ -114,8 +146,8 @@ def simulate(
   of the images get none; each a square patch of odd side 1, 3, .., max_patch (uniformly) at a
   uniform place, revealing its mean true ab. A pure function of (key, ab).
 
-  Returns (nearest-hint fill [B, H, W, 2]: each pixel the mean ab of the patch whose centre is
-  nearest, 0 without hints; mask [B, H, W] bool): `encode`'s arguments.
+  Returns (hint ab [B, H, W, 2]: each patch pixel its patch's mean, overlaps averaged; mask
+  [B, H, W] bool): `encode`'s arguments.
   """
   b, h, w = ab.shape[0], ab.shape[-3], ab.shape[-2]
   k_n, k_y, k_x, k_s = jax.random.split(key, 4)
@@ -126,8 +158,8 @@ def simulate(
   y = jax.random.randint(k_y, (b, max_points), 0, h)
   x = jax.random.randint(k_x, (b, max_points), 0, w)
   half = jax.random.randint(k_s, (b, max_points), 0, max_patch // 2 + 1)
-  _, mask, means = _reveal(ab, y, x, half, active)
-  return nearest_fill(means, jnp.stack([y, x], -1), h, w, active=active), mask
+  hint_ab, mask, _ = _reveal(ab, y, x, half, active)
+  return hint_ab, mask
 
 
 def sample_points(
@@ -188,6 +220,62 @@ def nearest_fill(
   fill = jnp.take_along_axis(jnp.asarray(point_ab, jnp.float32), nearest[..., None], axis=1)
   fill = fill.reshape(b, height, width, 2)
   return jnp.where(active.any(-1)[:, None, None, None], fill, 0.0)
+
+
+def propagate(
+  ab: jax.Array, mask: jax.Array, lum: jax.Array, luminance_weight: float
+) -> tuple[jax.Array, jax.Array]:
+  """The luminance-aware hint fill: each pixel takes the ab of the hint pixel nearest to it by
+  the squared distance (dy^2 + dx^2) / (H W) + luminance_weight (dL / 100)^2, so colour spreads
+  through regions of like lightness rather than across edges (luminance_weight 0: the plain
+  nearest-hint fill). ab [B, H, W, C] is read at the hint pixels of mask [B, H, W]; lum
+  [B, H, W] is Lab L. Returns (the fill [B, H, W, C], 0 (gray) in an image without hints; each
+  pixel's distance to its hint [B, H, W], at most MAX_HINT_DISTANCE, which is also "no hint").
+
+  Jump flooding (Rong & Tan 2006): rounds with k = S/2, S/4, .., 1, 1 (S the size rounded up to
+  a power of 2) in which each pixel compares its nearest hint so far with those of the 8 pixels
+  k away. One compiled round (a scan over the offsets), shifts and selects only; like any jump
+  flood it can miss the exact nearest hint for a few pixels (under 1% at 20 hints).
+  """
+  h, w = mask.shape[-2], mask.shape[-1]
+  lum = jnp.asarray(lum, jnp.float32)
+  ab = jnp.asarray(ab, jnp.float32)
+  yy = jnp.arange(h, dtype=jnp.float32)[:, None]
+  xx = jnp.arange(w, dtype=jnp.float32)[None, :]
+  far = jnp.float32(8 * max(h, w))  # the position of "no hint": beyond any real one
+  mask = jnp.asarray(mask, bool)
+  # Per pixel, its nearest hint so far: y, x, L and the ab channels of it (y = far: none yet).
+  fields = [jnp.where(mask, yy, far), jnp.where(mask, xx, far), jnp.where(mask, lum, 0.0)]
+  fields += [jnp.where(mask, ab[..., c], 0.0) for c in range(ab.shape[-1])]
+  seed = jnp.stack(fields)
+  weight = luminance_weight / 100.0**2
+
+  def distance(s: jax.Array) -> jax.Array:
+    return ((yy - s[0]) ** 2 + (xx - s[1]) ** 2) / (h * w) + weight * (lum - s[2]) ** 2
+
+  first = 1 << max(0, (max(h, w) - 1).bit_length() - 1)
+  rounds = [first >> i for i in range(first.bit_length())] + [1]
+  offsets = np.array(
+    [(k * dy, k * dx) for k in rounds for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx],
+    np.int32,
+  )
+  pad = [(0, 0)] * (seed.ndim - 2) + [(first, first), (first, first)]
+  edge = jnp.zeros((seed.shape[0],) + (1,) * (seed.ndim - 1)).at[0].set(far)
+
+  def round_step(carry, offset):
+    seed, best = carry
+    padded = jnp.pad(seed - edge, pad) + edge  # outside the image: no hint
+    start = (0,) * (seed.ndim - 2) + (first + offset[0], first + offset[1])
+    candidate = jax.lax.dynamic_slice(padded, start, seed.shape)
+    d = distance(candidate)
+    closer = d < best
+    return (jnp.where(closer, candidate, seed), jnp.where(closer, d, best)), None
+
+  (seed, best), _ = jax.lax.scan(round_step, (seed, distance(seed)), offsets)
+  found = seed[0] < far
+  fill = jnp.where(found[..., None], jnp.moveaxis(seed[3:], 0, -1), 0.0)
+  far_off = jnp.float32(MAX_HINT_DISTANCE)
+  return fill, jnp.where(found, jnp.sqrt(jnp.minimum(best, far_off**2)), far_off)
 
 
 # --- Hint files (host) --------------------------------------------------------------------------
@@ -325,8 +413,7 @@ def _footprints(n: int, size: int) -> tuple[np.ndarray, np.ndarray]:
 def rasterize(hints: Hints, size: int) -> np.ndarray:
   """Full-resolution hints -> the encoded hint channels float32 [size, size, 3] at the render
   size (the photo is squeezed to a square there, as its luminance is). A render pixel is a hint
-  if its footprint holds any hint pixel; its ab is their mean; every other pixel takes the ab of
-  its nearest hint pixel (`encode`)."""
+  if its footprint holds any hint pixel; its ab is their mean (`encode`)."""
   mask = hints.mask.astype(np.float64)
   weighted = hints.ab.astype(np.float64) * mask[..., None]
   stack = np.concatenate([weighted, mask[..., None]], axis=-1)  # [H, W, 3]
@@ -340,10 +427,4 @@ def rasterize(hints: Hints, size: int) -> np.ndarray:
   count = sums[..., 2]
   out_mask = count > 0
   ab = np.where(out_mask[..., None], sums[..., :2] / np.maximum(count, 1e-12)[..., None], 0.0)
-  fill = np.zeros_like(ab)
-  if out_mask.any():
-    from scipy import ndimage  # noqa: PLC0415 (a jax dependency; only colourising needs it)
-
-    iy, ix = ndimage.distance_transform_edt(~out_mask, return_distances=False, return_indices=True)
-    fill = ab[iy, ix]
-  return np.asarray(encode(fill.astype(np.float32), out_mask))
+  return np.asarray(encode(ab.astype(np.float32), out_mask))

@@ -3,6 +3,7 @@ images, clips and exported .p2p models, and the bad-input cases."""
 
 import json
 import os
+import zipfile
 
 import jax
 import jax.numpy as jnp
@@ -206,3 +207,15 @@ def test_exported_hint_model_matches_the_workdir_and_lowers_for_cuda(workdir, ph
     assert colorize.main(["--workdir", workdir, "-o", str(a), "--batch-size", "4", *common]) == 0
     assert colorize.main(["--model", path, "-o", str(b), *common]) == 0
     assert np.abs(_read(a) - _read(b)).max() <= 1
+  # A hint model exported with the first hint encoding (no hint_luminance_weight): refused.
+  old = tmp_path / "old.p2p"
+  with zipfile.ZipFile(path) as src, zipfile.ZipFile(old, "w") as dst:
+    for item in src.infolist():
+      data = src.read(item)
+      if item.filename == "metadata.json":
+        metadata = json.loads(data)
+        del metadata["hint_luminance_weight"]
+        data = json.dumps(metadata).encode()
+      dst.writestr(item, data)
+  with pytest.raises(p2p_file.ModelFileError, match="old.p2p: a hint model of the first hint"):
+    p2p_file.load(str(old))

@@ -80,12 +80,20 @@ def test_evaluate_with_hints_reports_every_metric_beside_the_baselines(tmp_path,
   assert "nearest_hint" in printed and "model_hints" in printed
   for n, m in out.items():
     assert m["hints"] == n and m["num_images"] == 6
-    assert m["predictors"] == ["model", "model_hints", "gray", "mean_chroma", "nearest_hint"]
+    assert m["predictors"] == [
+      "model",
+      "model_hints",
+      "gray",
+      "mean_chroma",
+      "nearest_hint",
+      "luminance_fill",
+    ]
     assert set(m["model_hints"]) == set(m["model"]) >= {"psnr", "ssim", "ciede2000"}
-  # No hints: the hinted model is the model, the fill is gray.
+  # No hints: the hinted model is the model, both fills are gray.
   for metric in ("ciede2000", "psnr"):
     assert out[0]["model_hints"][metric]["mean"] == pytest.approx(out[0]["model"][metric]["mean"])
-    assert out[0]["nearest_hint"][metric]["mean"] == pytest.approx(out[0]["gray"][metric]["mean"])
+    for fill in ("nearest_hint", "luminance_fill"):
+      assert out[0][fill][metric]["mean"] == pytest.approx(out[0]["gray"][metric]["mean"])
   # Random photos: 5 true pixels and their nearest fill beat gray... not necessarily; they differ.
   assert out[5]["nearest_hint"]["ciede2000"]["mean"] != out[5]["gray"]["ciede2000"]["mean"]
   header = open(os.path.join(workdir, "eval", "photos_hints5", "per_image.csv")).readline()

@@ -1,5 +1,5 @@
 """experiments/colourise.ipynb runs top to bottom (nbclient) on a tiny random model and clip,
-restored from a workdir and from a .p2p file."""
+restored from a workdir and from a .p2p file, and a tiny random hint model."""
 
 import os
 import sys
@@ -9,7 +9,7 @@ import nbclient
 import nbformat
 import numpy as np
 import pytest
-from conftest import REPO, tiny_generator_workdir
+from conftest import REPO, tiny_config, tiny_generator_workdir
 
 from pix2pix_jax.colorize.video import probe
 from pix2pix_jax.export import main as export_main
@@ -33,6 +33,9 @@ def _outputs(notebook, key):
 @pytest.mark.parametrize("model", ["workdir", "p2p"])
 def test_notebook_runs_on_a_tiny_model(tmp_path, model):
   workdir = tiny_generator_workdir(tmp_path / "model")
+  hints_workdir = tiny_generator_workdir(
+    tmp_path / "hints", config=tiny_config(**{"model.hints": True})
+  )
   model_file = ""
   if model == "p2p":
     model_file = str(tmp_path / "model.p2p")
@@ -46,6 +49,7 @@ def test_notebook_runs_on_a_tiny_model(tmp_path, model):
   params = {
     "WORKDIR": workdir,
     "MODEL_FILE": model_file,
+    "HINTS_WORKDIR": hints_workdir,
     "OUTPUT_DIR": str(out_dir),
     "CLIP_SECONDS": 0.4,  # 10 frames at 25 fps
     "CLIP_SIZE": (64, 48),
@@ -74,5 +78,5 @@ def test_notebook_runs_on_a_tiny_model(tmp_path, model):
   assert (colourised.width, colourised.height) == (clip.width, clip.height) == (64, 48)
   assert colourised.audio_codec is not None  # the soundtrack is kept
   html = "".join(_outputs(notebook, "text/html"))
-  assert html.count("<img") >= 3 + 4 + 3  # photo, saturation row, reference row
+  assert html.count("<img") >= 3 + 4 + 3 + 4  # photo, saturation, reference, hints rows
   assert html.count("<video") == 3

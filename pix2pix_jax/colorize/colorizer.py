@@ -237,7 +237,11 @@ class Colorizer:
       {
         "color_space": model.color_space,
         "data": {"crop_size": model.render_size},
-        "model": {"num_downs": int(model.metadata["num_downs"]), "hints": model.hints},
+        "model": {
+          "num_downs": int(model.metadata["num_downs"]),
+          "hints": model.hints,
+          "hint_luminance_weight": model.metadata.get("hint_luminance_weight", 0.0),
+        },
       }
     )
     mesh = parallel.make_mesh()

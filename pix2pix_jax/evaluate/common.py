@@ -124,10 +124,18 @@ def hinted_predictions(
   patch: int = 1,
 ) -> dict[str, jax.Array]:
   """Colour hints sampled from the uint8 ground truth (`hints.sample_points`, one key per image):
-  the hint generator's colourisation with them ("model_hints") and the naive propagation
-  ("nearest_hint": each pixel takes the ab of its nearest hint, L kept), sRGB in [0, 1]."""
+  the hint generator's colourisation with them ("model_hints") and two propagations, sRGB in
+  [0, 1], L kept: "nearest_hint" (each pixel takes the ab of its nearest hint) and
+  "luminance_fill" (`hints.propagate` with the generator's luminance weight: the fill that the
+  generator corrects)."""
   rgb = color.uint8_to_float(images)
-  true_ab = color.rgb_to_lab(rgb)[..., 1:]
-  _, mask, fill = hints.sample_points(keys, true_ab, num_points, patch)
-  model = predict_rgb(generator, color_space, g_variables, images, hints.encode(fill, mask))
-  return {"model_hints": model, "nearest_hint": color.combine(color.luminance(rgb), fill)}
+  lab = color.rgb_to_lab(rgb)
+  hint_ab, mask, nearest = hints.sample_points(keys, lab[..., 1:], num_points, patch)
+  fill, _ = hints.propagate(hint_ab, mask, lab[..., 0], generator.hint_luminance_weight)
+  model = predict_rgb(generator, color_space, g_variables, images, hints.encode(hint_ab, mask))
+  lightness = color.luminance(rgb)
+  return {
+    "model_hints": model,
+    "nearest_hint": color.combine(lightness, nearest),
+    "luminance_fill": color.combine(lightness, fill),
+  }

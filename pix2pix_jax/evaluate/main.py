@@ -13,8 +13,9 @@ to ``--output`` (default ``W/eval/<data name>/``):
 - with ``--hints N`` (a model trained with ``config.model.hints``): N colour hints are sampled
   from each ground-truth image (seeded per image: ``--hint-seed``; each the true ab of a
   ``--hint-patch`` square), and every metric is also reported for ``model_hints`` (the model
-  given them) and ``nearest_hint`` (each pixel takes the ab of its nearest hint, L kept: the
-  naive propagation a model must beat); the default output folder gets a ``_hintsN`` suffix;
+  given them), ``nearest_hint`` (each pixel takes the ab of its nearest hint, L kept: the
+  naive propagation a model must beat) and ``luminance_fill`` (hints.propagate: the fill the
+  generator starts from and corrects); the default output folder gets a ``_hintsN`` suffix;
 - ``gallery.html``: input / output / ground truth thumbnails with the model's metrics, sortable
   by clicking a column header; self-contained (images inlined, no external assets).
 """
@@ -256,7 +257,7 @@ def evaluate_workdir(
 def _predictors(num_hints: int | None) -> tuple[str, ...]:
   if num_hints is None:
     return PREDICTORS
-  return ("model", "model_hints", "gray", "mean_chroma", "nearest_hint")
+  return ("model", "model_hints", "gray", "mean_chroma", "nearest_hint", "luminance_fill")
 
 
 def metric_names(result: EvalResult) -> list[str]:

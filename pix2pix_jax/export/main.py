@@ -80,6 +80,7 @@ def export_workdir(
     "num_downs": int(config.model.num_downs),
     "hints": hints.enabled(config),
     "input_channels": hints.input_channels(config),
+    **({"hint_luminance_weight": hints.luminance_weight(config)} if hints.enabled(config) else {}),
     "batch_per_device": batch_per_device,
     "platforms": list(exported.platforms),
     "parameters": int(sum(a.size for a in jax.tree.leaves(variables["params"]))),

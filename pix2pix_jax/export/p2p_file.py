@@ -2,7 +2,8 @@
 
 One zip archive (stored, not compressed: zip's CRC-32 still checks every member) holding
   metadata.json        format, render size, colour space, images per device per call, platforms,
-                       hints (bool) and input_channels (1, or 4 with colour hints)
+                       hints (bool), input_channels (1, or 4 with colour hints) and
+                       hint_luminance_weight (hint models)
   generator.jaxexport  `jax.export.Exported.serialize()` of (variables, model input) -> ab
   weights.npz          the generator's variables, keyed by their path ("params/.../kernel")
 
@@ -129,6 +130,11 @@ def load(path: str) -> ExportedModel:
     exported = jax_export.deserialize(bytearray(program))
   except Exception as e:  # the flatbuffer reader raises assorted types on bad bytes
     raise ModelFileError(f"{path}: the generator program cannot be read ({e})") from e
+  if metadata.get("hints") and "hint_luminance_weight" not in metadata:
+    raise ModelFileError(
+      f"{path}: a hint model of the first hint encoding, which this version does not read "
+      "(train and export it again)"
+    )
   with np.load(io.BytesIO(weights), allow_pickle=False) as npz:
     variables = _unflatten({name: npz[name] for name in npz.files})
   backend = jax.default_backend()  # "gpu" for CUDA and ROCm

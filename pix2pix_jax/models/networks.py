@@ -67,7 +67,8 @@ class UNetGenerator(nn.Module):
   """The reference U-Net: [N,H,W,C] in [-1, 1] -> [N,H,W,output_channels] tanh, float32.
 
   H and W must be multiples of 2**num_downs. With `hints`, the input is L and the hint channels
-  (hints.encode), C = 4; given L alone (C = 1) it sees "no hints".
+  (hints.encode), C = 4; given L alone (C = 1) it sees "no hints". Its hints are spread to every
+  pixel first (hints.propagate), and its tanh output is a correction added to that fill.
   """
 
   output_channels: int
@@ -79,13 +80,17 @@ class UNetGenerator(nn.Module):
   down: ModuleDef = layers.Downsample  # the 4x4 stride-2 convolutions
   up: ModuleDef = layers.Upsample  # the 4x4 stride-2 transposed convolutions
   hints: bool = False  # input: L + hint ab + hint mask (see hints.py)
+  hint_luminance_weight: float = 0.0  # hints.propagate's weight of luminance
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
     if self.num_downs < 5:
       raise ValueError(f"num_downs must be >= 5, got {self.num_downs}")
-    if self.hints and x.shape[-1] == 1:
-      x = jnp.concatenate([x, hints.no_hints(x.shape).astype(x.dtype)], axis=-1)
+    fill = None
+    if self.hints:
+      if x.shape[-1] == 1:
+        x = jnp.concatenate([x, hints.no_hints(x.shape).astype(x.dtype)], axis=-1)
+      x, fill = self._fill_hints(x)
     inner = [self.ngf * min(2**level, 8) for level in range(self.num_downs)]
     outer = [self.output_channels] + inner[:-1]
     last = self.num_downs - 1
@@ -108,12 +113,27 @@ class UNetGenerator(nn.Module):
       up_bias = level == 0 or bias
       h = self.up(outer[level], use_bias=up_bias, dtype=self.dtype, name=f"up{level}")(h)
       if level == 0:
-        return jnp.tanh(h.astype(jnp.float32))
+        out = jnp.tanh(h.astype(jnp.float32))
+        return out if fill is None else jnp.clip(fill + out, -1.0, 1.0)
       h = _norm(self.norm, train, self.dtype, f"up_norm{level}")(h)
       if self.use_dropout and train and 4 <= level < last:
         h = layers.dropout(h, 0.5, self.make_rng("dropout"))
       h = jnp.concatenate([skips[level], h], axis=-1)
     raise AssertionError("unreachable")
+
+  def _fill_hints(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(L, hint ab, mask) -> the network's input (L, the hints spread by hints.propagate, each
+    pixel's distance to its hint: how far the fill can be trusted) and that fill in the output's
+    space (ab / 110, or RGB in [-1, 1] with the input's L), to which the network's output is
+    added as a correction."""
+    x = jnp.asarray(x, jnp.float32)
+    lightness = color.input_lightness(x[..., :1], "rgb" if self.output_channels == 3 else "lab")
+    weight = self.hint_luminance_weight
+    fill, distance = hints.propagate(x[..., 1:3], x[..., 3] > 0, lightness[..., 0], weight)
+    x = jnp.concatenate([x[..., :1], fill, distance[..., None]], axis=-1)
+    if self.output_channels == 3:
+      fill = color.combine(lightness, fill * hints.AB_SCALE) * 2.0 - 1.0
+    return x, fill
 
 
 class PatchDiscriminator(nn.Module):
@@ -201,6 +221,7 @@ def make_generator(config) -> UNetGenerator:
     down=functools.partial(layers.Downsample, policy=policy),
     up=functools.partial(layers.Upsample, policy=policy),
     hints=hints.enabled(config),
+    hint_luminance_weight=hints.luminance_weight(config) if hints.enabled(config) else 0.0,
   )
 
 

@@ -111,23 +111,30 @@ def _hint_sim(config: ml_collections.ConfigDict) -> tuple[tuple[str, Any], ...] 
     problems.append(f"config.hint_sim.max_points={sim.max_points} must be >= 1")
   if sim.max_patch < 1 or sim.max_patch % 2 == 0:
     problems.append(f"config.hint_sim.max_patch={sim.max_patch} must be an odd number >= 1")
+  if not 0 <= sim.hue_rotation_p <= 1:
+    problems.append(f"config.hint_sim.hue_rotation_p={sim.hue_rotation_p} must be in [0, 1]")
   if problems:
     raise config_lib.ConfigError("; ".join(problems))
   return (
     ("points_p", float(sim.points_p)),
     ("max_points", int(sim.max_points)),
     ("max_patch", int(sim.max_patch)),
+    ("hue_rotation_p", float(sim.hue_rotation_p)),
   )
 
 
 def simulated_hints(
   nets: Networks, images: jax.Array, base_key: jax.Array, step: jax.Array
-) -> jax.Array:
-  """The hint channels training gives the generator for sRGB images [B,H,W,3] in [0, 1] at
-  `step`: a pure function of (base key, step, images), so resume stays exact."""
+) -> tuple[jax.Array, jax.Array]:
+  """What training gives a hint generator at `step` for sRGB images [B,H,W,3] in [0, 1]: the
+  images (their colours turned by `hints.rotate_hue` where the config asks) and the hint channels
+  simulated from them. A pure function of (base key, step, images), so resume stays exact."""
+  sim = dict(nets.hint_sim)
   key = jax.random.fold_in(jax.random.fold_in(base_key, HINT_STREAM), step)
+  hue_key, hint_key = jax.random.split(key)
+  images = hints.rotate_hue(hue_key, images, sim.pop("hue_rotation_p"))
   true_ab = color.rgb_to_lab(images)[..., 1:]
-  return hints.encode(*hints.simulate(key, true_ab, **dict(nets.hint_sim)))
+  return images, hints.encode(*hints.simulate(hint_key, true_ab, **sim))
 
 
 def init_state(nets: Networks, key: jax.Array, image_size: int) -> TrainState:
@@ -156,14 +163,16 @@ def train_step(
   The generator runs forward once; its gradient comes from the vjp of that forward pass.
   """
   images = color.uint8_to_float(batch["image"])
+  hint_channels = None
+  if nets.hint_sim is not None:
+    images, hint_channels = simulated_hints(nets, images, base_key, state.step)
   inputs = color.model_input(images, nets.color_space)
   targets = color.model_target(images, nets.color_space)
   dropout_key = jax.random.fold_in(base_key, state.step)
   # The generator's input: L, and with hints the simulated hint channels. The discriminator's
   # condition stays L alone.
   g_inputs = inputs
-  if nets.hint_sim is not None:
-    hint_channels = simulated_hints(nets, images, base_key, state.step)
+  if hint_channels is not None:
     g_inputs = jnp.concatenate([inputs, hint_channels], axis=-1)
 
   def generate(g_params):
