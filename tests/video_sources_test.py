@@ -187,9 +187,11 @@ DECODER_CLIPS = {
 # VP9 in WebM (decord returns 4 and 6 channels: its first frame differs from ffmpeg's).
 DECORD_READS = {
   "h264_aac.mp4", "vp9_odd.mkv", "mjpeg_pcm_odd.avi", "mpeg4_silent.avi", "h264_pcm.mov",
-  "ntsc.mp4", "vfr.mp4", "one_frame.mp4", "truncated.mp4", "h264_10bit_sdr.mkv", "hevc.mp4",
-  "av1.mkv",
+  "ntsc.mp4", "vfr.mp4", "one_frame.mp4", "h264_10bit_sdr.mkv", "hevc.mp4", "av1.mkv",
 }  # fmt: skip
+# decord2 opens the truncated MP4 (its index runs past the data) in some runs and refuses it in
+# others (4 of 12 runs here): either backend must then give ffmpeg's frames.
+EITHER_BACKEND = {"truncated.mp4"}
 
 
 @pytest.mark.parametrize("name", sorted(DECODER_CLIPS))
@@ -203,7 +205,7 @@ def test_every_clip_is_read_frame_exactly_as_ffmpeg_decodes_it(tmp_path, name):
   assert len(expected) == probe.count_frames(src)
   for threads in (1, 4):
     backend, decord_reader = reader.choose_backend(src, info, threads=threads)
-    if decord.__version__.startswith("3."):  # decord2, as setup.cfg pins it
+    if decord.__version__.startswith("3.") and name not in EITHER_BACKEND:  # decord2, pinned
       assert backend == ("decord" if name in DECORD_READS else "ffmpeg")
     chunks = reader.iter_chunks(
       src, 4, reader=decord_reader, backend=backend, info=info, threads=threads
