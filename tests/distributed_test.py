@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from conftest import main_command, subprocess_env, write_photo_folder
 
+from pix2pix_jax import checkpoint
 from pix2pix_jax.train import workdir_lock
 
 pytestmark = pytest.mark.integration  # every test here starts processes
@@ -100,35 +101,24 @@ def _main_args(workdir, folder, port, steps, process_id):
   )
 
 
-def test_two_process_training_checkpoints_and_resumes(tmp_path):
+def test_two_processes_train_as_one_stop_together_and_resume(tmp_path):
+  """Two processes train one model (one workdir lock, one event file); when one dies the other
+  exits too; the same two-process command then resumes from the newest checkpoint. (One test, so
+  that the suite starts two-process programs, which compile without the cache, once less.)"""
   folder = write_photo_folder(tmp_path / "photos")
   workdir = tmp_path / "run"
-  for steps in (2, 4):
-    port = _free_port()
-    codes, outs = _wait(
-      _launch(functools.partial(_main_args, workdir, folder, port, steps), 2, 1, cwd=REPO)
-    )
-    assert codes == [0, 0], outs
-  assert sorted(os.listdir(workdir / "checkpoints")) == ["4"]  # only the latest is kept
-  assert "resumed from step 2" in outs[0]
-  # Only process 0 writes logs: one event file per run, not one per process.
-  assert len([f for f in os.listdir(workdir) if f.startswith("events.out")]) == 2
-
-
-def test_surviving_process_exits_when_its_peer_dies(tmp_path):
-  folder = write_photo_folder(tmp_path / "photos")
   port = _free_port()
-  procs = _launch(lambda i: _main_args(tmp_path / "run", folder, port, 100000, i), 2, 1, cwd=REPO)
+  procs = _launch(lambda i: _main_args(workdir, folder, port, 100000, i), 2, 1, cwd=REPO)
   deadline = time.time() + 240
-  while not os.path.isdir(tmp_path / "run" / "checkpoints" / "2"):
+  while not os.path.isdir(workdir / "checkpoints" / "2"):
     assert time.time() < deadline, "training never reached step 2"
     assert all(p.poll() is None for p in procs)
     time.sleep(0.5)
   # Only process 0 holds the workdir lock, and a third run on the workdir is refused naming it.
-  lock = json.loads((tmp_path / "run" / workdir_lock.LOCK_FILE).read_text())
+  lock = json.loads((workdir / workdir_lock.LOCK_FILE).read_text())
   assert lock["pid"] == procs[0].pid
   third = subprocess.run(
-    main_command(tmp_path / "run", folder, 100000),
+    main_command(workdir, folder, 100000),
     env=subprocess_env(),
     cwd=REPO,
     capture_output=True,
@@ -145,3 +135,15 @@ def test_surviving_process_exits_when_its_peer_dies(tmp_path):
     pytest.fail("process 0 hung after its peer died")
   assert procs[0].returncode != 0
   assert time.time() - start < 120
+
+  saved = checkpoint.latest_step(str(workdir))
+  assert saved is not None and saved >= 2 and saved % 2 == 0
+  port = _free_port()
+  codes, outs = _wait(
+    _launch(functools.partial(_main_args, workdir, folder, port, saved + 2), 2, 1, cwd=REPO)
+  )
+  assert codes == [0, 0], outs
+  assert f"resumed from step {saved}" in outs[0]
+  assert checkpoint.latest_step(str(workdir)) == saved + 2
+  # Only process 0 writes logs: one event file per run, not one per process.
+  assert len([f for f in os.listdir(workdir) if f.startswith("events.out")]) == 2
