@@ -28,7 +28,9 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-def _launch(args_for, n, local_devices, **kw):
+def _launch(args_for, n, local_devices, logs=None, **kw):
+  """n processes; their output is piped (read it with _wait), or written to logs/process<i>.log
+  where the test waits on them otherwise (a full pipe would stop a process that keeps writing)."""
   return [
     subprocess.Popen(
       args_for(i),
@@ -37,7 +39,7 @@ def _launch(args_for, n, local_devices, **kw):
       env=subprocess_env(
         local_devices, PIX2PIX_HEARTBEAT_TIMEOUT="10", JAX_ENABLE_COMPILATION_CACHE="false"
       ),
-      stdout=subprocess.PIPE,
+      stdout=subprocess.PIPE if logs is None else open(logs / f"process{i}.log", "w"),  # noqa: SIM115
       stderr=subprocess.STDOUT,
       text=True,
       **kw,
@@ -108,7 +110,9 @@ def test_two_processes_train_as_one_stop_together_and_resume(tmp_path):
   folder = write_photo_folder(tmp_path / "photos")
   workdir = tmp_path / "run"
   port = _free_port()
-  procs = _launch(lambda i: _main_args(workdir, folder, port, 100000, i), 2, 1, cwd=REPO)
+  procs = _launch(
+    lambda i: _main_args(workdir, folder, port, 100000, i), 2, 1, logs=tmp_path, cwd=REPO
+  )
   deadline = time.time() + 240
   while not os.path.isdir(workdir / "checkpoints" / "2"):
     assert time.time() < deadline, "training never reached step 2"
@@ -132,7 +136,8 @@ def test_two_processes_train_as_one_stop_together_and_resume(tmp_path):
     procs[0].wait(timeout=120)
   except subprocess.TimeoutExpired:
     procs[0].kill()
-    pytest.fail("process 0 hung after its peer died")
+    tail = (tmp_path / "process0.log").read_text()[-3000:]
+    pytest.fail(f"process 0 hung after its peer died; its output ends:\n{tail}")
   assert procs[0].returncode != 0
   assert time.time() - start < 120
 
