@@ -39,7 +39,7 @@ def _launch(args_for, n, local_devices, logs=None, **kw):
       env=subprocess_env(
         local_devices, PIX2PIX_HEARTBEAT_TIMEOUT="10", JAX_ENABLE_COMPILATION_CACHE="false"
       ),
-      stdout=subprocess.PIPE if logs is None else open(logs / f"process{i}.log", "w"),  # noqa: SIM115
+      stdout=subprocess.PIPE if logs is None else open(logs / f"process{i}.log", "w"),
       stderr=subprocess.STDOUT,
       text=True,
       **kw,
