@@ -267,3 +267,19 @@ def test_saved_model_for_tensorflow_serving(workdir, tmp_path, capsys):
     == f"error: {folder}: output exists (use --overwrite to replace it)"
   )
   assert os.path.getmtime(folder) == stamp and not os.path.exists(tmp_path / "n.p2p")
+
+
+def test_a_hint_models_saved_model_spreads_its_hints_as_the_p2p_does(tmp_path):
+  tf = pytest.importorskip("tensorflow")
+  hinted = tiny_generator_workdir(tmp_path / "run", config=tiny_config(**{"model.hints": True}))
+  model_path, folder = str(tmp_path / "m.p2p"), str(tmp_path / "sm")
+  args = ["--workdir", hinted, "-o", model_path, "--batch-size", "2", "--saved-model", folder]
+  assert export.main(args) == 0
+  x = np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 4)).astype(np.float32)
+  x[..., 3] = 0.0
+  x[:, 5, 7, 3] = x[:, 20, 25, 3] = 1.0  # two hints an image (their ab: channels 1-2 there)
+  serve = tf.saved_model.load(folder).signatures["serving_default"]
+  ab_tf = serve(x=tf.constant(x))["ab"].numpy()
+  model = p2p_file.load(model_path)
+  assert model.exported.in_avals[-1].shape == (2, 32, 32, 4)
+  np.testing.assert_allclose(ab_tf, np.asarray(model.exported.call(model.variables, x)), atol=1e-5)
