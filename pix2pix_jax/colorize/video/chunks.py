@@ -403,14 +403,16 @@ def _encode_chunk(
   encoder, pending, position, written = None, None, chunk.warm, 0
   several_devices = colorizer.mesh.size > 1
 
-  def run_model(frames: np.ndarray, state: Any) -> tuple[Any, Any, Any]:
+  def dispatched(method: Any, frames: np.ndarray, state: Any) -> Any:
+    """A Colorizer method on a batch, holding the dispatch lock (see _run_chunked)."""
     with dispatch:
-      result = colorizer.colorize_batch(
-        frames, state=state, strength=smoothing, cut_threshold=cut_threshold
-      )
+      result = method(frames, state=state, strength=smoothing, cut_threshold=cut_threshold)
       if several_devices:
         jax.block_until_ready(result)
     return result
+
+  def run_model(frames: np.ndarray, state: Any) -> tuple[Any, Any, Any]:
+    return dispatched(colorizer.colorize_batch, frames, state)
 
   def flush() -> None:
     nonlocal written
@@ -437,12 +439,7 @@ def _encode_chunk(
         measure_in._last = pipeline._small(frames[warm - 1 : warm])
         measure_out._last = pipeline._small(np.asarray(out)[warm - 1 : warm])
       elif warm:  # only the smoothing state: the warm-up frames are not composed
-        with dispatch:
-          state = colorizer.advance(
-            frames[:warm], state, strength=smoothing, cut_threshold=cut_threshold
-          )
-          if several_devices:
-            jax.block_until_ready(state)
+        state = dispatched(colorizer.advance, frames[:warm], state)
       frames = frames[warm:]
       if not len(frames):
         continue
