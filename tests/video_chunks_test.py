@@ -13,7 +13,15 @@ import pytest
 from conftest import subprocess_env, tiny_generator_workdir
 from video_test import check_output, colorizer, decode, ffmpeg, make_clip  # noqa: F401
 
-from pix2pix_jax.colorize.video import chunks, pipeline, probe, reader, writer
+from pix2pix_jax.colorize.video import (
+  chunk_files,
+  chunk_plan,
+  chunks,
+  pipeline,
+  probe,
+  reader,
+  writer,
+)
 
 LOSSLESS = writer.EncodeOptions(codec="ffv1", pix_fmt="gbrp")
 
@@ -35,7 +43,7 @@ def make_cut_clip(path, seconds=6, cut=1.6):
 def test_chunked_run_equals_serial_run(colorizer, tmp_path, monkeypatch, backend):  # noqa: F811
   if backend == "ffmpeg":
     monkeypatch.setattr(reader, "DECORD_MAX_DECODED_BYTES", 0)
-  # The cut (frame 40) lies in the warm-up of the chunk at frame 50 (20 frames at 0.7).
+  # The cut (frame 40) lies in the head of the chunk at frame 25 (20 frames at 0.7).
   src = make_cut_clip(str(tmp_path / "cut.mp4"))
   serial_dst, chunked_dst = str(tmp_path / "serial.mkv"), str(tmp_path / "out" / "chunked.mkv")
   options = dict(encode=LOSSLESS, progress=False, consistency=True)
@@ -50,10 +58,10 @@ def test_chunked_run_equals_serial_run(colorizer, tmp_path, monkeypatch, backend
   assert os.listdir(tmp_path / "out") == ["chunked.mkv"]  # the chunk folder is gone
   a, b = decode(serial_dst), decode(chunked_dst)
   assert a.shape == b.shape == (150, 48, 64, 3)
-  # Equal up to rounding: the EMA's warm-up leaves < 1/1024 of the chroma range.
+  # Equal up to rounding: a chunk's body starts < 1/1024 of the chroma range off.
   assert np.abs(a.astype(np.int16) - b).max() <= 1
   assert np.mean(a != b) < 0.01
-  assert chunks.packet_times(chunked_dst) == chunks.packet_times(serial_dst)  # timestamps
+  assert chunk_plan.packet_times(chunked_dst) == chunk_plan.packet_times(serial_dst)  # timestamps
   assert result.scene_cuts == serial.scene_cuts == 1
   assert result.consistency_out == pytest.approx(serial.consistency_out, abs=1e-4)
   assert result.consistency_in == pytest.approx(serial.consistency_in, abs=1e-6)
@@ -79,7 +87,7 @@ def test_chunked_containers_through_the_ffmpeg_pipe(colorizer, tmp_path, monkeyp
   check_output(src, chunked_dst, result)
   a, b = decode(serial_dst), decode(chunked_dst)
   assert a.shape == b.shape and np.abs(a.astype(np.int16) - b).max() <= 1
-  assert chunks.packet_times(chunked_dst) == chunks.packet_times(serial_dst)
+  assert chunk_plan.packet_times(chunked_dst) == chunk_plan.packet_times(serial_dst)
 
 
 def test_unsplittable_short_and_one_worker_clips_run_serially(colorizer, tmp_path, monkeypatch):  # noqa: F811
@@ -104,34 +112,41 @@ def test_unsplittable_short_and_one_worker_clips_run_serially(colorizer, tmp_pat
     assert not isinstance(result, chunks.ChunkedResult) and result.frames == 75
 
 
-def test_warmup_converges_below_a_255th():
+def test_warmup_converges_below_a_255th_and_heads_are_whole_batches():
   for strength in (0.3, 0.7, 0.9, 0.99):
-    n = chunks.warmup_frames(strength)
+    n = chunk_plan.warmup_frames(strength)
     assert strength**n <= 1 / 1024 < strength ** (n - 1)
-  assert chunks.warmup_frames(0.7) == 20 and chunks.warmup_frames(0.0) == 0
+  assert chunk_plan.warmup_frames(0.7) == 20 and chunk_plan.warmup_frames(0.0) == 0
+  assert chunk_plan.head_frames(0.7, 8) == 24 and chunk_plan.head_frames(0.7, 4) == 20
+  plan = chunk_plan.plan_chunks(100, 30, 24)
+  assert [(c.start, c.body, c.end) for c in plan] == [
+    (0, 0, 30), (30, 54, 60), (60, 84, 90), (90, 100, 100)
+  ]  # fmt: skip
 
 
 def test_default_chunks_depend_on_the_clip_only():
-  assert chunks.default_chunk_seconds(120) == 5.0  # 24 chunks
-  assert chunks.default_chunk_seconds(600) == 12.5  # 48 chunks
-  assert chunks.default_chunk_seconds(7200) == 60.0  # 120 chunks
+  assert chunk_plan.default_chunk_seconds(120) == 5.0  # 24 chunks
+  assert chunk_plan.default_chunk_seconds(600) == 12.5  # 48 chunks
+  assert chunk_plan.default_chunk_seconds(7200) == 60.0  # 120 chunks
 
 
 def test_default_workers_follow_cores_devices_and_memory():
   gib = 1 << 30
 
   def workers(**kw):
-    return chunks.default_workers(1920, 1080, 8, **kw)
+    return chunk_plan.default_workers(1920, 1080, 8, **kw)
 
   assert workers(cores=2, accelerators=0, memory_bytes=16 * gib) == 1
   assert workers(cores=16, accelerators=0, memory_bytes=64 * gib) == 4
   assert workers(cores=16, accelerators=1, memory_bytes=256 * gib) == 8
   assert workers(cores=4, accelerators=8, memory_bytes=256 * gib) == 8  # one per device
-  assert workers(cores=64, accelerators=1, memory_bytes=512 * gib) == chunks.MAX_DEFAULT_WORKERS
-  per = chunks.pipeline_bytes(1920, 1080, 8)
+  assert workers(cores=64, accelerators=1, memory_bytes=512 * gib) == chunk_plan.MAX_DEFAULT_WORKERS
+  per = chunk_plan.pipeline_bytes(1920, 1080, 8)
   assert workers(cores=16, accelerators=1, memory_bytes=6 * per) == 3  # half the memory
   assert workers(cores=16, accelerators=1, memory_bytes=per) == 1  # never 0
-  assert chunks.default_workers(3840, 2160, 8, cores=16, accelerators=1, memory_bytes=8 * per) < 8
+  assert (
+    chunk_plan.default_workers(3840, 2160, 8, cores=16, accelerators=1, memory_bytes=8 * per) < 8
+  )
 
 
 def test_fingerprint_changes_with_model_settings_and_source(colorizer, tmp_path):  # noqa: F811
@@ -139,15 +154,15 @@ def test_fingerprint_changes_with_model_settings_and_source(colorizer, tmp_path)
   from inference_test import make_colorizer
 
   src = make_clip(str(tmp_path / "a.mp4"))
-  source = chunks.open_source(src, probe.probe(src))
+  source = chunk_plan.open_source(src, probe.probe(src))
   settings = {"smoothing": 0.7, "encode": ("auto", None)}
-  base = chunks.fingerprint(colorizer, source, settings)
-  assert chunks.fingerprint(colorizer, source, dict(settings)) == base
-  assert chunks.fingerprint(colorizer, source, {**settings, "smoothing": 0.8}) != base
+  base = chunk_files.fingerprint(colorizer, source, settings)
+  assert chunk_files.fingerprint(colorizer, source, dict(settings)) == base
+  assert chunk_files.fingerprint(colorizer, source, {**settings, "smoothing": 0.8}) != base
   other = make_colorizer(tiny_config(**{"model.ngf": 8}), batch_size=4)
-  assert chunks.fingerprint(other, source, settings) != base
+  assert chunk_files.fingerprint(other, source, settings) != base
   os.utime(src, ns=(0, 0))
-  assert chunks.fingerprint(colorizer, source, settings) != base
+  assert chunk_files.fingerprint(colorizer, source, settings) != base
 
 
 # ---------------------------------------------------------------------------------------------
@@ -168,9 +183,17 @@ def start(workdir, src, dst, *extra):
 
 
 def finished_chunks(dst):
-  folder = chunks.chunk_folder(dst)
+  """The finished chunks' state files (written last: chunk_files.py)."""
+  folder = chunk_files.chunk_folder(dst)
   names = os.listdir(folder) if os.path.isdir(folder) else []
-  return sorted(n for n in names if chunks._CHUNK_NAME.match(n))
+  return sorted(n for n in names if n.endswith(chunk_files.STATE))
+
+
+def chunk_files_of(dst, finished):
+  """All files of the finished chunks (state, head, body) in the chunk folder."""
+  stems = {n[: -len(chunk_files.STATE)] for n in finished}
+  folder = chunk_files.chunk_folder(dst)
+  return sorted(n for n in os.listdir(folder) if n.split(".")[0] in stems)
 
 
 def stop_after_chunks(proc, dst, count, signum):
@@ -198,7 +221,10 @@ def test_killed_chunked_run_resumes_from_finished_chunks(workdir, tmp_path):
   assert not os.path.exists(dst)
   kept = finished_chunks(dst)
   assert 1 <= len(kept) < 8
-  stamps = {n: os.stat(os.path.join(chunks.chunk_folder(dst), n)).st_ino for n in kept}
+  kept_files = chunk_files_of(dst, kept)
+  # A state, a body and, but for the first chunk, a head.
+  assert len(kept_files) == sum(2 if n.split("-")[1] == "000000000" else 3 for n in kept)
+  stamps = {n: os.stat(os.path.join(chunk_files.chunk_folder(dst), n)).st_ino for n in kept_files}
 
   # SIGTERM on the same command: it reuses the kept chunks (untouched), finishes at least one
   # more, and keeps them all; the chunk it was encoding is removed.
@@ -206,11 +232,11 @@ def test_killed_chunked_run_resumes_from_finished_chunks(workdir, tmp_path):
   stdout, stderr = stop_after_chunks(proc, dst, 1, signal.SIGTERM)
   assert proc.returncode == 128 + signal.SIGTERM, stderr
   assert f"resumed {len(kept)} of 8 chunks" in stdout
-  folder = chunks.chunk_folder(dst)
+  folder = chunk_files.chunk_folder(dst)
   now = finished_chunks(dst)
   assert set(kept) < set(now) and not os.path.exists(dst)
-  assert {n: os.stat(os.path.join(folder, n)).st_ino for n in kept} == stamps
-  assert sorted(os.listdir(folder)) == now  # nothing half-written left
+  assert {n: os.stat(os.path.join(folder, n)).st_ino for n in kept_files} == stamps
+  assert sorted(os.listdir(folder)) == chunk_files_of(dst, now)  # nothing half-written left
 
   # Once more to the end: only the rest is colourised; the folder is removed after the join.
   proc = start(workdir, src, dst, *args)
@@ -227,7 +253,7 @@ def test_killed_chunked_run_resumes_from_finished_chunks(workdir, tmp_path):
   a, b = decode(fresh), decode(dst)
   assert a.shape == b.shape == (400, 48, 64, 3)
   assert np.abs(a.astype(np.int16) - b).max() <= 1
-  assert chunks.packet_times(dst) == chunks.packet_times(fresh)
+  assert chunk_plan.packet_times(dst) == chunk_plan.packet_times(fresh)
   assert probe.probe(dst).audio_codec == "aac"
 
 

@@ -54,6 +54,15 @@ REFERENCE_MAX_GAIN = 4.0
 _REFERENCE_MAX_SIDE = 512
 
 
+class Prediction(NamedTuple):
+  """A batch's generator output before smoothing and composing (device arrays, padded)."""
+
+  lightness: jax.Array  # Lab L [B,H,W,1] at the frames' size
+  ab: jax.Array  # predicted ab [B,r,r,2]
+  x: jax.Array  # the model's lightness input [B,r,r,1] (scene cuts are measured on it)
+  count: int  # frames in the batch; the rest is padding
+
+
 class SmoothState(NamedTuple):
   """What temporal smoothing carries from one batch to the next."""
 
@@ -343,39 +352,51 @@ class Colorizer:
     Returns (uint8 [batch_size,H,W,3] on device, padded; the new smoothing state or None;
     per-frame scene-cut flags or None). Smoothing runs when `state` is given.
     """
-    lightness, ab, state, cuts = self._predict_ab(frames, state, strength, cut_threshold)
-    return self._compose(lightness, ab, self.saturation, self.reference), state, cuts
+    return self.finish(self.predict(frames), state, strength=strength, cut_threshold=cut_threshold)
 
-  def advance(
-    self,
-    frames: np.ndarray,
-    state: SmoothState,
-    *,
-    strength: float,
-    cut_threshold: float = DEFAULT_CUT_THRESHOLD,
-  ) -> SmoothState:
-    """The smoothing state after these frames (up to batch_size), as `colorize_batch` returns
-    it, without composing the frames: a chunk's warm-up before its first frame."""
-    return self._predict_ab(frames, state, strength, cut_threshold)[2]
-
-  def _predict_ab(
-    self, frames: np.ndarray, state: SmoothState | None, strength: float, cut_threshold: float
-  ) -> tuple[jax.Array, jax.Array, SmoothState | None, jax.Array | None]:
-    """(lightness, predicted ab, smoothed where `state` is given; new state; cut flags)."""
-    n = len(frames)
+  def predict(self, frames: np.ndarray) -> Prediction:
+    """The generator's chroma for up to batch_size frames, not yet smoothed nor composed."""
     batch = self._shard(self.pad(_with_channels(frames)))
     lightness, x = self._prepare(batch)
     inputs = x
     if self.takes_hints:
       inputs = self._join(x, self._frame_hint_batch(*frames.shape[1:3]))
-    ab = self._predict(self.variables, inputs)
-    cuts = None
+    return Prediction(lightness, self._predict(self.variables, inputs), x, len(frames))
+
+  def smooth(
+    self,
+    prediction: Prediction,
+    state: SmoothState,
+    *,
+    strength: float,
+    cut_threshold: float = DEFAULT_CUT_THRESHOLD,
+  ) -> tuple[jax.Array, SmoothState, jax.Array]:
+    """(smoothed ab, the state after the batch's frames, per-frame scene-cut flags)."""
+    ab, cuts, state = self._smooth(
+      prediction.ab,
+      prediction.x,
+      jnp.int32(prediction.count),
+      state,
+      jnp.float32(strength),
+      jnp.float32(cut_threshold),
+    )
+    return jax.device_put(ab, self._batch_sharding), state, cuts
+
+  def finish(
+    self,
+    prediction: Prediction,
+    state: SmoothState | None,
+    *,
+    strength: float = 0.0,
+    cut_threshold: float = DEFAULT_CUT_THRESHOLD,
+  ) -> tuple[jax.Array, SmoothState | None, jax.Array | None]:
+    """A prediction smoothed from `state` (where given) and composed: `colorize_batch`'s result."""
+    ab, cuts = prediction.ab, None
     if state is not None:
-      ab, cuts, state = self._smooth(
-        ab, x, jnp.int32(n), state, jnp.float32(strength), jnp.float32(cut_threshold)
+      ab, state, cuts = self.smooth(
+        prediction, state, strength=strength, cut_threshold=cut_threshold
       )
-      ab = jax.device_put(ab, self._batch_sharding)
-    return lightness, ab, state, cuts
+    return self._compose(prediction.lightness, ab, self.saturation, self.reference), state, cuts
 
   def __call__(self, frames: np.ndarray) -> np.ndarray:
     """uint8 [N,H,W,3] or [N,H,W] -> uint8 [N,H,W,3], any N, frames colourised independently."""

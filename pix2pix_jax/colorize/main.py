@@ -54,7 +54,7 @@ from pix2pix_jax import cli, color, errors, files, hints, images, progress
 from pix2pix_jax.colorize import colorizer as colorizer_lib
 from pix2pix_jax.colorize import shards
 from pix2pix_jax.colorize.jobs import Job, classify, plan, skip_existing
-from pix2pix_jax.colorize.video import chunks, memory, pipeline, probe, writer
+from pix2pix_jax.colorize.video import chunk_plan, chunks, memory, pipeline, probe, writer
 
 DEFAULT_BATCH_SIZE = 8
 
@@ -242,15 +242,15 @@ def build_parser() -> argparse.ArgumentParser:
     type=int,
     default=None,
     help="decode -> colourise -> encode pipelines run at once on chunks of a long video "
-    "(default: from the cores, accelerators and memory; see colorize/video/chunks.py)",
+    "(default: from the cores, accelerators and memory; see colorize/video/chunk_plan.py)",
   )
   parser.add_argument(
     "--chunk-seconds",
     type=float,
     default=None,
     help="chunk length for --workers, resumable chunk by chunk (default: the clip's duration "
-    f"/ {chunks.TARGET_CHUNKS}, {chunks.MIN_DEFAULT_CHUNK_SECONDS:g} to "
-    f"{chunks.DEFAULT_CHUNK_SECONDS:g} s; given with --workers 1: one resumable pipeline)",
+    f"/ {chunk_plan.TARGET_CHUNKS}, {chunk_plan.MIN_DEFAULT_CHUNK_SECONDS:g} to "
+    f"{chunk_plan.DEFAULT_CHUNK_SECONDS:g} s; given with --workers 1: one resumable pipeline)",
   )
   parser.add_argument(
     "--start",

@@ -77,17 +77,18 @@ def _small(frames: np.ndarray, max_side: int = 96) -> np.ndarray:
   return frames[:, ::step, ::step]
 
 
-class _Consistency:
+class Consistency:
   """Running mean of metrics.temporal_consistency over a stream of chunks."""
 
-  def __init__(self):
-    self.total, self.count, self._last = 0.0, 0, None
+  def __init__(self, last: np.ndarray | None = None):
+    """last: the (small) frame before the first one added, where known."""
+    self.total, self.count, self.last = 0.0, 0, last
 
   def add(self, frames: np.ndarray) -> None:
     small = _small(frames)
-    if self._last is not None:
-      small = np.concatenate([self._last, small], axis=0)
-    self._last = small[-1:]
+    if self.last is not None:
+      small = np.concatenate([self.last, small], axis=0)
+    self.last = small[-1:]
     if len(small) > 1:
       values = np.asarray(metrics.temporal_consistency(small.astype(np.float32) / 255.0))
       self.total += float(values.sum())
@@ -146,8 +147,8 @@ def colorize_video(
     total = int(round(seconds * float(fps)))
   state = colorizer.initial_state() if smoothing > 0 else None
   bar = progress_lib.Progress(os.path.basename(src), total, unit="frames", enabled=progress)
-  measure_in = _Consistency() if consistency else None
-  measure_out = _Consistency() if consistency else None
+  measure_in = Consistency() if consistency else None
+  measure_out = Consistency() if consistency else None
   frames_done, cuts, width, height = 0, 0, info.width, info.height
   muxed = writer.Muxed("none", "none")
   with files.atomic_output(dst, overwrite=overwrite) as tmp:
@@ -244,7 +245,7 @@ def check_window(src: str, info: probe.VideoInfo, window: tuple[float, float]) -
 def _flush(
   pending: tuple[Any, int, Any, np.ndarray | None],
   encoder: writer.FrameWriter,
-  measure: _Consistency | None,
+  measure: Consistency | None,
   bar: progress_lib.Progress,
   frames_done: int,
   cuts: int,

@@ -131,7 +131,9 @@ class FrameWriter:
     options: EncodeOptions,
     *,
     output_format: str | None = None,
+    threads: int | None = None,
   ):
+    """threads: the encoder's threads (None: ffmpeg's choice, from the host's cores)."""
     self.path = path
     self._log = tempfile.TemporaryFile()
     fmt = ["-f", output_format] if output_format else []
@@ -154,6 +156,7 @@ class FrameWriter:
       "pipe:0",
       "-an",
       *encoder_args(options, path, width, height),
+      *(["-threads", str(threads)] if threads else []),
       *fmt,
       path,
     ]

@@ -19,7 +19,8 @@ Records (one JSON line each):
     cores / (CPU seconds per frame of pipeline_<preset>), which assumes the workers keep every
     core busy; and which stage (decode or encode) takes most of a frame's CPU.
   host_serial_vs_chunked: end-to-end frames/s of one pipeline and of `--workers` chunked ones
-    (chunks of --chunk-seconds, default the clip's default or 2 chunks a worker if shorter).
+    (chunks of --chunk-seconds; default the clip's default, as colourising chooses it, where
+    that gives each worker 2 chunks, else 2 chunks a worker).
   host_peak_rss: peak RSS of colourising the clip with 1 and with `--workers` workers, each in a
     fresh process (the second of two runs, as the video benchmark's memory record).
 """
@@ -39,7 +40,16 @@ import numpy as np
 
 from pix2pix_jax import cli
 from pix2pix_jax.colorize import colorizer as colorizer_lib
-from pix2pix_jax.colorize.video import chunks, memory, pipeline, probe, reader, sample_clip, writer
+from pix2pix_jax.colorize.video import (
+  chunk_plan,
+  chunks,
+  memory,
+  pipeline,
+  probe,
+  reader,
+  sample_clip,
+  writer,
+)
 from pix2pix_jax.tools import shapes
 from pix2pix_jax.tools.bench import video
 
@@ -133,12 +143,12 @@ def run(args: Any) -> list[dict]:
   memory.tune_memory()
   width, height = video._size(args)
   colorizer = video.make_colorizer(args)
-  workers = args.workers or chunks.default_workers(width, height, colorizer.batch_size)
+  workers = args.workers or chunk_plan.default_workers(width, height, colorizer.batch_size)
   shape = {
     "clip_size": f"{width}x{height}",
     "render_size": colorizer.render_size,
     "batch_size": colorizer.batch_size,
-    "cpu_count": chunks.usable_cores(),
+    "cpu_count": reader.usable_cores(),
     "workers": workers,
     "loadavg_1m": os.getloadavg()[0],
   }
@@ -187,9 +197,9 @@ def run(args: Any) -> list[dict]:
       )
 
     encode = writer.EncodeOptions(preset=args.preset)
-    chunk_seconds = args.chunk_seconds or min(
-      chunks.default_chunk_seconds(args.seconds), args.seconds / (2 * workers)
-    )
+    chunk_seconds = args.chunk_seconds or chunk_plan.default_chunk_seconds(args.seconds)
+    if args.seconds < 2 * workers * chunk_seconds and not args.chunk_seconds:
+      chunk_seconds = args.seconds / (2 * workers)  # a short clip: 2 chunks a worker
     shape["chunk_seconds"] = chunk_seconds
     # Compiles prepare and compose for the frame size first, on a 1-second clip.
     short = sample_clip.make_sample_clip(
@@ -238,7 +248,7 @@ def run(args: Any) -> list[dict]:
         "bench": "host_peak_rss",
         **shape,
         **{f"peak_rss_mb_{n}_workers": p["peak_rss_mb"] for n, p in peaks.items()},
-        "estimate_mb_per_worker": chunks.pipeline_bytes(width, height, colorizer.batch_size)
+        "estimate_mb_per_worker": chunk_plan.pipeline_bytes(width, height, colorizer.batch_size)
         / 2**20,
       }
     )
@@ -252,7 +262,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--workers", type=int, default=0, help="--host: workers (0: the default)")
   parser.add_argument("--project-cores", type=int, default=16, help="--host: cores projected")
   parser.add_argument(
-    "--chunk-seconds", type=float, default=None, help="--host: chunk length (default: 2 a worker)"
+    "--chunk-seconds", type=float, default=None, help="--host: chunk length (default: the clip's)"
   )
 
 
