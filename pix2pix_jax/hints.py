@@ -194,32 +194,21 @@ def image_keys(seed: int, first_index: jax.Array, count: int) -> jax.Array:
   return jax.vmap(lambda i: jax.random.fold_in(base, i))(first_index + jnp.arange(count))
 
 
-def nearest_fill(
-  point_ab: jax.Array,
-  centres: jax.Array,
-  height: int,
-  width: int,
-  *,
-  active: jax.Array | None = None,
-) -> jax.Array:
+def nearest_fill(point_ab: jax.Array, centres: jax.Array, height: int, width: int) -> jax.Array:
   """The nearest-hint fill: each pixel of a height x width image takes the ab [B, N, 2] of the
-  nearest point centre ([B, N, 2] as (y, x); ties go to the first point; only points where
-  `active` [B, N]); [B, H, W, 2]. An image without points is 0 (gray)."""
+  nearest point centre ([B, N, 2] as (y, x); ties go to the first point); [B, H, W, 2]. An
+  image without points (N = 0) is 0 (gray)."""
   b, n = centres.shape[0], centres.shape[1]
   if n == 0:
     return jnp.zeros((b, height, width, 2), jnp.float32)
-  if active is None:
-    active = jnp.ones((b, n), bool)
-  centres, point_ab, active = (_sharded_like(v, point_ab) for v in (centres, point_ab, active))
+  centres = _sharded_like(centres, point_ab)
   yy = jnp.arange(height, dtype=jnp.float32)[:, None, None]
   xx = jnp.arange(width, dtype=jnp.float32)[None, :, None]
   c = centres.astype(jnp.float32)
   d2 = (yy - c[:, None, None, :, 0]) ** 2 + (xx - c[:, None, None, :, 1]) ** 2  # [B,H,W,N]
-  d2 = jnp.where(active[:, None, None, :], d2, jnp.inf)
   nearest = jnp.argmin(d2, axis=-1).reshape(b, -1)  # [B, H*W]
   fill = jnp.take_along_axis(jnp.asarray(point_ab, jnp.float32), nearest[..., None], axis=1)
-  fill = fill.reshape(b, height, width, 2)
-  return jnp.where(active.any(-1)[:, None, None, None], fill, 0.0)
+  return fill.reshape(b, height, width, 2)
 
 
 def propagate(

@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import subprocess_env, tiny_generator_workdir
+from conftest import start_colorize, tiny_generator_workdir
 from PIL import Image
 from video_test import make_clip
 
@@ -23,12 +23,7 @@ def workdir(tmp_path_factory):
   return tiny_generator_workdir(tmp_path_factory.mktemp("run"))
 
 
-def start(workdir, src, out, *extra):
-  cmd = [sys.executable, "-m", "pix2pix_jax.colorize.main", "--workdir", workdir, str(src)]
-  cmd += ["-o", str(out), "--batch-size", "4", "--quiet", *extra]
-  return subprocess.Popen(
-    cmd, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-  )
+start = start_colorize
 
 
 def temps(out):

@@ -1,6 +1,7 @@
 """Test set-up: 4 virtual CPU devices, so data-parallel code runs really sharded."""
 
 import os
+import sys
 import tempfile
 
 # Must happen before jax initialises its backends.
@@ -129,6 +130,26 @@ def subprocess_env(local_devices=1, **extra):
     **extra,
   )
   return env
+
+
+def start_process(cmd, *, merge_stderr=False):
+  """`cmd` started in the repository with the tests' environment, its output piped as text."""
+  import subprocess
+
+  return subprocess.Popen(
+    cmd,
+    env=subprocess_env(),
+    cwd=REPO,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE,
+    text=True,
+  )
+
+
+def start_colorize(workdir, src, out, *extra):
+  """pix2pix-colorize on `src` into `out` with a batch of 4, quiet, in a new process."""
+  cmd = [sys.executable, "-m", "pix2pix_jax.colorize.main", "--workdir", str(workdir), str(src)]
+  return start_process([*cmd, "-o", str(out), "--batch-size", "4", "--quiet", *extra])
 
 
 def tiny_generator_workdir(path, step=1, config=None):

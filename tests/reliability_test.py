@@ -10,7 +10,14 @@ import time
 import jax
 import numpy as np
 import pytest
-from conftest import REPO, main_command, subprocess_env, tiny_config, write_photo_folder
+from conftest import (
+  REPO,
+  main_command,
+  start_process,
+  subprocess_env,
+  tiny_config,
+  write_photo_folder,
+)
 from PIL import Image
 
 from pix2pix_jax import checkpoint, checkpoint_integrity
@@ -46,14 +53,7 @@ def _run(cmd, timeout=300):
 
 
 def _start(cmd):
-  return subprocess.Popen(
-    cmd,
-    env=subprocess_env(),
-    cwd=REPO,
-    stdout=subprocess.PIPE,
-    stderr=subprocess.STDOUT,
-    text=True,
-  )
+  return start_process(cmd, merge_stderr=True)
 
 
 def _steps(workdir):

@@ -12,7 +12,7 @@ import sys
 import time
 
 import pytest
-from conftest import REPO, subprocess_env, tiny_generator_workdir
+from conftest import start_process, tiny_generator_workdir
 from video_test import make_clip
 
 from pix2pix_jax import files
@@ -85,14 +85,7 @@ def _on_host(host, argv, *, first_pid_high=False):
   command = " ".join([sys.executable, "-m", "pix2pix_jax.colorize.main", *map(str, argv)])
   warm = "for i in $(seq 30); do /bin/true; done; " if first_pid_high else ""
   script = f"hostname {host}; {warm}{command}; exit $?"
-  return subprocess.Popen(
-    ["unshare", "-p", "-f", "-u", "--mount-proc", "sh", "-c", script],
-    env=subprocess_env(),
-    cwd=REPO,
-    stdout=subprocess.PIPE,
-    stderr=subprocess.PIPE,
-    text=True,
-  )
+  return start_process(["unshare", "-p", "-f", "-u", "--mount-proc", "sh", "-c", script])
 
 
 def _descendants(pid):

@@ -4,13 +4,11 @@ resumes from its finished chunks. Real clips made by ffmpeg, lossless (FFV1 RGB)
 import os
 import re
 import signal
-import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
-from conftest import subprocess_env, tiny_generator_workdir
+from conftest import start_colorize, tiny_generator_workdir
 from video_test import check_output, colorizer, decode, ffmpeg, make_clip  # noqa: F401
 
 from pix2pix_jax.colorize.video import (
@@ -175,11 +173,7 @@ def workdir(tmp_path_factory):
 
 
 def start(workdir, src, dst, *extra):
-  cmd = [sys.executable, "-m", "pix2pix_jax.colorize.main", "--workdir", workdir, str(src)]
-  cmd += ["-o", str(dst), "--batch-size", "4", "--quiet", "--codec", "ffv1", "--pix-fmt", "gbrp"]
-  return subprocess.Popen(
-    [*cmd, *extra], env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-  )
+  return start_colorize(workdir, src, dst, "--codec", "ffv1", "--pix-fmt", "gbrp", *extra)
 
 
 def finished_chunks(dst):

@@ -150,7 +150,8 @@ def encode_chunk(
     in_progress.add(seg.tmp)
     return seg
 
-  def emit(seg: _Segment, out: Any, n: int, cuts: Any, frames: Any, measure: Any) -> np.ndarray:
+  def emit(seg: _Segment, out: Any, n: int, cuts: Any, frames: Any, measure: Any) -> None:
+    """A batch's n frames to `seg` (and `measure`), its scene cuts counted."""
     rgb = np.asarray(out)[:n]
     if measure is not None:
       with dispatch:  # jax work too
@@ -159,7 +160,6 @@ def encode_chunk(
     if cuts is not None:
       stats.cuts += int(np.asarray(cuts)[:n].sum())
     on_frames(n)
-    return rgb
 
   try:
     body, pending = None, None
@@ -223,12 +223,13 @@ def encode_chunk(
         stats.consistency_out = _sum(measure_out, join_out)
     elif s.consistency:
       stats.consistency_in, stats.consistency_out = _sum(measure_in), _sum(measure_out)
-    if not head and body is None:
-      raise chunk_plan.CannotSplit(f"frames {chunk.start}-{chunk.end} decoded to no frames")
     chunk_files.save_state(paths[chunk_files.STATE], state)
-  except BaseException:
+  except BaseException:  # the chunk is not finished: none of its files is kept
     for seg in segments:
-      if not seg.done:
+      if seg.done:
+        with contextlib.suppress(FileNotFoundError):
+          os.remove(seg.path)
+      else:
         seg.abort()
     raise
   finally:
