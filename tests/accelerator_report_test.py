@@ -15,6 +15,7 @@ from pix2pix_jax.tools.bench import main as benchmark
 # Batches divide the 4 test devices.
 TINY = ["--size", "32", "--ngf", "4", "--ndf", "4", "--num-downs", "5", "--batches", "4"]
 TINY += ["--steps", "1", "--video-seconds", "0.4", "--clip-size", "64x48", "--video-batch", "4"]
+TINY += ["--archive-clip-size", "64x48", "--archive-seconds", "2", "--archive-workers", "2"]
 HAVE_TORCH = importlib.util.find_spec("torch") is not None
 
 # A small PyTorch pix2pix-like program with the peer's command line and output
@@ -138,7 +139,17 @@ def test_the_report_measures_and_tabulates_train_infer_peer_and_video(tmp_path, 
   ratio = accelerator_report._number(video["e2e_over_model"], 2)
   assert f"| 64x48 | 32 | 4 | {want} | {ratio} |" in text
   met = "yes" if video["e2e_over_model"] >= 0.9 else "no"
-  assert "| video end to end >= 0.9x model-only | " in text and text.rstrip().endswith(f"| {met} |")
+  assert f"| video end to end >= 0.9x model-only | {ratio} | {met} |" in text
+
+  archive = next(r for r in records if r["bench"] == "report_archive")
+  assert (archive["clip_size"], archive["workers"], archive["chunk_seconds"]) == ("64x48", 2, 0.5)
+  ratio = archive["chunked_fps"] / archive["serial_fps"]
+  assert archive["chunked_over_serial"] == pytest.approx(ratio)
+  cells = [archive[k] for k in ("serial_fps", "chunked_fps")]
+  want = " | ".join(accelerator_report._number(v) for v in cells)
+  assert f"| 64x48 | 2 | 0.5 | {want} | {accelerator_report._number(ratio, 2)} |" in text
+  fps = accelerator_report._number(archive["chunked_fps"], 2)
+  assert "| archive: 1080p chunked end to end >= 290 frames/s | " + fps in text
 
 
 def _result(ours: float, peer: float | None, batch: int, dtype: str = "float32") -> dict:
@@ -167,12 +178,19 @@ def test_the_targets_compare_ratios_at_batch_1_and_16_and_say_what_was_not_measu
     "train >= 1.2x the peer, float32, batch 16": 1.0,
     "infer >= 1.2x the peer, float32, batch 16": 2.0,
     "video end to end >= 0.9x model-only": None,
+    "archive: 1080p chunked end to end >= 290 frames/s": None,
   }
   args = accelerator_report_args(["--output", "x.md"])
   text = accelerator_report.markdown(results, args)
   assert "| train >= 1.2x the peer, float32, batch 1 | 1.3 | yes |" in text
   assert "| train >= 1.2x the peer, float32, batch 16 | 1 | no |" in text
   assert "| video end to end >= 0.9x model-only | n/a | not measured |" in text
+  results["archive"] = {"chunked_fps": 300.0, "serial_fps": 40.0, "chunked_over_serial": 7.5}
+  results["archive"].update(clip_size="1920x1080", workers=8, chunk_seconds=5.0)
+  results["archive"].update(serial_cpu_ms_per_frame=50.0, chunked_cpu_ms_per_frame=55.0)
+  text = accelerator_report.markdown(results, args)
+  assert "| archive: 1080p chunked end to end >= 290 frames/s | 300 | yes |" in text
+  assert "| 1920x1080 | 8 | 5 | 40 | 300 | 7.5 | 50 / 55 |" in text
   assert "| 640x360 | 256 | 16 | time budget spent |" in text
   assert "| float32 | 64 | 1 | failed: CalledProcessError: boom | n/a | 2 |" in text
   assert (

@@ -128,6 +128,58 @@ def _free_model_pipeline(clip: str, batch: int, preset: str) -> int:
   return frames
 
 
+def comparison_chunk_seconds(seconds: float, workers: int) -> float:
+  """The clip's default chunk length where that gives each worker 2 chunks, else 2 a worker."""
+  default = chunk_plan.default_chunk_seconds(seconds)
+  return default if seconds >= 2 * workers * default else seconds / (2 * workers)
+
+
+def serial_vs_chunked(
+  colorizer: colorizer_lib.Colorizer,
+  clip: str,
+  workers: int,
+  chunk_seconds: float,
+  encode: writer.EncodeOptions,
+) -> dict[str, float]:
+  """End-to-end frames/s (and CPU ms a frame) of `clip` colourised by one pipeline and by
+  `workers` chunked ones, after a run of a 1-second clip of its size (compiles)."""
+  info = probe.probe(clip)
+  with tempfile.TemporaryDirectory() as out:
+    short = sample_clip.make_sample_clip(
+      os.path.join(out, "short.mp4"), seconds=1, size=(info.width, info.height)
+    )
+    pipeline.colorize_video(
+      colorizer, short, os.path.join(out, "short_out.mp4"), encode=encode, progress=False
+    )
+    dst = os.path.join(out, "out.mp4")
+
+    def once(n: int) -> int:
+      if n == 1:
+        result = pipeline.colorize_video(colorizer, clip, dst, encode=encode, progress=False)
+      else:
+        result = chunks.colorize_video(
+          colorizer,
+          clip,
+          dst,
+          workers=n,
+          chunk_seconds=chunk_seconds,
+          encode=encode,
+          progress=False,
+          overwrite=True,
+        )
+      os.remove(dst)
+      return result.frames
+
+    serial, chunked = measured(lambda: once(1)), measured(lambda: once(workers))
+  return {
+    "serial_fps": serial["fps"],
+    "chunked_fps": chunked["fps"],
+    "chunked_over_serial": chunked["fps"] / serial["fps"],
+    "serial_cpu_ms_per_frame": serial["cpu_ms_per_frame"],
+    "chunked_cpu_ms_per_frame": chunked["cpu_ms_per_frame"],
+  }
+
+
 def _peak_rss(args: Any, clip: str, workers: int, chunk_seconds: float) -> dict[str, Any]:
   cmd = [sys.executable, "-m", "pix2pix_jax.tools.bench.host", "--clip", clip]
   cmd += [*shapes.to_flags(args), "--preset", args.preset, "--workers", str(workers)]
@@ -197,51 +249,10 @@ def run(args: Any) -> list[dict]:
       )
 
     encode = writer.EncodeOptions(preset=args.preset)
-    chunk_seconds = args.chunk_seconds or chunk_plan.default_chunk_seconds(args.seconds)
-    if args.seconds < 2 * workers * chunk_seconds and not args.chunk_seconds:
-      chunk_seconds = args.seconds / (2 * workers)  # a short clip: 2 chunks a worker
+    chunk_seconds = args.chunk_seconds or comparison_chunk_seconds(args.seconds, workers)
     shape["chunk_seconds"] = chunk_seconds
-    # Compiles prepare and compose for the frame size first, on a 1-second clip.
-    short = sample_clip.make_sample_clip(
-      os.path.join(tmp, "short.mp4"), seconds=1, size=(width, height)
-    )
-    pipeline.colorize_video(
-      colorizer, short, os.path.join(tmp, "short_out.mp4"), encode=encode, progress=False
-    )
-    compare = {}
-    for label, n in (("serial", 1), ("chunked", workers)):
-      with tempfile.TemporaryDirectory() as out:
-
-        def once(n: int = n, out: str = out) -> int:
-          dst = os.path.join(out, "out.mp4")
-          if n == 1:
-            result = pipeline.colorize_video(colorizer, clip, dst, encode=encode, progress=False)
-          else:
-            result = chunks.colorize_video(
-              colorizer,
-              clip,
-              dst,
-              workers=n,
-              chunk_seconds=chunk_seconds,
-              encode=encode,
-              progress=False,
-              overwrite=True,
-            )
-          os.remove(dst)
-          return result.frames
-
-        compare[label] = measured(once)
-    records.append(
-      {
-        "bench": "host_serial_vs_chunked",
-        **shape,
-        "serial_fps": compare["serial"]["fps"],
-        "chunked_fps": compare["chunked"]["fps"],
-        "chunked_over_serial": compare["chunked"]["fps"] / compare["serial"]["fps"],
-        "serial_cpu_ms_per_frame": compare["serial"]["cpu_ms_per_frame"],
-        "chunked_cpu_ms_per_frame": compare["chunked"]["cpu_ms_per_frame"],
-      }
-    )
+    compare = serial_vs_chunked(colorizer, clip, workers, chunk_seconds, encode)
+    records.append({"bench": "host_serial_vs_chunked", **shape, **compare})
     peaks = {n: _peak_rss(args, clip, n, chunk_seconds) for n in sorted({1, workers})}
     records.append(
       {
