@@ -150,13 +150,14 @@ from pix2pix_jax.tools.bench import main as benchmark
 for kind in ("train", "infer"):
   benchmark.main([kind, "--batch-size", "2", "--render-size", "32", "--ngf", "4", "--ndf", "4",
                   "--num-downs", "5", "--steps", "1"])
-# The accelerator report, video pipeline (ffmpeg pipe, no decord) included.
+# The accelerator report, video pipeline and chunked archive (ffmpeg pipe, no decord) included.
 with tempfile.TemporaryDirectory() as tmp:
   report = os.path.join(tmp, "report.md")
   benchmark.main(["accelerator-report", "--output", report, "--size", "32", "--ngf", "4",
                   "--ndf", "4", "--num-downs", "5", "--batches", "2", "--dtypes", "float32",
                   "--steps", "1", "--video-seconds", "0.4", "--clip-size", "64x48",
-                  "--video-batch", "2"])
+                  "--video-batch", "2", "--archive-clip-size", "64x48", "--archive-seconds", "2",
+                  "--archive-workers", "2"])
   text = open(report).read()
   assert "| float32 | 2 |" in text and "| 64x48 | 32 | 2 |" in text, text
   assert "skipped" not in text and "failed" not in text, text
@@ -180,4 +181,5 @@ print("light core ok")
   records = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
   assert [r["bench"] for r in records][:2] == ["train", "infer"]
   assert all(r["img_per_s"] > 0 for r in records[:2])
-  assert [r["bench"] for r in records][2:] == ["report_environment", "report_video", "report_row"]
+  benches = [r["bench"] for r in records][2:]
+  assert benches == ["report_environment", "report_video", "report_archive", "report_row"]
