@@ -69,6 +69,11 @@ def initialize(
     jax.distributed.initialize(heartbeat_timeout_seconds=_heartbeat_timeout())
   else:
     return
+  if jax.process_count() > 1 and jax.default_backend() == "cpu":
+    # Process 0 alone writes jax's persistent compilation cache and the others' keys differ, so
+    # with a warm cache process 0 runs cached programs while the others compile, and the first
+    # collective's gloo context times out (docs/performance.md).
+    jax.config.update("jax_enable_compilation_cache", False)
   log.info(
     "process %d of %d, %d local devices of %d",
     jax.process_index(),

@@ -53,4 +53,7 @@ params = jax.device_get((state.g_params, state.d_params, state.g_batch_stats))
 if jax.process_index() == 0:
   leaves = jax.tree.leaves(params)
   np.savez(args.out, *leaves)
-print(f"process {jax.process_index()} done, {jax.device_count()} devices", flush=True)
+cache = "on" if jax.config.jax_enable_compilation_cache else "off"
+print(
+  f"process {jax.process_index()} done, {jax.device_count()} devices, cache {cache}", flush=True
+)
