@@ -1,6 +1,7 @@
 """Test set-up: 4 virtual CPU devices, so data-parallel code runs really sharded."""
 
 import os
+import subprocess
 import sys
 import tempfile
 
@@ -134,8 +135,6 @@ def subprocess_env(local_devices=1, **extra):
 
 def start_process(cmd, *, merge_stderr=False):
   """`cmd` started in the repository with the tests' environment, its output piped as text."""
-  import subprocess
-
   return subprocess.Popen(
     cmd,
     env=subprocess_env(),

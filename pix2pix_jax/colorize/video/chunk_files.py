@@ -111,14 +111,8 @@ def tidy(folder: str, fp: str) -> None:
 def save_state(path: str, state: colorizer_lib.SmoothState | None) -> None:
   """Writes the state after a chunk (None: no smoothing) to `path`, atomically."""
   arrays = {} if state is None else {k: np.asarray(v) for k, v in state._asdict().items()}
-  tmp = files.temp_name(path, "partial")
-  try:
-    with open(tmp, "wb") as f:
-      np.savez(f, **arrays)
-    os.replace(tmp, path)
-  finally:
-    with contextlib.suppress(FileNotFoundError):
-      os.remove(tmp)
+  with files.atomic_output(path, overwrite=True) as tmp, open(tmp, "wb") as f:
+    np.savez(f, **arrays)
 
 
 def load_state(path: str) -> colorizer_lib.SmoothState | None:
