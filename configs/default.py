@@ -43,11 +43,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.ndf = 64
   config.model.n_layers_d = 3
   config.model.dtype = "float32"  # compute dtype: "float32" | "bfloat16"
-  # Colour hints (pix2pix_jax/hints.py): the generator also takes the hint chroma (ab) and a hint
+  # Colour hints (pix2pix_jax/hints/): the generator also takes the hint chroma (ab) and a hint
   # mask; training simulates hints from the real image. False: the plain Pix2Pix generator.
   config.model.hints = False
   # With hints: how much a difference in lightness counts against a hint when the generator
-  # spreads its hints to every pixel (hints.propagate; 0: the plain nearest hint).
+  # spreads its hints to every pixel (hints.device.propagate; 0: the plain nearest hint).
   config.model.hint_luminance_weight = 2.5
 
   # Simulated hints (only with model.hints): per image, n points with P(n = k) = p (1 - p)^k up to

@@ -1,7 +1,7 @@
 """CPU demo of colour hints: configs/quickstart.py with a hint-conditioned generator.
 
 The generator spreads its hints by position and lightness (model.hint_luminance_weight 2.5) and
-learns a correction to that fill (pix2pix_jax/hints.py). Training simulates hints from each photo
+learns a correction to that fill (pix2pix_jax/hints/). Training simulates hints from each photo
 (a geometric number of points, mean 19, 1 in 20 photos none; patches of 1, 3 or 5 pixels at
 128x128), turns half the photos' colours by a random hue so that the hints, not remembered
 colours, carry the colour, and weights L1 by 1000. On the 4 held-out samples, 20 hints give

@@ -9,7 +9,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
   "Colorizer": "pix2pix_jax.colorize.colorizer",
-  "colorize_video": "pix2pix_jax.colorize.video.pipeline",
+  "colorize_video": "pix2pix_jax.colorize.video.clip",
 }
 __all__ = ["Colorizer", "colorize_video"]
 

@@ -6,9 +6,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import REPO, tiny_config
+from helpers import REPO, tiny_config
 
 from pix2pix_jax import color, config_lib, hints, models, parallel
+from pix2pix_jax.hints import device as hint_ops
+from pix2pix_jax.hints import files as hint_files
+from pix2pix_jax.hints import raster as hint_raster
 from pix2pix_jax.train import step as train_step
 
 
@@ -64,13 +67,15 @@ def test_a_hint_generator_takes_four_channels_and_l_alone_means_no_hints():
   x = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 1)), jnp.float32)
   alone = generator.apply(variables, x, train=False)
   explicit = generator.apply(
-    variables, jnp.concatenate([x, hints.no_hints(x.shape)], -1), train=False
+    variables, jnp.concatenate([x, hint_ops.no_hints(x.shape)], -1), train=False
   )
   np.testing.assert_array_equal(np.asarray(alone), np.asarray(explicit))
   # The same photo with one hint differs.
   ab = jnp.full((2, 32, 32, 2), 40.0)
   mask = jnp.zeros((2, 32, 32), bool).at[:, 10:13, 10:13].set(True)
-  hinted = generator.apply(variables, jnp.concatenate([x, hints.encode(ab, mask)], -1), train=False)
+  hinted = generator.apply(
+    variables, jnp.concatenate([x, hint_ops.encode(ab, mask)], -1), train=False
+  )
   assert not np.allclose(np.asarray(hinted), np.asarray(alone))
 
 
@@ -89,7 +94,7 @@ def test_a_hint_model_of_the_first_encoding_is_refused_in_one_line():
 def _sim(key, ab, **kw):
   settings = {"points_p": 0.125, "max_points": 128, "max_patch": 9}
   settings.update(kw)
-  return jax.jit(lambda k, a: hints.simulate(k, a, **settings))(key, ab)
+  return jax.jit(lambda k, a: hint_ops.simulate(k, a, **settings))(key, ab)
 
 
 def test_simulated_hints_are_patches_of_the_true_mean_ab_with_allowed_sides():
@@ -117,7 +122,7 @@ def test_simulated_hints_are_patches_of_the_true_mean_ab_with_allowed_sides():
 
 
 def _brute_force_fill(ab, mask, lum, weight):
-  """hints.propagate's definition, pixel by pixel over every hint pixel (numpy)."""
+  """hint_ops.propagate's definition, pixel by pixel over every hint pixel (numpy)."""
   h, w = mask.shape
   ys, xs = np.nonzero(mask)
   yy, xx = np.mgrid[0:h, 0:w]
@@ -136,9 +141,11 @@ def test_propagate_gives_each_pixel_its_nearest_hint_by_position_and_luminance(w
   lum = np.broadcast_to(lum, (b, h, w)) + rng.uniform(0, 2, (b, h, w)).astype(np.float32)
   mask = rng.uniform(size=(b, h, w)) < np.array([0, 0.001, 0.005, 0.01, 0.02, 0.05])[:, None, None]
   mask[1, 5, 7] = True
-  fill, distance = jax.device_get(jax.jit(hints.propagate, static_argnums=3)(ab, mask, lum, weight))
+  fill, distance = jax.device_get(
+    jax.jit(hint_ops.propagate, static_argnums=3)(ab, mask, lum, weight)
+  )
   np.testing.assert_array_equal(fill[0], 0.0)  # no hints: gray, as far as can be
-  np.testing.assert_array_equal(distance[0], hints.MAX_HINT_DISTANCE)
+  np.testing.assert_array_equal(distance[0], hint_ops.MAX_HINT_DISTANCE)
   for i in range(1, b):
     expected, best = _brute_force_fill(ab[i], mask[i], lum[i], weight)
     np.testing.assert_array_equal(fill[i][mask[i]], ab[i][mask[i]])  # hints keep their colour
@@ -164,8 +171,8 @@ def test_the_luminance_weight_keeps_a_hint_on_its_side_of_an_edge():
   ab = np.zeros((1, 32, 32, 2), np.float32)
   ab[0, 16, 14] = (50, 0)
   ab[0, 2, 31] = (-50, 0)
-  plain = np.asarray(hints.propagate(ab, mask, lum, 0.0)[0])[0, ..., 0]
-  aware = np.asarray(hints.propagate(ab, mask, lum, 2.5)[0])[0, ..., 0]
+  plain = np.asarray(hint_ops.propagate(ab, mask, lum, 0.0)[0])[0, ..., 0]
+  aware = np.asarray(hint_ops.propagate(ab, mask, lum, 2.5)[0])[0, ..., 0]
   assert (plain[:, 16:] == 50).mean() > 0.3  # crosses the edge by position alone
   assert np.all(aware[:, 16:] == -50) and np.all(aware[:, :16] == 50)
 
@@ -203,7 +210,7 @@ def test_training_hints_are_a_pure_function_of_key_and_step_and_of_no_sharding()
 def test_hue_rotation_turns_the_colours_and_keeps_the_lightness():
   images = color.uint8_to_float(_random_images(64, size=8) // 4 + 96)  # turned, mostly in gamut
   lab = np.asarray(color.rgb_to_lab(images))
-  turned = np.asarray(color.rgb_to_lab(hints.rotate_hue(jax.random.key(0), images, 0.5)))
+  turned = np.asarray(color.rgb_to_lab(hint_ops.rotate_hue(jax.random.key(0), images, 0.5)))
   same = np.all(np.abs(turned - lab) < 1e-3, axis=(1, 2, 3))
   assert 0.25 < same.mean() < 0.75  # about half the images
   lightness_change = np.abs(turned[..., 0] - lab[..., 0])  # L kept, but where the gamut clips
@@ -219,7 +226,7 @@ def test_hue_rotation_turns_the_colours_and_keeps_the_lightness():
   )
   strong = chroma[i] > 20
   assert np.ptp(np.unwrap(angle[strong].ravel())) < 0.2
-  assert hints.rotate_hue(jax.random.key(0), images, 0.0) is images
+  assert hint_ops.rotate_hue(jax.random.key(0), images, 0.0) is images
 
 
 @pytest.mark.parametrize("color_space", ["lab", "rgb"])
@@ -235,11 +242,11 @@ def test_the_hint_generator_outputs_its_luminance_fill_plus_a_correction(color_s
   lab = color.rgb_to_lab(rgb)
   mask = jnp.zeros((2, 32, 32), bool).at[:, 4, 4].set(True).at[:, 20, 25].set(True)
   x = jnp.concatenate(
-    [color.model_input(rgb, color_space), hints.encode(lab[..., 1:], mask)], axis=-1
+    [color.model_input(rgb, color_space), hint_ops.encode(lab[..., 1:], mask)], axis=-1
   )
   out = generator.apply(still, x, train=False)
   lightness = color.input_lightness(x[..., :1], color_space)
-  fill, _ = hints.propagate(lab[..., 1:], mask, lightness[..., 0], 2.5)
+  fill, _ = hint_ops.propagate(lab[..., 1:], mask, lightness[..., 0], 2.5)
   if color_space == "lab":
     expected = np.clip(np.asarray(fill) / 110, -1, 1)
   else:  # the fill's colours at each pixel's own lightness
@@ -293,7 +300,7 @@ def _lab_ab(rgb):
 def test_a_one_pixel_dot_survives_the_resize_with_its_colour():
   rgba = np.zeros((100, 80, 4), np.uint8)
   rgba[37, 51] = (200, 30, 40, 255)
-  raster = hints.rasterize(hints.from_rgba(rgba), 32)
+  raster = hint_raster.rasterize(hint_files.from_rgba(rgba), 32)
   mask = raster[..., 2]
   assert mask.sum() == 1
   (y,), (x,) = np.nonzero(mask)
@@ -305,9 +312,9 @@ def test_rasterised_hints_are_the_mean_ab_of_each_render_pixels_hint_pixels():
   rng = np.random.default_rng(0)
   rgba = rng.integers(0, 256, (64, 96, 4), dtype=np.uint8)
   rgba[..., 3] = np.where(rng.uniform(size=(64, 96)) < 0.05, 255, 0)
-  full = hints.from_rgba(rgba)
+  full = hint_files.from_rgba(rgba)
   np.testing.assert_allclose(full.ab[full.mask], _lab_ab(rgba[..., :3][full.mask]), atol=0.05)
-  raster = hints.rasterize(full, 32)  # footprints of 2 x 3 source pixels
+  raster = hint_raster.rasterize(full, 32)  # footprints of 2 x 3 source pixels
   ab = full.ab.reshape(32, 2, 32, 3, 2)
   m = full.mask.reshape(32, 2, 32, 3)
   count = m.sum(axis=(1, 3))
@@ -325,7 +332,7 @@ def test_no_hint_pixel_is_lost_at_any_scale(shape):
     rgba = np.zeros(shape + (4,), np.uint8)
     y, x = rng.integers(0, shape[0]), rng.integers(0, shape[1])
     rgba[y, x] = (10, 200, 30, 255)
-    raster = hints.rasterize(hints.from_rgba(rgba), 32)
+    raster = hint_raster.rasterize(hint_files.from_rgba(rgba), 32)
     assert raster[..., 2].sum() >= 1
     np.testing.assert_allclose(
       raster[raster[..., 2] > 0][:, :2] * 110,
@@ -336,7 +343,7 @@ def test_no_hint_pixel_is_lost_at_any_scale(shape):
 
 def test_json_points_mark_their_pixels():
   points = [{"x": 3.7, "y": 1.2, "rgb": [255, 0, 0]}, {"x": 0, "y": 9, "rgb": [0, 0, 255]}]
-  h = hints.from_points(points, 10, 5)
+  h = hint_files.from_points(points, 10, 5)
   assert h.mask.sum() == 2 and h.mask[1, 3] and h.mask[9, 0]
   np.testing.assert_allclose(h.ab[1, 3], _lab_ab([255, 0, 0])[0], atol=0.05)
 
@@ -360,16 +367,16 @@ def test_bad_hint_files_are_one_line_naming_the_file(tmp_path):
   cases.append((tmp_path / "missing.png", "no such hint file"))
   for path, cause in cases:
     with pytest.raises(hints.HintsError) as e:
-      hints.read(str(path))
+      hint_files.read(str(path))
     assert str(path) in str(e.value) and cause in str(e.value) and "\n" not in str(e.value)
   small = tmp_path / "small.png"
   Image.fromarray(np.zeros((8, 9, 4), np.uint8)).save(small)
   with pytest.raises(hints.HintsError, match="small.png: hint image is 9x8, p.jpg is 10x10"):
-    hints.as_hints(str(small), 10, 10, photo="p.jpg")
+    hint_files.as_hints(str(small), 10, 10, photo="p.jpg")
   outside = tmp_path / "outside.json"
   outside.write_text(json.dumps([{"x": 10, "y": 2, "rgb": [1, 2, 3]}]))
   with pytest.raises(hints.HintsError, match="outside.json: point 0 at x=10, y=2 is outside"):
-    hints.load(str(outside), 10, 10)
+    hint_files.load(str(outside), 10, 10)
 
 
 def test_bad_hint_simulation_settings_are_one_config_error():
@@ -384,7 +391,7 @@ def test_bad_hint_simulation_settings_are_one_config_error():
 @pytest.mark.slow
 def test_a_hint_model_resumes_exactly(tmp_path):
   """2 steps, stop, 2 more == 4 straight, bitwise: the simulated hints are keyed by the step."""
-  from conftest import write_photo_folder
+  from helpers import write_photo_folder
 
   from pix2pix_jax.train import loop as train_loop
 

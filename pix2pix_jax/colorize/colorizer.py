@@ -1,52 +1,25 @@
-"""Colorizer: a trained generator applied to frames of any size, batched and sharded.
+"""Colorizer: a generator applied to uint8 frames of any size, batched over the device mesh.
 
-The generator sees only luminance, resized to a square render size (by default the training
-crop size). Its chroma (Lab ab; for RGB models the ab of the predicted RGB) is upsampled back to
-the frame's size and put on the frame's own full-resolution lightness, so the detail and
-brightness of the source are kept exactly; only the colour comes from the model.
-
-Three jit'd functions, so that a new frame size never recompiles the generator:
-  prepare  (per frame shape)  uint8 frames -> full-res L, render-size model input
-  predict  (once)             model input -> ab at render size (the generator)
-  compose  (per frame shape)  full-res L + ab -> uint8 RGB
-Batches have a fixed size (the last one is padded), a multiple of the device count, and are
-sharded over the ("data",) mesh; the generator's variables are replicated.
-
-Colour controls, applied in compose at full resolution: a chroma gain (`saturation`, 1 = as
-predicted, 0 = gray) and a reference photo's colour statistics (`reference`: per luminance band,
-the predicted a and b are shifted and scaled to the reference's mean and spread, see
-`color.match_chroma`).
-
-Colour hints (a generator trained with `model.hints`): `colorize_images(..., hints=[...])` takes
-per image a scribble (RGBA, the image's size), a point list or `hints.Hints`; `set_frame_hints`
-gives one set to every frame of `__call__` / `colorize_batch` (a clip's). They are rasterised at
-the render size (hints.rasterize) and fed as the generator's extra input channels; a hint model
-given none sees "no hints".
-
-Optional temporal smoothing (video): an exponential moving average of the predicted ab across
-consecutive frames, reset at scene cuts, detected as a large change of the luminance histogram.
+Stateless: a model (colorize/model.py), colour controls and three jit'd functions, prepare
+(frames -> full-size L, render-size input), predict (the generator) and compose (chroma put on
+the frame's own lightness). Hints are an argument of each call (docs/video.md).
 """
 
 import functools
-import hashlib
-from collections.abc import Callable
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from pix2pix_jax import color, hints, parallel, xla_flags
-from pix2pix_jax.export import p2p_file
-from pix2pix_jax.models import render
+from pix2pix_jax.colorize import model as model_lib
+from pix2pix_jax.hints import files as hint_files
+from pix2pix_jax.hints import raster as hint_raster
 
-_HIST_BINS = 32
-# Total-variation distance between consecutive luminance histograms above which a frame starts
-# a new shot (0: identical histograms, 1: disjoint). Pans and fades stay well below this.
-DEFAULT_CUT_THRESHOLD = 0.3
 # --reference: the largest factor by which the spread of the predicted chroma is stretched toward
 # the reference's (a nearly uniform prediction would otherwise have its noise amplified).
 REFERENCE_MAX_GAIN = 4.0
@@ -61,14 +34,6 @@ class Prediction(NamedTuple):
   ab: jax.Array  # predicted ab [B,r,r,2]
   x: jax.Array  # the model's lightness input [B,r,r,1] (scene cuts are measured on it)
   count: int  # frames in the batch; the rest is padding
-
-
-class SmoothState(NamedTuple):
-  """What temporal smoothing carries from one batch to the next."""
-
-  ab: jax.Array  # [r, r, 2] smoothed ab of the last frame
-  hist: jax.Array  # [bins] luminance histogram of the last frame
-  started: jax.Array  # bool: whether a previous frame exists
 
 
 def _prepare(frames: jax.Array, *, color_space: str, size: int) -> tuple[jax.Array, jax.Array]:
@@ -114,157 +79,70 @@ def side_by_side(source: np.ndarray, result: np.ndarray) -> np.ndarray:
   return np.concatenate([source, result], axis=-2)
 
 
-def luminance_histograms(x: jax.Array) -> jax.Array:
-  """Normalised histograms [B, bins] of model inputs [B,r,r,1] in [-1, 1]."""
-  x = x[:, ::2, ::2, 0]
-  bins = jnp.clip(jnp.floor((x + 1.0) * 0.5 * _HIST_BINS), 0, _HIST_BINS - 1).astype(jnp.int32)
-  counts = jax.nn.one_hot(bins, _HIST_BINS, dtype=jnp.float32).sum(axis=(1, 2))
-  return counts / counts.sum(axis=-1, keepdims=True)
-
-
-def _smooth(
-  ab: jax.Array,
-  x: jax.Array,
-  num_valid: jax.Array,
-  state: SmoothState,
-  strength: jax.Array,
-  cut_threshold: jax.Array,
-  *,
-  replicated: jax.sharding.NamedSharding,
-) -> tuple[jax.Array, jax.Array, SmoothState]:
-  """EMA of ab over the batch's frames in order, continuing from `state`.
-
-  Returns (smoothed ab, per-frame cut flags, new state); frames at index >= num_valid are
-  padding and leave the state unchanged.
-  """
-  # The scan runs along the batch axis, so the (small, render-size) ab is gathered first.
-  ab = jax.sharding.reshard(ab, replicated)
-  hists = jax.sharding.reshard(luminance_histograms(x), replicated)
-  valid = jnp.arange(ab.shape[0]) < num_valid
-
-  def step(carry: SmoothState, inputs: tuple[jax.Array, ...]) -> tuple[SmoothState, Any]:
-    ab_t, hist_t, valid_t = inputs
-    distance = 0.5 * jnp.abs(hist_t - carry.hist).sum()
-    cut = jnp.logical_not(carry.started) | (distance > cut_threshold)
-    smoothed = jnp.where(cut, ab_t, strength * carry.ab + (1.0 - strength) * ab_t)
-    new = SmoothState(
-      ab=jnp.where(valid_t, smoothed, carry.ab),
-      hist=jnp.where(valid_t, hist_t, carry.hist),
-      started=carry.started | valid_t,
-    )
-    return new, (smoothed, cut & valid_t)
-
-  state, (smoothed, cuts) = jax.lax.scan(step, state, (ab, hists, valid))
-  return smoothed, cuts, state
-
-
 class Colorizer:
-  """Colourises uint8 frames with a generator; see the module docstring."""
+  """A model and colour controls; every call is a pure function of its arguments."""
 
   def __init__(
     self,
-    config: ml_collections.ConfigDict,
-    variables: dict[str, Any],
+    model: model_lib.Model,
     *,
-    render_size: int | None = None,
-    batch_size: int = 8,
     saturation: float = 1.0,
     reference: np.ndarray | color.ChromaStats | None = None,
-    predict: Callable[[dict[str, Any], jax.Array], jax.Array] | None = None,
   ):
     """saturation: chroma gain (1 as predicted, 0 gray, 2 twice the chroma up to the gamut).
     reference: a photo (uint8 [H,W,3]) or its `reference_stats`; colours move toward it.
-    predict: (variables, model input) -> ab; default: `networks.generator_predict(config)`.
     """
-    self.config = config
-    self.color_space = config.color_space
-    size = render.check_render_size(
-      int(render_size or config.data.crop_size), config.model.num_downs
-    )
-    self.render_size = size
     if saturation < 0:
       raise ValueError(f"saturation must be >= 0, got {saturation}")
-    self.saturation = jnp.float32(saturation)
     if reference is not None and not isinstance(reference, color.ChromaStats):
       reference = reference_stats(reference)
+    self.spec = model.spec
+    self.saturation = jnp.float32(saturation)
     self.reference = reference
-    self.batch_size = parallel.device_multiple(batch_size)
     self.mesh = parallel.make_mesh()
     self._batch_sharding = parallel.batch_sharding(self.mesh)
     self._x_sharding = NamedSharding(self.mesh, P("data", None, None, None))
-    self.variables = jax.device_put(
-      {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})},
-      parallel.replicated(self.mesh),
-    )
-    color_space = self.color_space
-    if predict is None:
-      from pix2pix_jax.models import networks  # flax: not needed by exported models
-
-      predict = networks.generator_predict(config)
+    variables = {"params": model.variables["params"]}
+    variables["batch_stats"] = model.variables.get("batch_stats", {})
+    self.variables = jax.device_put(variables, parallel.replicated(self.mesh))
+    size, color_space = self.spec.render_size, self.spec.color_space
     self._prepare = jax.jit(functools.partial(_prepare, color_space=color_space, size=size))
-    self._predict = jax.jit(predict, compiler_options=xla_flags.forward_compiler_options())
+    self._predict = jax.jit(model.predict, compiler_options=xla_flags.forward_compiler_options())
     self._compose = jax.jit(_compose)
-    self._smooth = jax.jit(functools.partial(_smooth, replicated=parallel.replicated(self.mesh)))
-    # Colour hints: the generator's extra input channels (hints.py).
-    self.takes_hints = hints.enabled(config)
-    self._frame_hints: Any = None
-    self._frame_rasters: dict[tuple[int, int], jax.Array] = {}
     self._join = jax.jit(lambda x, h: jnp.concatenate([x, h], axis=-1))
 
   @classmethod
-  def from_workdir(cls, workdir: str, *, step: int | None = None, **kwargs: Any) -> "Colorizer":
-    """Restores the generator (only) and its config from a training workdir."""
-    from pix2pix_jax import checkpoint  # orbax: not needed by exported models
-
-    config, variables = checkpoint.restore_generator(workdir, step)
-    return cls(config, variables, **kwargs)
+  def from_config(cls, config: Any, variables: dict[str, Any], **kwargs: Any) -> "Colorizer":
+    """A training config and generator variables; render_size, batch_size and the colour
+    controls as keywords."""
+    return cls(model_lib.from_config(config, variables, **_pop_shape(kwargs)), **kwargs)
 
   @classmethod
-  def from_exported(
-    cls,
-    path: str,
-    *,
-    render_size: int | None = None,
-    batch_size: int | None = None,
-    **kwargs: Any,
-  ) -> "Colorizer":
-    """A .p2p file from `pix2pix-export` (jax and numpy only: no flax, orbax or TensorFlow).
+  def from_workdir(cls, workdir: str, *, step: int | None = None, **kwargs: Any) -> "Colorizer":
+    """The generator (only) of a training workdir's latest checkpoint, or of `step`."""
+    return cls(model_lib.from_workdir(workdir, step=step, **_pop_shape(kwargs)), **kwargs)
 
-    Its generator runs on each local device with the exported per-device batch, so the batch
-    is that times the device count; render size and batch size are fixed by the export.
-    """
-    model = p2p_file.load(path)
-    devices = len(jax.devices())
-    fixed = {"render size": (render_size, model.render_size)}
-    fixed["batch size"] = (batch_size, model.batch_per_device * devices)
-    for name, (asked, exported) in fixed.items():
-      if asked is not None and asked != exported:
-        raise p2p_file.ModelFileError(
-          f"{path}: exported for {name} {exported} here, not {asked} (export again to change it)"
-        )
-    config = ml_collections.ConfigDict(
-      {
-        "color_space": model.color_space,
-        "data": {"crop_size": model.render_size},
-        "model": {
-          "num_downs": int(model.metadata["num_downs"]),
-          "hints": model.hints,
-          "hint_luminance_weight": model.metadata.get("hint_luminance_weight", 0.0),
-        },
-      }
-    )
-    mesh = parallel.make_mesh()
-    per_device = jax.shard_map(
-      model.exported.call, mesh=mesh, in_specs=(P(), P("data")), out_specs=P("data")
-    )
-    return cls(
-      config,
-      model.variables,
-      render_size=model.render_size,
-      batch_size=model.batch_per_device * devices,
-      predict=per_device,
-      **kwargs,
-    )
+  @classmethod
+  def from_exported(cls, path: str, **kwargs: Any) -> "Colorizer":
+    """A .p2p file from `pix2pix-export` (jax and numpy only); render and batch size are fixed
+    by the export."""
+    return cls(model_lib.from_exported(path, **_pop_shape(kwargs)), **kwargs)
+
+  @property
+  def batch_size(self) -> int:
+    return self.spec.batch_size
+
+  @property
+  def render_size(self) -> int:
+    return self.spec.render_size
+
+  @property
+  def color_space(self) -> str:
+    return self.spec.color_space
+
+  @property
+  def takes_hints(self) -> bool:
+    return self.spec.hints
 
   def check_takes_hints(self, what: str = "this model") -> None:
     """HintsError unless the generator was trained with colour hints."""
@@ -274,31 +152,16 @@ class Colorizer:
         "without hints, or train one with hints (configs/quickstart_hints.py)"
       )
 
-  def set_frame_hints(self, value: Any) -> None:
-    """Hints for every frame that `__call__` and `colorize_batch` colourise (a clip's): anything
-    `hints.as_hints` takes, checked against the frame size when used; None for no hints."""
-    if value is not None:
-      self.check_takes_hints()
-    self._frame_hints = value
-    self._frame_rasters = {}
+  def rasterize(self, value: Any, height: int, width: int, **names: str) -> np.ndarray:
+    """Hints for a height x width image (anything `hint_files.as_hints` takes) rasterised at
+    the render size; HintsError where the model takes none or they do not fit the image."""
+    self.check_takes_hints()
+    return hint_raster.rasterize(
+      hint_files.as_hints(value, height, width, **names), self.render_size
+    )
 
-  def frame_hints_digest(self) -> str | None:
-    """A digest of the frame hints (for resumable chunks' fingerprints); None without."""
-    value = self._frame_hints
-    if value is None:
-      return None
-    h = hashlib.sha256()
-    if isinstance(value, hints.Hints):
-      h.update(np.ascontiguousarray(value.ab).tobytes())
-      h.update(np.ascontiguousarray(value.mask).tobytes())
-    elif isinstance(value, np.ndarray):
-      h.update(np.ascontiguousarray(value).tobytes())
-    else:
-      h.update(repr(value).encode())
-    return h.hexdigest()
-
-  def _hint_batch(self, rasters: list[np.ndarray | None]) -> jax.Array:
-    """Rasterised hints (or None: no hints) of up to batch_size images -> the batch's hint
+  def hint_batch(self, rasters: Sequence[np.ndarray | None]) -> jax.Array:
+    """Rasterised hints of up to batch_size images (None: no hints) -> the batch's hint
     channels [batch_size, r, r, 3], sharded as the model input."""
     r = self.render_size
     batch = np.zeros((self.batch_size, r, r, hints.HINT_CHANNELS), np.float32)
@@ -307,27 +170,9 @@ class Colorizer:
         batch[i] = raster
     return jax.device_put(batch, self._x_sharding)
 
-  def _frame_hint_batch(self, height: int, width: int) -> jax.Array:
-    key = (height, width)
-    if key not in self._frame_rasters:
-      value = self._frame_hints
-      raster = None
-      if value is not None:
-        raster = hints.rasterize(hints.as_hints(value, height, width), self.render_size)
-      self._frame_rasters[key] = self._hint_batch([raster] * self.batch_size)
-    return self._frame_rasters[key]
-
-  def initial_state(self) -> SmoothState:
-    """The smoothing state before a clip's first frame."""
-    r = self.render_size
-    return SmoothState(
-      ab=jnp.zeros((r, r, 2), jnp.float32),
-      hist=jnp.zeros((_HIST_BINS,), jnp.float32),
-      started=jnp.zeros((), bool),
-    )
-
-  def _shard(self, batch: np.ndarray) -> jax.Array:
-    return jax.device_put(batch, self._batch_sharding)
+  @functools.cached_property
+  def _no_hints(self) -> jax.Array:
+    return self.hint_batch([])
 
   def pad(self, frames: np.ndarray) -> np.ndarray:
     """Pads [n<=B,...] to the batch size by repeating the last frame."""
@@ -339,77 +184,38 @@ class Colorizer:
     reps = np.repeat(frames[-1:], self.batch_size - n, axis=0)
     return np.concatenate([frames, reps], axis=0)
 
-  def colorize_batch(
-    self,
-    frames: np.ndarray,
-    *,
-    state: SmoothState | None = None,
-    strength: float = 0.0,
-    cut_threshold: float = DEFAULT_CUT_THRESHOLD,
-  ) -> tuple[jax.Array, SmoothState | None, jax.Array | None]:
-    """One batch of up to batch_size frames (uint8 [n,H,W,3]); does not block.
-
-    Returns (uint8 [batch_size,H,W,3] on device, padded; the new smoothing state or None;
-    per-frame scene-cut flags or None). Smoothing runs when `state` is given.
-    """
-    return self.finish(self.predict(frames), state, strength=strength, cut_threshold=cut_threshold)
-
-  def predict(self, frames: np.ndarray) -> Prediction:
-    """The generator's chroma for up to batch_size frames, not yet smoothed nor composed."""
-    batch = self._shard(self.pad(_with_channels(frames)))
-    lightness, x = self._prepare(batch)
-    inputs = x
+  def _generator(self, x: jax.Array, hint_batch: jax.Array | None) -> jax.Array:
     if self.takes_hints:
-      inputs = self._join(x, self._frame_hint_batch(*frames.shape[1:3]))
-    return Prediction(lightness, self._predict(self.variables, inputs), x, len(frames))
+      x = self._join(x, self._no_hints if hint_batch is None else hint_batch)
+    return self._predict(self.variables, x)
 
-  def smooth(
-    self,
-    prediction: Prediction,
-    state: SmoothState,
-    *,
-    strength: float,
-    cut_threshold: float = DEFAULT_CUT_THRESHOLD,
-  ) -> tuple[jax.Array, SmoothState, jax.Array]:
-    """(smoothed ab, the state after the batch's frames, per-frame scene-cut flags)."""
-    ab, cuts, state = self._smooth(
-      prediction.ab,
-      prediction.x,
-      jnp.int32(prediction.count),
-      state,
-      jnp.float32(strength),
-      jnp.float32(cut_threshold),
-    )
-    return jax.device_put(ab, self._batch_sharding), state, cuts
+  def predict(self, frames: np.ndarray, hint_batch: jax.Array | None = None) -> Prediction:
+    """The generator's chroma for up to batch_size equal-size frames (uint8 [n,H,W,3|1]);
+    `hint_batch` from `hint_batch` (None: no hints). Does not block."""
+    batch = jax.device_put(self.pad(_with_channels(frames)), self._batch_sharding)
+    lightness, x = self._prepare(batch)
+    return Prediction(lightness, self._generator(x, hint_batch), x, len(frames))
 
-  def finish(
-    self,
-    prediction: Prediction,
-    state: SmoothState | None,
-    *,
-    strength: float = 0.0,
-    cut_threshold: float = DEFAULT_CUT_THRESHOLD,
-  ) -> tuple[jax.Array, SmoothState | None, jax.Array | None]:
-    """A prediction smoothed from `state` (where given) and composed: `colorize_batch`'s result."""
-    ab, cuts = prediction.ab, None
-    if state is not None:
-      ab, state, cuts = self.smooth(
-        prediction, state, strength=strength, cut_threshold=cut_threshold
-      )
-    return self._compose(prediction.lightness, ab, self.saturation, self.reference), state, cuts
+  def compose(self, lightness: jax.Array, ab: jax.Array) -> jax.Array:
+    """Chroma ab [B,r,r,2] on lightness [B,H,W,1] with the colour controls -> uint8 [B,H,W,3]."""
+    return self._compose(lightness, ab, self.saturation, self.reference)
 
-  def __call__(self, frames: np.ndarray) -> np.ndarray:
-    """uint8 [N,H,W,3] or [N,H,W] -> uint8 [N,H,W,3], any N, frames colourised independently."""
+  def __call__(self, frames: np.ndarray, hints: Any = None) -> np.ndarray:
+    """uint8 [N,H,W,3] or [N,H,W] -> uint8 [N,H,W,3], any N, frames colourised independently;
+    `hints` (anything `hint_files.as_hints` takes) for every frame, or None."""
     frames = _with_channels(np.asarray(frames))
     if frames.dtype != np.uint8:
       raise TypeError(f"expected uint8 frames, got {frames.dtype}")
+    if not len(frames):
+      return np.zeros(frames.shape[:3] + (3,), np.uint8)
+    hint_batch = None
+    if hints is not None:
+      raster = self.rasterize(hints, *frames.shape[1:3])
+      hint_batch = self.hint_batch([raster] * self.batch_size)
     results = []
     for start in range(0, len(frames), self.batch_size):
-      chunk = frames[start : start + self.batch_size]
-      out, _, _ = self.colorize_batch(chunk)
-      results.append(out)
-    if not results:
-      return np.zeros(frames.shape[:3] + (3,), np.uint8)
+      prediction = self.predict(frames[start : start + self.batch_size], hint_batch)
+      results.append(self.compose(prediction.lightness, prediction.ab))
     return np.concatenate([np.asarray(r) for r in results], axis=0)[: len(frames)]
 
   def colorize_images(
@@ -417,12 +223,10 @@ class Colorizer:
   ) -> list[np.ndarray]:
     """Images of different sizes (uint8 [H,W,3] or [H,W]) -> colourised uint8 [H,W,3].
 
-    hints: one entry per image, each None (no hints) or anything `hints.as_hints` takes (an RGBA
-    scribble of the image's size, a point list, `hints.Hints`); only for a model trained with
-    hints (else HintsError, as for hints of the wrong size).
-
-    The generator runs on full batches of render-size inputs; only the cheap prepare and
-    compose steps compile per image size.
+    hints: one entry per image, each None (no hints) or anything `hint_files.as_hints` takes
+    (an RGBA scribble of the image's size, a point list, `hint_files.Hints`); only for a model
+    trained with hints (else HintsError, as for hints of the wrong size). The generator runs on
+    full batches of render-size inputs; only prepare and compose compile per image size.
     """
     rasters = self._rasters(images, hints)
     prepared = [self._prepare(_with_channels(np.asarray(im)[None])) for im in images]
@@ -434,13 +238,12 @@ class Colorizer:
       x = jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)], axis=0) if pad else x
       # The same sharding (spelled the same way) as prepare's output, so predict's cache hits.
       x = jax.device_put(x, self._x_sharding)
+      hint_batch = None
       if self.takes_hints:
-        x = self._join(x, self._hint_batch(rasters[start : start + self.batch_size]))
-      ab = self._predict(self.variables, x)
-      ab = np.asarray(ab)
+        hint_batch = self.hint_batch(rasters[start : start + self.batch_size])
+      ab = np.asarray(self._generator(x, hint_batch))
       for i, (lightness, _) in enumerate(group):
-        rgb = self._compose(lightness, ab[i : i + 1], self.saturation, self.reference)
-        outputs.append(np.asarray(rgb)[0])
+        outputs.append(np.asarray(self.compose(lightness, ab[i : i + 1]))[0])
     return outputs
 
   def _rasters(self, images: list[np.ndarray], given: list[Any] | None) -> list[Any]:
@@ -449,12 +252,16 @@ class Colorizer:
       return [None] * len(images)
     if len(given) != len(images):
       raise ValueError(f"{len(given)} hint entries for {len(images)} images")
-    if any(g is not None for g in given):
-      self.check_takes_hints()
     return [
-      None if g is None else hints.rasterize(hints.as_hints(g, *np.shape(im)[:2]), self.render_size)
+      None if g is None else self.rasterize(g, *np.shape(im)[:2])
       for im, g in zip(images, given, strict=True)
     ]
+
+
+def _pop_shape(kwargs: dict[str, Any]) -> dict[str, Any]:
+  """Takes the model-shape keywords (render_size, batch_size) out of a constructor's kwargs."""
+  shape = {k: kwargs.pop(k, None) for k in ("render_size", "batch_size")}
+  return {k: v for k, v in shape.items() if v is not None}
 
 
 def _with_channels(frames: np.ndarray) -> np.ndarray:

@@ -1,47 +1,5 @@
-"""Command line: colourise images, videos, folders and globs with a trained generator.
-
-  pix2pix-colorize --workdir runs/x INPUT... --output OUT
-  pix2pix-colorize --model model.p2p INPUT... --output OUT    # a pix2pix-export file
-  python -m pix2pix_jax.colorize.main --workdir runs/x INPUT... --output OUT
-
-INPUT is any mix of image files (jpg, png, webp, bmp, tiff), video files (anything ffmpeg
-decodes), folders (searched recursively for those extensions) and glob patterns (`**` allowed).
-
-Output layout:
-  * one INPUT that is a file, and OUT has an extension (and is not an existing folder):
-    OUT is that output file;
-  * otherwise OUT is a folder: each file keeps its name (OUT/name.ext); files found in a folder
-    INPUT keep their path relative to that folder (OUT/sub/dir/name.ext).
-Images keep their format and exact width and height (as displayed: EXIF orientation is applied
-to the pixels); output is 8-bit RGB, with the alpha channel kept for PNG, WebP and TIFF. Videos
-keep their container, frame count, size, average frame rate, audio, subtitles, chapters and tags
-(see pix2pix_jax/colorize/video/); --start T --duration D colourises only the frames with
-timestamps in [T, T+D), with the other streams cut to match (video/pipeline.py).
-
-Colour controls: --saturation S scales the predicted chroma (0: gray, 2: twice as colourful),
---reference IMAGE moves the colours toward a photo's colour statistics, and --compare writes the
-source (left) and the result (right) side by side, twice as wide.
-
-Colour hints (a model trained with config.model.hints): --hints FILE gives true colours, either
-an RGBA image of the input's size (pixels with alpha > 0 give their colour; paint on a
-transparent layer) or a JSON list `[{"x": .., "y": .., "rgb": [r, g, b]}, ...]` in pixel
-coordinates. The same hints apply to every input (and to every frame of a clip); an input of
-another size fails with one line. An unreadable hint file, or a model without hint inputs, is one
-line and exit 1 before anything is written.
-
-An existing output is never replaced without --overwrite, and outputs are written to a temporary
-file beside the destination and renamed on success. A failing input prints one line naming the
-file and the cause, the others still run, and the exit code is 1 if any input failed.
-Ctrl-C or SIGTERM stops after removing the output in progress (exit 130 / 143); with
---skip-existing a run started again skips every output that exists (outputs only ever exist
-complete) and removes the temporary files a killed run left beside them.
-
-Many inputs over many processes or hosts: --shard K/N (or --shard-index K --num-shards N)
-takes a balanced, deterministic share of the job list, and under SLURM the share defaults from
-the array or step task variables; --files-from LIST reads INPUTs from a file, one a line (see
-colorize/shards.py). Processes on several hosts may write one output folder: a run removes
-only the leftovers of its own host's killed runs (see files.py).
-"""
+"""pix2pix-colorize: images, videos, folders and globs through a trained generator (README.md,
+"Colourising images and video"; docs/video.md)."""
 
 import argparse
 import signal
@@ -50,11 +8,12 @@ import time
 
 import numpy as np
 
-from pix2pix_jax import cli, color, errors, files, hints, images, progress
+from pix2pix_jax import cli, color, errors, files, hints, images, locks, progress
 from pix2pix_jax.colorize import colorizer as colorizer_lib
 from pix2pix_jax.colorize import shards
 from pix2pix_jax.colorize.jobs import Job, classify, plan, skip_existing
-from pix2pix_jax.colorize.video import chunk_plan, chunks, memory, pipeline, probe, writer
+from pix2pix_jax.colorize.video import chunk_plan, clip, memory, settings, temporal, writer
+from pix2pix_jax.hints import files as hint_files
 
 DEFAULT_BATCH_SIZE = 8
 
@@ -72,7 +31,7 @@ def run_images(
   """Colourises image jobs in groups of batch_size; sets job.error on failure.
 
   compare: save the source and the result side by side (`colorizer.side_by_side`).
-  hint_source: `hints.read(hint_file)`, the colour hints of every image (one of another size
+  hint_source: `hint_files.read(hint_file)`, the colour hints of every image (one of another size
   fails).
   show_progress: a progress bar (or summary line) on stderr when there are two or more images.
   """
@@ -88,7 +47,7 @@ def run_images(
           image = images.load_image(job.src)
           if hint_source is not None:
             h, w = image.rgb.shape[:2]
-            given.append(hints.as_hints(hint_source, h, w, source=hint_file, photo=job.src))
+            given.append(hint_files.as_hints(hint_source, h, w, source=hint_file, photo=job.src))
           loaded.append(image)
           group.append(job)
         except (files.MediaError, hints.HintsError) as e:
@@ -117,7 +76,7 @@ def _save_image(
     if alpha is not None:
       alpha = colorizer_lib.side_by_side(alpha[..., None], alpha[..., None])[..., 0]
   try:
-    with files.atomic_output(job.dst, overwrite=overwrite) as tmp:
+    with locks.output_lock(job.dst), files.atomic_output(job.dst, overwrite=overwrite) as tmp:
       images.save_image(tmp, rgb, alpha=alpha)
     h, w = rgb.shape[:2]
     bar.message(f"{job.src} -> {job.dst}: {w}x{h} image{' (side by side)' if compare else ''}")
@@ -170,6 +129,16 @@ def build_parser() -> argparse.ArgumentParser:
   source.add_argument("--model", metavar="FILE.p2p", help="a model file from pix2pix-export")
   parser.add_argument("--output", "-o", required=True, help="output file or folder")
   parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
+  _add_job_flags(parser)
+  _add_encode_flags(parser)
+  _add_colour_flags(parser)
+  _add_video_flags(parser)
+  progress.add_quiet_flag(parser)
+  cli.add_verbose_flag(parser)
+  return parser
+
+
+def _add_job_flags(parser: argparse.ArgumentParser) -> None:
   parser.add_argument(
     "--render-size", type=int, default=None, help="model resolution (default: training size)"
   )
@@ -200,18 +169,24 @@ def build_parser() -> argparse.ArgumentParser:
   )
   parser.add_argument("--shard-index", type=int, metavar="K", help="--shard K/N as two flags")
   parser.add_argument("--num-shards", type=int, metavar="N", help="--shard K/N as two flags")
+
+
+def _add_encode_flags(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--codec", default="auto", help="h264 (default; vp9 for .webm), h265, ...")
   parser.add_argument("--crf", type=int, default=None, help="quality (default: codec's, 18 H.264)")
   parser.add_argument("--preset", default=writer.DEFAULT_PRESET, help="x264/x265 preset")
   parser.add_argument("--pix-fmt", default="yuv420p")
+
+
+def _add_colour_flags(parser: argparse.ArgumentParser) -> None:
   parser.add_argument(
     "--smoothing",
     type=float,
-    default=pipeline.DEFAULT_SMOOTHING,
+    default=temporal.DEFAULT_SMOOTHING,
     help="temporal chroma smoothing for video, 0 (off) to <1 (weight of the previous frame); "
     "default %(default)s",
   )
-  parser.add_argument("--cut-threshold", type=float, default=colorizer_lib.DEFAULT_CUT_THRESHOLD)
+  parser.add_argument("--cut-threshold", type=float, default=temporal.DEFAULT_CUT_THRESHOLD)
   parser.add_argument(
     "--consistency", action="store_true", help="report temporal consistency of each video"
   )
@@ -237,12 +212,15 @@ def build_parser() -> argparse.ArgumentParser:
     action="store_true",
     help="write source (left) and result (right) side by side, twice as wide",
   )
+
+
+def _add_video_flags(parser: argparse.ArgumentParser) -> None:
   parser.add_argument(
     "--workers",
     type=int,
     default=None,
     help="decode -> colourise -> encode pipelines run at once on chunks of a long video "
-    "(default: from the cores, accelerators and memory; see colorize/video/chunk_plan.py)",
+    "(default: from the cores, accelerators and memory; see docs/video.md)",
   )
   parser.add_argument(
     "--chunk-seconds",
@@ -268,14 +246,11 @@ def build_parser() -> argparse.ArgumentParser:
     help="videos: colourise only D (seconds, or HH:MM:SS[.ms]) from --start (default 0); "
     "default: to the end",
   )
-  progress.add_quiet_flag(parser)
-  cli.add_verbose_flag(parser)
-  return parser
 
 
 def _time_arg(text: str) -> float:
   try:
-    return pipeline.parse_seconds(text)
+    return settings.parse_seconds(text)
   except ValueError as e:
     raise argparse.ArgumentTypeError(str(e)) from None
 
@@ -283,6 +258,21 @@ def _time_arg(text: str) -> float:
 def main(argv: list[str] | None = None) -> int:
   parser = build_parser()
   args = parser.parse_args(argv)
+  window = _check_flags(parser, args)
+  cli.configure(verbose=args.verbose)
+  memory.tune_memory()
+  jobs = _jobs(parser, args)
+  todo = [job for job in jobs if not job.error and not job.skipped]
+  start = time.perf_counter()
+  if todo:
+    _colorize(args, todo, window)
+  return _report(jobs, time.perf_counter() - start if todo else 0.0)
+
+
+def _check_flags(
+  parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> tuple[float, float] | None:
+  """parser.error for flags that do not go together; the --start/--duration window or None."""
   if args.model and args.step is not None:
     parser.error("--step selects a checkpoint of --workdir; a --model file has one generator")
   if not 0.0 <= args.smoothing < 1.0:
@@ -295,11 +285,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.error("--chunk-seconds must be > 0")
   if args.duration is not None and args.duration <= 0:
     parser.error("--duration must be > 0")
-  window = None
-  if args.start is not None or args.duration is not None:
-    window = (args.start or 0.0, args.duration if args.duration is not None else float("inf"))
-  cli.configure(verbose=args.verbose)
-  memory.tune_memory()
+  if args.start is None and args.duration is None:
+    return None
+  return (args.start or 0.0, args.duration if args.duration is not None else float("inf"))
+
+
+def _jobs(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[Job]:
+  """The inputs expanded into jobs, this shard's share, classified, existing outputs marked."""
   shard = shards.resolve(args.shard, args.shard_index, args.num_shards)
   inputs = list(args.inputs)
   if args.files_from:
@@ -319,58 +311,57 @@ def main(argv: list[str] | None = None) -> int:
     if job.error:
       print(f"error: {job.error}", file=sys.stderr, flush=True)
   skip_existing(jobs, skip=args.skip_existing)
-  todo = [job for job in jobs if not job.error and not job.skipped]
-  if todo:
-    reference = load_reference(args.reference) if args.reference else None
-    hint_source = hints.read(args.hints) if args.hints else None
-    colorizer = load_colorizer(args, saturation=args.saturation, reference=reference)
-    if hint_source is not None:
-      colorizer.check_takes_hints(args.model or args.workdir)
-    start = time.perf_counter()
-    run_images(
-      colorizer,
-      [job for job in todo if job.kind == "image"],
-      args.overwrite,
-      compare=args.compare,
-      show_progress=not args.quiet,
-      hint_file=args.hints,
-      hint_source=hint_source,
-    )
-    encode = writer.EncodeOptions(
-      codec=args.codec, crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt
-    )
-    for job in (job for job in todo if job.kind == "video"):
-      try:
-        if hint_source is not None:  # the same hints on every frame
-          info = probe.probe(job.src)
-          colorizer.set_frame_hints(
-            hints.as_hints(hint_source, info.height, info.width, source=args.hints, photo=job.src)
-          )
-        run = chunks.colorize_video
-        extra = dict(workers=args.workers, chunk_seconds=args.chunk_seconds)
-        if window is not None:  # a window (preview) runs in one pipeline
-          run, extra = pipeline.colorize_video, dict(window=window)
-        result = run(
-          colorizer,
-          job.src,
-          job.dst,
-          **extra,
-          overwrite=args.overwrite,
-          encode=encode,
-          smoothing=args.smoothing,
-          cut_threshold=args.cut_threshold,
-          consistency=args.consistency,
-          compare=args.compare,
-          progress=not args.quiet,
-        )
-        print(result.summary(), flush=True)
-      except (files.MediaError, hints.HintsError) as e:
-        fail(job, str(e))
-      except OSError as e:
-        fail(job, f"{job.src}: {files.describe_os_error(e)}")
-    elapsed = time.perf_counter() - start
-  else:
-    elapsed = 0.0
+  return jobs
+
+
+def _colorize(
+  args: argparse.Namespace, todo: list[Job], window: tuple[float, float] | None
+) -> None:
+  """The model loaded once, then every image job, then every video job."""
+  reference = load_reference(args.reference) if args.reference else None
+  hint_source = hint_files.read(args.hints) if args.hints else None
+  colorizer = load_colorizer(args, saturation=args.saturation, reference=reference)
+  if hint_source is not None:
+    colorizer.check_takes_hints(args.model or args.workdir)
+  run_images(
+    colorizer,
+    [job for job in todo if job.kind == "image"],
+    args.overwrite,
+    compare=args.compare,
+    show_progress=not args.quiet,
+    hint_file=args.hints,
+    hint_source=hint_source,
+  )
+  encode = writer.EncodeOptions(
+    codec=args.codec, crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt
+  )
+  for job in (job for job in todo if job.kind == "video"):
+    try:
+      result = clip.colorize_video(
+        colorizer,
+        job.src,
+        job.dst,
+        hints=args.hints,
+        workers=args.workers,
+        chunk_seconds=args.chunk_seconds,
+        window=window,
+        overwrite=args.overwrite,
+        encode=encode,
+        smoothing=args.smoothing,
+        cut_threshold=args.cut_threshold,
+        consistency=args.consistency,
+        compare=args.compare,
+        progress=not args.quiet,
+      )
+      print(result.summary(), flush=True)
+    except (files.MediaError, hints.HintsError) as e:
+      fail(job, str(e))
+    except OSError as e:
+      fail(job, f"{job.src}: {files.describe_os_error(e)}")
+
+
+def _report(jobs: list[Job], elapsed: float) -> int:
+  """The closing lines; the exit status (1 where any input failed)."""
   failed = [job for job in jobs if job.error]
   skipped = sum(job.skipped for job in jobs)
   done = len(jobs) - len(failed) - skipped

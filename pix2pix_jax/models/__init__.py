@@ -1,7 +1,5 @@
-"""Pix2Pix networks (networks.py), their stride-2 layers (layers.py), the convolutions those
-compute with per-backend formulations (conv.py), the render sizes a generator accepts
-(render.py) and the reference PyTorch weights' mapping (torch_weights.py).
-
+"""Pix2Pix networks (networks), their stride-2 layers (layers) and convolutions (conv), the render
+sizes a generator accepts (render) and the reference PyTorch weights' mapping (torch_weights).
 Names are loaded on first use, so that `models.render` imports without flax.
 """
 

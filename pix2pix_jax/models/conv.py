@@ -1,22 +1,7 @@
-"""The networks' 4x4 stride-2 convolution and transposed convolution, in several equal forms.
-
-Both ops have torch padding 1 and a kernel (4, 4, Cin, Cout); they are parameter-free functions
-of (x, kernel). `ConvPolicy` says how they are computed, never what:
-
-- "plain": XLA's own convolutions, differentiated by JAX.
-- "cpu_tuned": formulations that XLA:CPU runs several times faster, with hand-written gradients.
-  XLA:CPU computes the weight gradient of the plain transposed convolution far more slowly than
-  its forward pass; the gradient here is built from an ordinary stride-2 convolution and its
-  weight gradient, both fast. Transposed
-  convolutions (the up forward and the down input gradient) pick by shape among one matmul per
-  kernel tap (deep levels with few pixels), one ordinary 2x2 convolution computing all four
-  output phases (large maps) and XLA's lhs-dilated convolution (otherwise); the stride-2
-  convolution's forward and kernel gradient use per-tap matmuls on the deepest maps, and kernel
-  gradients of large maps are summed image by image.
-- "auto": "cpu_tuned" where the program is lowered for CPU and "plain" elsewhere (GPU, TPU),
-  decided by `lax.platform_dependent` when the program is lowered, not where it is traced.
-
-Tests prove every form equal to the plain one, values and gradients.
+"""The networks' 4x4 stride-2 convolution and transposed convolution (torch padding 1, kernel
+(4, 4, Cin, Cout)), as parameter-free functions in several equal forms, chosen by `ConvPolicy`:
+"plain" (XLA's own), "cpu_tuned" (faster on XLA:CPU, hand-written gradients) or "auto" (cpu_tuned
+where lowered for CPU). Why and how: docs/performance.md ("Where the CPU speed comes from").
 """
 
 import dataclasses
@@ -36,8 +21,8 @@ _DIMS = ("NHWC", "HWIO", "NHWC")
 
 @dataclasses.dataclass(frozen=True)
 class ConvPolicy:
-  """How `down` and `up` are computed (see the module docstring): the form, and the shape
-  thresholds by which "cpu_tuned" (and "auto" on CPU) picks among its formulations.
+  """How `down` and `up` are computed: the form, and the shape thresholds by which "cpu_tuned"
+  (and "auto" on CPU) picks among its formulations.
 
   Frozen and hashable: it is a static argument of the ops' custom VJPs and a module field.
   """

@@ -1,8 +1,6 @@
-"""The networks' stride-2 layers and a sharding-aware dropout.
-
-`Downsample` and `Upsample` hold the parameters of `nn.Conv` / `nn.ConvTranspose` ("kernel"
-(4, 4, Cin, Cout), optional "bias"), so that the reference PyTorch weights map onto them, and
-compute their convolution as their `conv.ConvPolicy` says (same function for every policy).
+"""The networks' stride-2 layers and a sharding-aware dropout. `Downsample` and `Upsample` hold
+the parameters of `nn.Conv` / `nn.ConvTranspose` ("kernel" (4, 4, Cin, Cout), optional "bias"),
+so that the reference PyTorch weights map onto them, and compute as their `conv.ConvPolicy` says.
 """
 
 from typing import Any

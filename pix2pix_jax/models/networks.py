@@ -1,10 +1,7 @@
-"""Pix2Pix networks: U-Net generator, PatchGAN and pixel discriminators (flax.linen).
-
-The layout, parameter shapes and arithmetic follow the reference PyTorch implementation, so that
-its weights map 1:1 onto these parameter trees (see torch_weights.py). The stride-2 layers come
-in as module factories (`down`, `up`, called as `down(features, use_bias=, dtype=, name=)`), so
-how their convolutions are computed is chosen by whoever builds the network; `make_generator`
-and `make_discriminator` choose it from `config.model.conv`.
+"""Pix2Pix networks (flax.linen): U-Net generator, PatchGAN and pixel discriminators, laid out as
+the reference PyTorch code so that its weights map 1:1 (torch_weights.py). The stride-2 layers
+come in as module factories (`down`, `up`); `make_generator` and `make_discriminator` choose them
+from `config.model.conv`.
 """
 
 import functools
@@ -16,9 +13,10 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from pix2pix_jax import color, hints, xla_flags
+from pix2pix_jax.hints import device as hint_ops
 from pix2pix_jax.models import conv, layers
 
-ModuleDef = Any
+ModuleDef = Any  # a module factory, called as `down(features, use_bias=, dtype=, name=)`
 
 
 def _scale_init(key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.float32) -> jax.Array:
@@ -67,8 +65,8 @@ class UNetGenerator(nn.Module):
   """The reference U-Net: [N,H,W,C] in [-1, 1] -> [N,H,W,output_channels] tanh, float32.
 
   H and W must be multiples of 2**num_downs. With `hints`, the input is L and the hint channels
-  (hints.encode), C = 4; given L alone (C = 1) it sees "no hints". Its hints are spread to every
-  pixel first (hints.propagate), and its tanh output is a correction added to that fill.
+  (hint_ops.encode), C = 4; given L alone (C = 1) it sees "no hints". Its hints are spread to every
+  pixel first (hint_ops.propagate), and its tanh output is a correction added to that fill.
   """
 
   output_channels: int
@@ -79,8 +77,8 @@ class UNetGenerator(nn.Module):
   dtype: Any = jnp.float32  # compute dtype; parameters stay float32
   down: ModuleDef = layers.Downsample  # the 4x4 stride-2 convolutions
   up: ModuleDef = layers.Upsample  # the 4x4 stride-2 transposed convolutions
-  hints: bool = False  # input: L + hint ab + hint mask (see hints.py)
-  hint_luminance_weight: float = 0.0  # hints.propagate's weight of luminance
+  hints: bool = False  # input: L + hint ab + hint mask (see pix2pix_jax/hints/)
+  hint_luminance_weight: float = 0.0  # hint_ops.propagate's weight of luminance
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
@@ -89,7 +87,7 @@ class UNetGenerator(nn.Module):
     fill = None
     if self.hints:
       if x.shape[-1] == 1:
-        x = jnp.concatenate([x, hints.no_hints(x.shape).astype(x.dtype)], axis=-1)
+        x = jnp.concatenate([x, hint_ops.no_hints(x.shape).astype(x.dtype)], axis=-1)
       x, fill = self._fill_hints(x)
     inner = [self.ngf * min(2**level, 8) for level in range(self.num_downs)]
     outer = [self.output_channels] + inner[:-1]
@@ -122,17 +120,17 @@ class UNetGenerator(nn.Module):
     raise AssertionError("unreachable")
 
   def _fill_hints(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """(L, hint ab, mask) -> the network's input (L, the hints spread by hints.propagate, each
+    """(L, hint ab, mask) -> the network's input (L, the hints spread by hint_ops.propagate, each
     pixel's distance to its hint: how far the fill can be trusted) and that fill in the output's
     space (ab / 110, or RGB in [-1, 1] with the input's L), to which the network's output is
     added as a correction."""
     x = jnp.asarray(x, jnp.float32)
     lightness = color.input_lightness(x[..., :1], "rgb" if self.output_channels == 3 else "lab")
     weight = self.hint_luminance_weight
-    fill, distance = hints.propagate(x[..., 1:3], x[..., 3] > 0, lightness[..., 0], weight)
+    fill, distance = hint_ops.propagate(x[..., 1:3], x[..., 3] > 0, lightness[..., 0], weight)
     x = jnp.concatenate([x[..., :1], fill, distance[..., None]], axis=-1)
     if self.output_channels == 3:
-      fill = color.combine(lightness, fill * hints.AB_SCALE) * 2.0 - 1.0
+      fill = color.combine(lightness, fill * hint_ops.AB_SCALE) * 2.0 - 1.0
     return x, fill
 
 

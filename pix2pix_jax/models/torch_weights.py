@@ -1,14 +1,7 @@
-"""Weights of the reference PyTorch Pix2Pix code, as flax variables of our networks, and back.
-
-The reference saves `state_dict`s of its `UnetGenerator` (unet_128 / unet_256, BatchNorm) and
-its n-layer PatchGAN `NLayerDiscriminator`. Their keys follow the module nesting: the U-Net is a
-chain of skip blocks, each an `nn.Sequential` called `model` whose submodule sits at index 1
-(outermost) or 3 (middle blocks), so the second level's down convolution is
-`model.model.1.model.1.weight`. Those tensors map 1:1 onto `networks.UNetGenerator` and
-`networks.PatchDiscriminator`: a torch Conv2d weight (Cout, Cin, kh, kw) becomes our "kernel"
-(kh, kw, Cin, Cout), and a ConvTranspose2d weight (Cin, Cout, kh, kw) also (kh, kw, Cin, Cout).
-A `module.` prefix left by DataParallel is removed and `num_batches_tracked` counters are
-ignored. torch itself is needed only by `load_torch_file`.
+"""Weights of the reference PyTorch Pix2Pix code as flax variables of our networks, and back:
+its `UnetGenerator` (unet_128 / unet_256) and n-layer `NLayerDiscriminator` map 1:1 (a
+DataParallel `module.` prefix is removed, `num_batches_tracked` ignored). torch is needed only by
+`load_torch_file`.
 """
 
 import os
@@ -34,6 +27,9 @@ _IGNORED_SUFFIX = ".num_batches_tracked"
 
 
 def _generator_layout(num_downs: int) -> _Layout:
+  """The reference U-Net is a chain of skip blocks, each an `nn.Sequential` called `model` whose
+  submodule sits at index 1 (outermost) or 3 (middle blocks): the second level's down
+  convolution is `model.model.1.model.1.weight`."""
   if num_downs < 5:
     raise ValueError(f"num_downs must be >= 5, got {num_downs}")
   last = num_downs - 1

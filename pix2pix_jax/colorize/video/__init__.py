@@ -1,11 +1,15 @@
-"""Video colourisation, one concern per module:
+"""Colourising video: `colorize_video` (clip.py) runs a clip through the stages source ->
+colourise -> temporal -> writer, serially (serial.py) or in chunks (chunked.py).
 
-  probe        the ffmpeg binary, what a file holds, ffmpeg's errors in one line
-  reader       decord or ffmpeg-pipe decoding on a background thread
-  writer       ffmpeg encoding on a writer thread, audio remux
-  pipeline     colorize_video: reader -> colorizer.Colorizer -> writer
-  memory       glibc malloc settings for the commands
-  sample_clip  pan/zoom sample clips (pix2pix-make-sample OUT)
-
-Importing this package imports none of them (nor decord, JAX or TensorFlow).
+Importing this package imports none of its modules (nor decord or JAX).
 """
+
+from typing import Any
+
+
+def __getattr__(name: str) -> Any:
+  if name == "colorize_video":
+    from pix2pix_jax.colorize.video import clip  # noqa: PLC0415
+
+    return clip.colorize_video
+  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,17 +1,5 @@
-"""A chunked run's files: the folder of finished chunks beside the output, what their names
-say, the smoothing state each chunk leaves for the next, and the join.
-
-`.NAME.chunks/` beside the output holds, per chunk, `<fingerprint>-<a>-<b>` with
-  .head.nut   the head's frames (chunk_plan.py), encoded once the chunk before it was done,
-  .body.nut   the other frames (NUT keeps the stream's own 1/fps time base),
-  .state.npz  the smoothing state after the chunk's last frame, written last: a chunk is finished
-              when its state file exists, and a resumed run starts the next chunk's head from it.
-Each is written under a temporary name and renamed once complete. The fingerprint covers the
-model's weights, the colour, smoothing, batch and encode settings and the source (path, size,
-mtime), and the name the chunk's frame range, so changed flags or a changed model never reuse a
-chunk. Files of other fingerprints and segments of unfinished chunks are removed when a run
-starts; the folder is removed after the join.
-"""
+"""A chunked run's resume files in `.NAME.chunks/` beside the output: names, fingerprint, the
+smoothing state each chunk leaves for the next, tidying and the join (docs/video.md)."""
 
 import contextlib
 import fractions
@@ -27,8 +15,9 @@ import numpy as np
 
 from pix2pix_jax import files
 from pix2pix_jax.colorize import colorizer as colorizer_lib
-from pix2pix_jax.colorize.video import probe
-from pix2pix_jax.colorize.video.chunk_plan import Chunk, Source
+from pix2pix_jax.colorize.video import probe, temporal
+from pix2pix_jax.colorize.video.chunk_plan import Chunk
+from pix2pix_jax.colorize.video.source import Source
 
 _FORMAT_VERSION = "2"
 HEAD, BODY, STATE = ".head.nut", ".body.nut", ".state.npz"
@@ -53,7 +42,9 @@ def model_digest(colorizer: colorizer_lib.Colorizer) -> str:
 
 
 def fingerprint(colorizer: colorizer_lib.Colorizer, source: Source, settings: dict) -> str:
-  """16 hex digits naming everything a chunk's pixels depend on (module docstring)."""
+  """16 hex digits naming everything a chunk's pixels depend on: the model's weights, the colour
+  controls, the source (path, size, mtime) and `settings` (smoothing, encoding, the hints'
+  digest, ...). The chunk's frame range is in its name."""
   stat = os.stat(source.path)
   reference = colorizer.reference
   parts = {
@@ -68,8 +59,6 @@ def fingerprint(colorizer: colorizer_lib.Colorizer, source: Source, settings: di
     else hashlib.sha256(
       b"".join(np.asarray(x, np.float64).tobytes() for x in jax.tree_util.tree_leaves(reference))
     ).hexdigest(),
-    # Colour hints given to every frame (where the Colorizer takes them).
-    "hints": getattr(colorizer, "frame_hints_digest", lambda: None)(),
     "source": [os.path.abspath(source.path), stat.st_size, stat.st_mtime_ns],
     "backend": source.backend,
     "total": source.total,
@@ -108,18 +97,18 @@ def tidy(folder: str, fp: str) -> None:
         os.remove(os.path.join(folder, name))
 
 
-def save_state(path: str, state: colorizer_lib.SmoothState | None) -> None:
+def save_state(path: str, state: temporal.SmoothState | None) -> None:
   """Writes the state after a chunk (None: no smoothing) to `path`, atomically."""
   arrays = {} if state is None else {k: np.asarray(v) for k, v in state._asdict().items()}
   with files.atomic_output(path, overwrite=True) as tmp, open(tmp, "wb") as f:
     np.savez(f, **arrays)
 
 
-def load_state(path: str) -> colorizer_lib.SmoothState | None:
+def load_state(path: str) -> temporal.SmoothState | None:
   with np.load(path) as data:
     if not data.files:
       return None
-    return colorizer_lib.SmoothState(**{k: jax.numpy.asarray(data[k]) for k in data.files})
+    return temporal.SmoothState(**{k: jax.numpy.asarray(data[k]) for k in data.files})
 
 
 def join(segments: list[tuple[str, int]], fps: fractions.Fraction, folder: str, out: str) -> None:

@@ -1,28 +1,20 @@
-"""One chunk of a chunked run: decode -> colourise -> encode, its head last.
-
-A chunk runs the generator over its frames in order, smoothing from a fresh state, and composes
-and encodes its body at once. Its head's predictions (the full-size lightness and the
-render-size chroma, on the device) wait until the chunk before it publishes its end state
-(`Tails`); then they are smoothed from that state, as the serial run smooths them, composed and
-encoded as the chunk's first segment. No frame is decoded or run through the generator twice;
-the head's frames are the serial run's and the body's within 1/1024 of the chroma range of them
-(chunk_plan.py). The worker waits for the previous chunk's end only after its own body, so a
-wait is short: that chunk was taken earlier and has no longer to run.
-"""
+"""One chunk of a chunked run: decode -> colourise -> encode its body at once, its head (smoothed
+from the end of the chunk before it) last; no frame is decoded twice (docs/video.md)."""
 
 import contextlib
 import dataclasses
 import os
 import threading
+from collections.abc import Callable
 from typing import Any
 
-import jax
 import numpy as np
 
 from pix2pix_jax import files
 from pix2pix_jax.colorize import colorizer as colorizer_lib
-from pix2pix_jax.colorize.video import chunk_files, chunk_plan, pipeline, reader, writer
-from pix2pix_jax.colorize.video.chunk_plan import Chunk, Source
+from pix2pix_jax.colorize.video import chunk_files, colourise, source, temporal, writer
+from pix2pix_jax.colorize.video.chunk_plan import Chunk
+from pix2pix_jax.colorize.video.settings import Settings
 
 
 class Stopped(Exception):
@@ -33,7 +25,7 @@ class Stopped(Exception):
 class Tail:
   """What the next chunk's head needs from a chunk's last frame."""
 
-  state: colorizer_lib.SmoothState | None
+  state: temporal.SmoothState | None
   last_in: np.ndarray | None = None  # --consistency: the last source frame, small
   last_out: np.ndarray | None = None  # and the last output frame
 
@@ -61,19 +53,6 @@ class Tails:
       return self._tails[index]
 
 
-@dataclasses.dataclass(frozen=True)
-class Settings:
-  """A chunked run's settings, the same for every chunk."""
-
-  encode: writer.EncodeOptions
-  smoothing: float
-  cut_threshold: float
-  compare: bool
-  consistency: bool
-  timeout: float
-  threads: int  # decoder and encoder threads of each worker
-
-
 @dataclasses.dataclass
 class ChunkStats:
   cuts: int = 0
@@ -81,14 +60,29 @@ class ChunkStats:
   consistency_out: tuple[float, int] = (0.0, 0)
 
 
+@dataclasses.dataclass
+class Run:
+  """What every chunk of one run shares."""
+
+  stages: colourise.ClipColorizer  # with a dispatch lock
+  clip: source.Source
+  settings: Settings  # threads: each worker's decoder and encoder threads
+  paths: list[dict[str, str]]  # each chunk's files by chunk_files kind
+  tails: Tails
+  stop: threading.Event
+  on_frames: Callable[[int], None]
+  in_progress: set[str]  # the temporary files being written, removed if the run stops
+
+
 class _Segment:
   """An encoder writing one of a chunk's files under a temporary name, renamed when complete."""
 
-  def __init__(self, path: str, width: int, height: int, source: Source, settings: Settings):
+  def __init__(self, path: str, width: int, height: int, run: Run):
     self.path, self.tmp = path, files.temp_name(path, "partial")
     self.done = False
+    settings = run.settings
     self._writer = writer.FrameWriter(
-      self.tmp, width, height, source.fps, settings.encode, threads=settings.threads
+      self.tmp, width, height, run.clip.fps, settings.encode, threads=settings.threads
     )
 
   def write(self, rgb: np.ndarray) -> None:
@@ -105,127 +99,133 @@ class _Segment:
       os.remove(self.tmp)
 
 
-def encode_chunk(
-  colorizer: colorizer_lib.Colorizer,
-  source: Source,
-  chunk: Chunk,
-  paths: dict[str, str],
-  settings: Settings,
-  *,
-  tails: Tails,
-  stop: threading.Event,
-  on_frames: Any,
-  dispatch: threading.Lock,
-  in_progress: set[str],
-) -> ChunkStats:
-  """Colourises `chunk` into its files (`paths` by chunk_files kind); see the module docstring.
-  Registers its temporary files in `in_progress` while it writes them."""
-  s = settings
-  read = chunk_plan.read_range(source, chunk.start, chunk.end, colorizer.batch_size, s.threads)
-  items = reader.in_background(read, source.path, s.timeout)
-  smoothing = dict(strength=s.smoothing, cut_threshold=s.cut_threshold)
-  state = colorizer.initial_state() if s.smoothing > 0 else None
-  stats = ChunkStats()
-  measure_in = pipeline.Consistency() if s.consistency else None
-  measure_out = pipeline.Consistency() if s.consistency else None
-  several_devices = colorizer.mesh.size > 1
-  head: list[tuple[colorizer_lib.Prediction, np.ndarray | None]] = []
-  segments: list[_Segment] = []
-  first_in = first_out = None  # --consistency: pairs across the chunk's joins
-  position = chunk.start
+class _Chunk:
+  """One chunk's work: `body` (decode everything, encode the body, keep the head's
+  predictions), then `head` (smoothed from the previous chunk's tail) and the state file."""
 
-  def locked(method: Any, *args: Any, **kwargs: Any) -> Any:
-    """A Colorizer method holding the dispatch lock (see chunks._run_chunked)."""
-    with dispatch:
-      result = method(*args, **kwargs)
-      if several_devices:
-        jax.block_until_ready(result)
-    return result
+  def __init__(self, run: Run, chunk: Chunk):
+    self.run, self.chunk = run, chunk
+    self.compare, self.consistency = run.settings.compare, run.settings.consistency
+    self.stats = ChunkStats()
+    self.segments: list[_Segment] = []
+    self.head: list[tuple[colorizer_lib.Prediction, np.ndarray | None]] = []
+    self.body_segment: _Segment | None = None
+    self.state = run.stages.initial_state()
+    self.measure_in = temporal.Consistency() if self.consistency else None
+    self.measure_out = temporal.Consistency() if self.consistency else None
+    self.first_in = self.first_out = None  # --consistency: pairs across the chunk's joins
 
-  def segment(kind: str, frames: Any) -> _Segment:
+  def segment(self, kind: str, frames: np.ndarray) -> _Segment:
     """An encoder for the chunk's `kind` file, for frames shaped like `frames` [B,H,W,C]."""
     height, width = frames.shape[1:3]
-    seg = _Segment(paths[kind], width * (2 if s.compare else 1), height, source, s)
-    segments.append(seg)
-    in_progress.add(seg.tmp)
+    path = self.run.paths[self.chunk.index][kind]
+    seg = _Segment(path, width * (2 if self.compare else 1), height, self.run)
+    self.segments.append(seg)
+    self.run.in_progress.add(seg.tmp)
     return seg
 
-  def emit(seg: _Segment, out: Any, n: int, cuts: Any, frames: Any, measure: Any) -> None:
+  def emit(
+    self,
+    seg: _Segment,
+    out: Any,
+    n: int,
+    cuts: Any,
+    frames: np.ndarray | None,
+    measure: temporal.Consistency | None,
+  ) -> None:
     """A batch's n frames to `seg` (and `measure`), its scene cuts counted."""
     rgb = np.asarray(out)[:n]
     if measure is not None:
-      with dispatch:  # jax work too
+      with self.run.stages.dispatch:  # jax work too
         measure.add(rgb)
-    seg.write(rgb if not s.compare else colorizer_lib.side_by_side(frames, rgb))
+    seg.write(rgb if not self.compare else colorizer_lib.side_by_side(frames, rgb))
     if cuts is not None:
-      stats.cuts += int(np.asarray(cuts)[:n].sum())
-    on_frames(n)
+      self.stats.cuts += int(np.asarray(cuts)[:n].sum())
+    self.run.on_frames(n)
 
-  try:
-    body, pending = None, None
-    for frames in items:
-      if stop.is_set():
+  def body(self) -> None:
+    """Decodes the chunk; runs the generator over every frame, encodes the body as it goes."""
+    run, chunk, stages = self.run, self.chunk, self.run.stages
+    s = run.settings
+    batch = stages.colorizer.batch_size
+    frames_in = source.read_range(run.clip, chunk.start, chunk.end, batch, s.threads)
+    position, pending = chunk.start, None
+    for frames in source.in_background(frames_in, run.clip.path, s.timeout):
+      if run.stop.is_set():
         raise Stopped
-      if first_in is None:
-        first_in = frames[:1]
-      if measure_in is not None:
-        with dispatch:
-          measure_in.add(frames)
+      if self.first_in is None:
+        self.first_in = frames[:1]
+      if self.measure_in is not None:
+        with stages.dispatch:
+          self.measure_in.add(frames)
       in_head = min(len(frames), max(0, chunk.body - position))
       position += len(frames)
       if in_head:
-        prediction = locked(colorizer.predict, frames[:in_head])
-        if state is not None:
-          state = locked(colorizer.smooth, prediction, state, **smoothing)[1]
-        head.append((prediction, frames[:in_head] if s.compare else None))
+        prediction = stages.predict(frames[:in_head])
+        self.state = stages.advance(prediction, self.state)
+        self.head.append((prediction, frames[:in_head] if self.compare else None))
         frames = frames[in_head:]
       if not len(frames):
         continue
-      if body is None:
-        body = segment(chunk_files.BODY, frames)
-      out, state, cuts = locked(colorizer.colorize_batch, frames, state=state, **smoothing)
+      if self.body_segment is None:
+        self.body_segment = self.segment(chunk_files.BODY, frames)
+      out, self.state, cuts = stages(frames, self.state)
       if pending is not None:
-        emit(body, *pending, measure_out)
+        self.emit(self.body_segment, *pending, self.measure_out)
       # Read back one batch late, so that the next batch is queued before this one finishes.
-      pending = (out, len(frames), cuts, frames if s.compare else None)
-      if first_out is None and s.consistency:
-        first_out = pending
+      pending = (out, len(frames), cuts, frames if self.compare else None)
+      if self.first_out is None and self.consistency:
+        self.first_out = pending
     if pending is not None:
-      emit(body, *pending, measure_out)
+      self.emit(self.body_segment, *pending, self.measure_out)
     if position != chunk.end:
-      raise chunk_plan.CannotSplit(
+      raise source.CannotSplit(
         f"frames {chunk.start}-{chunk.end} decoded to {position - chunk.start} frames, "
         f"expected {chunk.frames}"
       )
-    if body is not None:
-      body.close()
-      tails.put(chunk.index, Tail(state, _last(measure_in), _last(measure_out)))
-    if chunk.index and (head or s.consistency):
-      previous = tails.get(chunk.index - 1)
-      join_out = pipeline.Consistency(previous.last_out) if s.consistency else None
-      if head:
-        seg = segment(chunk_files.HEAD, head[0][0].lightness)
-        head_state = previous.state
-        for prediction, frames in head:
-          out, head_state, cuts = locked(colorizer.finish, prediction, head_state, **smoothing)
-          emit(seg, out, prediction.count, cuts, frames, join_out)
-        seg.close()
-        if body is None:
-          state = head_state
-          tails.put(chunk.index, Tail(state, _last(measure_in), _last(join_out)))
-      if s.consistency:
-        join_in = pipeline.Consistency(previous.last_in)
-        with dispatch:
-          join_in.add(first_in)
-          if body is not None:
-            join_out.add(np.asarray(first_out[0])[:1])
-        stats.consistency_in = _sum(measure_in, join_in)
-        stats.consistency_out = _sum(measure_out, join_out)
-    elif s.consistency:
-      stats.consistency_in, stats.consistency_out = _sum(measure_in), _sum(measure_out)
-    chunk_files.save_state(paths[chunk_files.STATE], state)
-  except BaseException:  # the chunk is not finished: none of its files is kept
-    for seg in segments:
+    if self.body_segment is not None:
+      self.body_segment.close()
+      run.tails.put(chunk.index, Tail(self.state, _last(self.measure_in), _last(self.measure_out)))
+
+  def finish_head(self) -> None:
+    """The head, smoothed from the previous chunk's end, and the joins' consistency pairs."""
+    run, chunk = self.run, self.chunk
+    if not chunk.index or not (self.head or self.consistency):
+      if self.consistency:
+        self.stats.consistency_in = _sum(self.measure_in)
+        self.stats.consistency_out = _sum(self.measure_out)
+      return
+    previous = run.tails.get(chunk.index - 1)
+    join_out = temporal.Consistency(previous.last_out) if self.consistency else None
+    if self.head:
+      seg = self.segment(chunk_files.HEAD, self.head[0][0].lightness)
+      state = previous.state
+      for prediction, frames in self.head:
+        out, state, cuts = run.stages.finish(prediction, state)
+        self.emit(seg, out, prediction.count, cuts, frames, join_out)
+      seg.close()
+      if self.body_segment is None:
+        self.state = state
+        run.tails.put(chunk.index, Tail(state, _last(self.measure_in), _last(join_out)))
+    if self.consistency:
+      join_in = temporal.Consistency(previous.last_in)
+      with run.stages.dispatch:
+        join_in.add(self.first_in)
+        if self.body_segment is not None:
+          join_out.add(np.asarray(self.first_out[0])[:1])
+      self.stats.consistency_in = _sum(self.measure_in, join_in)
+      self.stats.consistency_out = _sum(self.measure_out, join_out)
+
+
+def encode_chunk(run: Run, chunk: Chunk) -> ChunkStats:
+  """Colourises `chunk` into its files; a chunk stopped or failed keeps none of them."""
+  work = _Chunk(run, chunk)
+  try:
+    work.body()
+    work.finish_head()
+    chunk_files.save_state(run.paths[chunk.index][chunk_files.STATE], work.state)
+  except BaseException:
+    for seg in work.segments:
       if seg.done:
         with contextlib.suppress(FileNotFoundError):
           os.remove(seg.path)
@@ -233,14 +233,14 @@ def encode_chunk(
         seg.abort()
     raise
   finally:
-    for seg in segments:
-      in_progress.discard(seg.tmp)
-  return stats
+    for seg in work.segments:
+      run.in_progress.discard(seg.tmp)
+  return work.stats
 
 
-def _last(measure: pipeline.Consistency | None) -> np.ndarray | None:
+def _last(measure: temporal.Consistency | None) -> np.ndarray | None:
   return None if measure is None else measure.last
 
 
-def _sum(*measures: pipeline.Consistency) -> tuple[float, int]:
+def _sum(*measures: temporal.Consistency) -> tuple[float, int]:
   return sum(m.total for m in measures), sum(m.count for m in measures)

@@ -1,30 +1,7 @@
-"""Encoding frames with ffmpeg from a writer thread, and adding the source's audio.
+"""The writer stage: frames encoded by ffmpeg on a writer thread, then the source's audio,
+subtitles, chapters and tags muxed in (codecs, pixel formats and streams: docs/video.md)."""
 
-Codec: H.264 (libx264, yuv420p, CRF 18, preset veryfast) by default; VP9 for .webm outputs.
-4:2:0 H.264/H.265 cannot code an odd width or height, so such frames are encoded as yuv444p at
-their exact size (the size is never changed); VP8/VP9/MPEG-4/MJPEG code odd sizes in 4:2:0
-directly. Audio streams are copied, or re-encoded (AAC; Opus for WebM) only where the output
-container cannot hold them.
-
-Kept from the source (`mux`): every audio and subtitle stream, the chapters and the container's
-tags (title, artist, ...), and attachments (fonts) into Matroska. Subtitles are copied where the
-container holds their codec, else converted to the container's text format (MP4/MOV: mov_text,
-WebM: WebVTT, MKV: SubRip), else dropped with the reason in the result: containers without
-subtitle streams (AVI, MPEG-TS/PS, FLV, ...), and bitmap subtitles (DVD, PGS) where the output
-holds only text. A window (--start/--duration) cuts them all to the window: into MP4/MOV the
-audio is copied (whole packets; an edit list cuts the start to the sample), into other
-containers it is decoded, cut to the sample and re-encoded (PCM and FLAC as they were, lossy
-codecs as the AAC/Opus/Vorbis fallback above: a copied cut would start late by up to two audio
-frames there, a codec's priming samples included); subtitles are cut by event (one shown across
-the start is left out), chapters by time (a chapter running past the window's end keeps its
-end). Other streams (a second video, data, timecode tracks, cover art) are not kept.
-
-Output colour: 8-bit SDR frames (HDR sources arrive tone-mapped, see reader.py), tagged BT.709
-primaries and transfer with the BT.601 matrix that swscale's RGB -> YUV conversion uses; a
---pix-fmt such as yuv420p10le stores them in 10 bits (no more precision than the 8-bit frames).
-No display rotation is written: frames arrive rotated as displayed.
-"""
-
+import contextlib
 import dataclasses
 import fractions
 import os
@@ -33,12 +10,13 @@ import shutil
 import subprocess
 import tempfile
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
 from pix2pix_jax import files
-from pix2pix_jax.colorize.video import probe, reader
+from pix2pix_jax.colorize.video import probe, source
 
 # libx264/libx265 preset: the encoder shares the CPU with the model, and a fast preset leaves the
 # model more of it (larger files at about the same quality).
@@ -252,14 +230,14 @@ def mux(
   window: tuple[float, float] | None = None,
 ) -> Muxed:
   """Video stream of `video` + `src`'s audio and subtitle streams, chapters and tags -> `dst`
-  (see the module docstring); `window` (start, duration) seconds of `src` only.
+  (docs/video.md); `window` (start, duration) seconds of `src` only.
 
   Copies audio and subtitles; where the container refuses a codec, re-encodes the audio
   (AAC; Opus for WebM, Vorbis for Ogg) and converts or drops the subtitles.
   """
   info = info or probe.probe(src)
   ext = os.path.splitext(dst)[1].lower()
-  seek = reader.window_args(window)
+  seek = source.window_args(window)
   base = [probe.ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y"]
   base += ["-i", video, *seek, "-i", src, "-map", "0:v:0", "-map", "1:a?"]
   base += ["-map_metadata", "1", "-map_chapters", "1", "-c:v", "copy"]
@@ -304,6 +282,31 @@ def mux(
   raise files.MediaError(f"{dst}: cannot add {what} ({probe.ffmpeg_cause(stderr)})")
 
 
-def mux_audio(video: str, src: str, dst: str) -> str:
-  """`mux`, returning how the audio went ("copied", "re-encoded (codec)")."""
-  return mux(video, src, dst).audio
+@dataclasses.dataclass
+class Output:
+  """Where `output`'s caller writes the video stream, and how the other streams went."""
+
+  video: str
+  muxed: Muxed = Muxed("none", "none")
+
+
+@contextlib.contextmanager
+def output(
+  dst: str,
+  src: str,
+  info: probe.VideoInfo,
+  *,
+  overwrite: bool,
+  window: tuple[float, float] | None = None,
+) -> Iterator[Output]:
+  """`dst`, written atomically: the caller writes the video stream to `.video`; then the
+  source's other streams are muxed in (where it has any) and `dst` appears complete."""
+  with files.atomic_output(dst, overwrite=overwrite) as tmp:
+    out = Output(files.temp_name(dst, "video") if info.needs_remux else tmp)
+    try:
+      yield out
+      if out.video != tmp:
+        out.muxed = mux(out.video, src, tmp, info=info, window=window)
+    finally:
+      if out.video != tmp and os.path.exists(out.video):
+        os.remove(out.video)

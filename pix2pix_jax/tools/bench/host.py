@@ -1,28 +1,6 @@
 """The host side of colourising video: each stage's cost per core, serial against chunked, a
-projection for a bigger host whose model costs nothing, and peak RSS for 1 and N workers.
-
-  pix2pix-benchmark video --host --clip-size 1920x1080 --seconds 4 --workers 2
-
-Records (one JSON line each):
-  host_stage: per stage, frames per CPU-second ("per core"), CPU seconds per frame and frames/s:
-    decode      the reader (ffmpeg pipe or decord, as colourising chooses) into RGB frames;
-    prepare_compose  the Colorizer's full-resolution work without the generator (Lab, resize,
-                the chroma upsampling and Lab -> RGB); on an accelerator it runs there;
-    model       the Colorizer (prepare, generator of the benchmark's shape, smoothing,
-                compose) on the host's devices, frames/s;
-    pipeline_<preset>  decode -> encode of the clip's frames through the reader and writer
-                threads with a model that costs nothing, at x264 veryfast, superfast and
-                ultrafast: the host's cost per frame where the model and prepare/compose run on
-                an accelerator (device transfers not included);
-    encode_<preset>  pipeline - decode (real frames: random ones cost x264 several times more).
-  host_projection: frames/s of a host with `--project-cores` cores whose model costs nothing:
-    cores / (CPU seconds per frame of pipeline_<preset>), which assumes the workers keep every
-    core busy; and which stage (decode or encode) takes most of a frame's CPU.
-  host_serial_vs_chunked: end-to-end frames/s of one pipeline and of `--workers` chunked ones
-    (chunks of --chunk-seconds; default the clip's default, as colourising chooses it, where
-    that gives each worker 2 chunks, else 2 chunks a worker).
-  host_peak_rss: peak RSS of colourising the clip with 1 and with `--workers` workers, each in a
-    fresh process (the second of two runs, as the video benchmark's memory record).
+projection for a bigger host whose model costs nothing, and peak RSS for 1 and N workers
+(`pix2pix-benchmark video --host`; its records are described in docs/video.md).
 """
 
 import argparse
@@ -40,16 +18,8 @@ import numpy as np
 
 from pix2pix_jax import cli
 from pix2pix_jax.colorize import colorizer as colorizer_lib
-from pix2pix_jax.colorize.video import (
-  chunk_plan,
-  chunks,
-  memory,
-  pipeline,
-  probe,
-  reader,
-  sample_clip,
-  writer,
-)
+from pix2pix_jax.colorize.video import chunk_plan, memory, probe, sample_clip, source, writer
+from pix2pix_jax.colorize.video import clip as clip_lib
 from pix2pix_jax.tools import shapes
 from pix2pix_jax.tools.bench import video
 
@@ -80,8 +50,8 @@ def measured(fn: Any) -> dict[str, float]:
 
 def _decode(clip: str, batch: int) -> int:
   info = probe.probe(clip)
-  backend, decord_reader = reader.choose_backend(clip, info)
-  items = reader.iter_chunks(clip, batch, reader=decord_reader, backend=backend, info=info)
+  backend, decord_reader = source.choose_backend(clip, info)
+  items = source.iter_chunks(clip, batch, reader=decord_reader, backend=backend, info=info)
   del decord_reader
   return sum(len(c) for c in items)
 
@@ -109,8 +79,8 @@ def _prepare_compose(colorizer: colorizer_lib.Colorizer, width: int, height: int
 def _free_model_pipeline(clip: str, batch: int, preset: str) -> int:
   """decode -> encode through the reader and writer threads, frames unchanged."""
   info = probe.probe(clip)
-  backend, decord_reader = reader.choose_backend(clip, info)
-  items = reader.iter_chunks(clip, batch, reader=decord_reader, backend=backend, info=info)
+  backend, decord_reader = source.choose_backend(clip, info)
+  items = source.iter_chunks(clip, batch, reader=decord_reader, backend=backend, info=info)
   del decord_reader
   frames = 0
   with tempfile.TemporaryDirectory() as tmp:
@@ -148,16 +118,18 @@ def serial_vs_chunked(
     short = sample_clip.make_sample_clip(
       os.path.join(out, "short.mp4"), seconds=1, size=(info.width, info.height)
     )
-    pipeline.colorize_video(
-      colorizer, short, os.path.join(out, "short_out.mp4"), encode=encode, progress=False
+    clip_lib.colorize_video(
+      colorizer, short, os.path.join(out, "short_out.mp4"), workers=1, encode=encode, progress=False
     )
     dst = os.path.join(out, "out.mp4")
 
     def once(n: int) -> int:
       if n == 1:
-        result = pipeline.colorize_video(colorizer, clip, dst, encode=encode, progress=False)
+        result = clip_lib.colorize_video(
+          colorizer, clip, dst, workers=1, encode=encode, progress=False
+        )
       else:
-        result = chunks.colorize_video(
+        result = clip_lib.colorize_video(
           colorizer,
           clip,
           dst,
@@ -191,7 +163,7 @@ def _peak_rss(args: Any, clip: str, workers: int, chunk_seconds: float) -> dict[
 
 
 def run(args: Any) -> list[dict]:
-  """The records described in the module docstring."""
+  """The host_* records (docs/video.md, "What `pix2pix-benchmark video --host` records")."""
   memory.tune_memory()
   width, height = video._size(args)
   colorizer = video.make_colorizer(args)
@@ -200,7 +172,7 @@ def run(args: Any) -> list[dict]:
     "clip_size": f"{width}x{height}",
     "render_size": colorizer.render_size,
     "batch_size": colorizer.batch_size,
-    "cpu_count": reader.usable_cores(),
+    "cpu_count": source.usable_cores(),
     "workers": workers,
     "loadavg_1m": os.getloadavg()[0],
   }
@@ -296,7 +268,7 @@ def _child(argv: list[str]) -> None:
     for reset in (False, True):
       if reset:
         video.reset_peak_rss()
-      result = chunks.colorize_video(
+      result = clip_lib.colorize_video(
         colorizer,
         args.clip,
         dst,

@@ -1,13 +1,5 @@
-"""Video pipeline benchmark: decode, model, encode and end-to-end rates, and bounded memory.
-
-  pix2pix-benchmark video --seconds 20 --render-size 128 --ngf 32 --num-downs 7 --batch-size 8
-
-`run(args)` renders a sample clip of `--seconds`, builds a Colorizer (random weights of the
-benchmark's shape, see tools/shapes.py, or `--workdir`'s generator) and returns one record per
-measurement: decode-only, model-only, encode-only and end-to-end frames/s, end-to-end /
-model-only, and the peak RSS of colourising a clip and a 10x longer one, each in a fresh
-subprocess that colourises its clip twice: the second run's peak is what streaming holds, the
-first's also has compilation and start-up in it.
+"""Video pipeline benchmark (`pix2pix-benchmark video`): decode, model, encode and end-to-end
+rates, and bounded memory; the method and figures are in docs/video.md ("Speed and memory").
 """
 
 import argparse
@@ -26,7 +18,16 @@ import numpy as np
 
 from pix2pix_jax import cli
 from pix2pix_jax.colorize import colorizer as colorizer_lib
-from pix2pix_jax.colorize.video import memory, pipeline, probe, reader, sample_clip, writer
+from pix2pix_jax.colorize.video import clip as clip_lib
+from pix2pix_jax.colorize.video import (
+  colourise,
+  memory,
+  probe,
+  sample_clip,
+  source,
+  temporal,
+  writer,
+)
 from pix2pix_jax.tools import shapes
 
 # ---------------------------------------------------------------------------------------------
@@ -60,8 +61,8 @@ def time_decode(path: str, chunk_size: int = 8) -> dict[str, float]:
   or the ffmpeg pipe where decord is missing or would misread the clip)."""
   start = time.perf_counter()
   info = probe.probe(path)
-  backend, decord_reader = reader.choose_backend(path, info)
-  chunks = reader.iter_chunks(path, chunk_size, reader=decord_reader, backend=backend, info=info)
+  backend, decord_reader = source.choose_backend(path, info)
+  chunks = source.iter_chunks(path, chunk_size, reader=decord_reader, backend=backend, info=info)
   del decord_reader  # iter_chunks owns it now
   frames = sum(len(c) for c in chunks)
   seconds = time.perf_counter() - start
@@ -73,7 +74,7 @@ def time_model(
   height: int,
   width: int,
   batches: int = 4,
-  smoothing: float = pipeline.DEFAULT_SMOOTHING,
+  smoothing: float = temporal.DEFAULT_SMOOTHING,
 ) -> dict[str, float]:
   """Colorizer only (prepare, generator, smoothing as `colorize_video` does it, compose) on
   random frames, each batch read back one batch late as `colorize_video` reads them (the next
@@ -81,11 +82,12 @@ def time_model(
   model produced, compiles again)."""
   rng = np.random.default_rng(0)
   frames = rng.integers(0, 256, (colorizer.batch_size, height, width, 3), dtype=np.uint8)
-  state = colorizer.initial_state() if smoothing > 0 else None
+  stages = colourise.ClipColorizer(colorizer, temporal.Smoothing(smoothing))
+  state = stages.initial_state()
 
   def one(previous):
     nonlocal state
-    out, state, _ = colorizer.colorize_batch(frames, state=state, strength=smoothing)
+    out, state, _ = stages(frames, state)
     if previous is not None:
       np.asarray(previous)
     return out
@@ -136,7 +138,8 @@ def time_end_to_end(
     reset_peak_rss()
   with tempfile.TemporaryDirectory() as tmp:
     dst = os.path.join(tmp, "out" + os.path.splitext(src)[1])
-    result = pipeline.colorize_video(colorizer, src, dst, progress=False, **kwargs)
+    kwargs = {"workers": 1, **kwargs}  # one pipeline unless asked
+    result = clip_lib.colorize_video(colorizer, src, dst, progress=False, **kwargs)
   return {
     "frames": result.frames,
     "seconds": result.seconds,
@@ -157,7 +160,7 @@ def make_colorizer(args: Any) -> colorizer_lib.Colorizer:
       args.workdir, render_size=args.render_size, batch_size=config.batch_size
     )
   _, variables = shapes.random_generator(config)
-  return colorizer_lib.Colorizer(config, variables, batch_size=config.batch_size)
+  return colorizer_lib.Colorizer.from_config(config, variables, batch_size=config.batch_size)
 
 
 def _size(args: Any) -> tuple[int, int]:
@@ -207,7 +210,9 @@ def measure_rates(
 
 
 def run(args: Any) -> list[dict]:
-  """The records described in the module docstring."""
+  """Records video_{decode,model,encode,end_to_end} frames/s, video_e2e_over_model and
+  video_peak_rss: a `--seconds` sample clip and a 10x longer one, each colourised twice in a
+  fresh process (the second run's peak is what streaming holds; the first's has compilation)."""
   memory.tune_memory()  # as the colourising commands do
   width, height = _size(args)
   repeats = max(1, min(args.steps, 3))

@@ -1,74 +1,16 @@
-"""Colour hints (Zhang et al. 2017, "Real-Time User-Guided Image Colorization with Learned Deep
-Priors"): a few true colours that the user knows, given to the generator beside the luminance.
-
-A hint-conditioned generator (`config.model.hints = True`) takes 1 + 3 input channels: the model
-input (L) as before, then the hint chroma (Lab ab / 110 at the hint pixels, 0 elsewhere) and the
-hint mask (1 where a hint is); see `encode`. A hint generator given the luminance alone sees "no
-hints". Inside the generator (models/networks.py) the hints are first spread to every pixel by
-`propagate`: each pixel takes the ab of the hint nearest to it in position and luminance, so
-colour follows regions of like lightness. The network sees that fill and each pixel's distance to
-its hint (how far the fill can be trusted), and its output is a correction added to the fill: an
-untrained correction already gives the propagation, which is what the network has to improve on
-(experiments/results/hints/README.md: the measurements behind this design).
-
-Three producers of the same channels:
-  training      `simulate`: on device, from the real image, keyed by (seed, step): a random
-                number of points (geometric: many images get few or none), each a small square
-                patch revealing the patch's mean true ab. `rotate_hue` can first turn the
-                image's colours by a random angle, so that hints, not memorised object colours,
-                carry the colour.
-  evaluation    `sample_points`: exactly N seeded points (patches of `patch` pixels) per image.
-  colourising   `load` a scribble image (RGBA, the photo's size: alpha > 0 pixels give their
-                colour) or a JSON point list, then `rasterize` it at the render size: each render
-                pixel whose footprint holds any hint pixel becomes a hint with those pixels' mean
-                ab, so no hint is lost in the resize however small it is.
-
-Two baselines a model must beat: the nearest-hint fill (`nearest_fill`: each pixel takes the ab
-of its nearest hint, L kept) and the luminance-aware fill (`propagate`, the generator's own
-starting point).
-"""
-
-import json
-import os
-from typing import Any, NamedTuple
+"""Colour hints on device, jit-able: the generator's hint channels (`encode`), training's
+simulated hints, evaluation's sampled ones, and the two fills (`nearest_fill`, `propagate`)."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pix2pix_jax import color, errors
+from pix2pix_jax import color
+from pix2pix_jax.hints import HINT_CHANNELS
 
-HINT_CHANNELS = 3  # hint ab / 110, mask
 MAX_HINT_DISTANCE = 2.0  # propagate's distances stop here (about the farthest corner and an edge)
 AB_SCALE = 110.0  # as color.py: ab / 110 keeps the sRGB gamut inside [-1, 1]
 _HIGHEST = jax.lax.Precision.HIGHEST  # patch sums are exact sums, not TF32/bf16 matmuls
-
-
-class HintsError(errors.UserError, ValueError):
-  """A hint file that cannot be used (unreadable, wrong size, bad points) or a model without
-  hint inputs given hints."""
-
-
-def enabled(config) -> bool:
-  """Whether the config's generator takes hints (configs saved before hints existed: no)."""
-  if not config.model.get("hints", False):
-    return False
-  if "hint_luminance_weight" not in config.model:
-    raise HintsError(
-      "this hint model was trained with the first hint encoding (a nearest-hint fill as input), "
-      "which this version does not read: train it again"
-    )
-  return True
-
-
-def luminance_weight(config) -> float:
-  """How much luminance counts in `propagate`'s distance for the config's generator."""
-  return float(config.model.hint_luminance_weight)
-
-
-def input_channels(config) -> int:
-  """The generator's input channels: 1 (L), plus 3 with hints."""
-  return 1 + (HINT_CHANNELS if enabled(config) else 0)
 
 
 def encode(ab: jax.Array, mask: jax.Array) -> jax.Array:
@@ -96,9 +38,6 @@ def rotate_hue(key: jax.Array, rgb: jax.Array, p: float) -> jax.Array:
   lab = color.rgb_to_lab(rgb)
   a, b_ = lab[..., 1], lab[..., 2]
   return color.lab_to_rgb(jnp.stack([lab[..., 0], cos * a - sin * b_, sin * a + cos * b_], -1))
-
-
-# --- Simulated hints (device) -------------------------------------------------------------------
 
 
 def _reveal(
@@ -265,155 +204,3 @@ def propagate(
   fill = jnp.where(found[..., None], jnp.moveaxis(seed[3:], 0, -1), 0.0)
   far_off = jnp.float32(MAX_HINT_DISTANCE)
   return fill, jnp.where(found, jnp.sqrt(jnp.minimum(best, far_off**2)), far_off)
-
-
-# --- Hint files (host) --------------------------------------------------------------------------
-
-
-class Hints(NamedTuple):
-  """Hints at a photo's full resolution: ab [H, W, 2] (Lab units) where mask [H, W] is True."""
-
-  ab: np.ndarray
-  mask: np.ndarray
-
-  @property
-  def shape(self) -> tuple[int, int]:
-    return self.mask.shape
-
-
-def _ab_of_rgb(rgb: np.ndarray) -> np.ndarray:
-  return np.asarray(color.rgb_to_lab(color.uint8_to_float(rgb))[..., 1:], np.float32)
-
-
-def from_rgba(rgba: np.ndarray) -> Hints:
-  """A scribble image, uint8 [H, W, 4]: the pixels with alpha > 0 give their colour."""
-  rgba = np.asarray(rgba)
-  if rgba.ndim != 3 or rgba.shape[-1] != 4 or rgba.dtype != np.uint8:
-    raise HintsError(
-      f"a scribble image must be uint8 RGBA [H, W, 4], got {rgba.dtype} {rgba.shape}"
-    )
-  mask = rgba[..., 3] > 0
-  ab = np.zeros(mask.shape + (2,), np.float32)
-  if mask.any():
-    ab[mask] = _ab_of_rgb(rgba[..., :3][mask])
-  return Hints(ab, mask)
-
-
-def from_points(
-  points: Any, height: int, width: int, *, source: str = "points", check_only: bool = False
-) -> Hints | None:
-  """`[{"x": .., "y": .., "rgb": [r, g, b]}, ...]` (pixel coordinates of a height x width photo,
-  rgb 0..255) -> Hints; each point marks the pixel it falls in. HintsError naming `source` for
-  anything else. check_only: only check the list's form (no size known yet)."""
-  if not isinstance(points, list):
-    raise HintsError(f'{source}: expected a list of {{"x": .., "y": .., "rgb": [r, g, b]}}')
-  parsed = []
-  for i, p in enumerate(points):
-    try:
-      x, y, c = float(p["x"]), float(p["y"]), [float(v) for v in p["rgb"]]
-    except (KeyError, TypeError, ValueError) as e:
-      raise HintsError(f'{source}: point {i} is not {{"x": .., "y": .., "rgb": [r, g, b]}}') from e
-    if len(c) != 3 or not all(0 <= v <= 255 for v in c):
-      raise HintsError(f"{source}: point {i}: rgb must be three values in 0..255, got {p['rgb']}")
-    parsed.append((x, y, c))
-  if check_only:
-    return None
-  mask = np.zeros((height, width), bool)
-  rgb = np.zeros((height, width, 3), np.uint8)
-  for i, (x, y, c) in enumerate(parsed):
-    if not (0 <= x < width and 0 <= y < height):
-      raise HintsError(
-        f"{source}: point {i} at x={x:g}, y={y:g} is outside the {width}x{height} photo"
-      )
-    mask[int(y), int(x)] = True
-    rgb[int(y), int(x)] = np.round(c).astype(np.uint8)
-  ab = np.zeros((height, width, 2), np.float32)
-  if mask.any():
-    ab[mask] = _ab_of_rgb(rgb[mask])
-  return Hints(ab, mask)
-
-
-def read(path: str) -> np.ndarray | list:
-  """A hint file, not yet sized: a JSON point list (.json) or an RGBA image (uint8 [H, W, 4]).
-  HintsError (one line naming the file) if it cannot be read or is not a hint file."""
-  if not os.path.isfile(path):
-    raise HintsError(f"{path}: no such hint file")
-  if path.lower().endswith(".json"):
-    try:
-      with open(path, encoding="utf-8") as f:
-        points = json.load(f)
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-      raise HintsError(f"{path}: not a readable JSON point list ({e})") from e
-    from_points(points, 2**31 - 1, 2**31 - 1, source=path, check_only=True)
-    return points
-  from PIL import Image  # noqa: PLC0415 (only colourising reads hint images)
-
-  from pix2pix_jax import images  # noqa: PLC0415
-
-  try:
-    image, _ = images.open_upright(path)
-    rgb, alpha = images.to_rgb(image, images.FOR_COLORIZING)
-  except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-    raise HintsError(f"{path}: not a readable hint image ({e})") from e
-  if alpha is None:
-    raise HintsError(
-      f"{path}: hint image has no transparency (paint the hints on a transparent layer, "
-      "save as RGBA PNG)"
-    )
-  return np.concatenate([rgb, alpha[..., None]], axis=-1)
-
-
-def as_hints(
-  value: Any, height: int, width: int, *, source: str = "hints", photo: str = "the photo"
-) -> Hints:
-  """Hints, an RGBA scribble array, a point list or a hint file path -> Hints for a
-  height x width photo. HintsError naming `source` if they do not fit it."""
-  if isinstance(value, (str, os.PathLike)):
-    source = os.fspath(value)
-    value = read(source)
-  if isinstance(value, Hints):
-    hints = value
-  elif isinstance(value, list):
-    return from_points(value, height, width, source=source)
-  else:
-    hints = from_rgba(np.asarray(value))
-  if hints.shape != (height, width):
-    raise HintsError(
-      f"{source}: hint image is {hints.shape[1]}x{hints.shape[0]}, {photo} is {width}x{height}"
-    )
-  return hints
-
-
-def load(path: str, height: int, width: int) -> Hints:
-  """`read` then `as_hints`: a hint file's Hints for a height x width photo."""
-  return as_hints(read(path), height, width, source=path)
-
-
-def _footprints(n: int, size: int) -> tuple[np.ndarray, np.ndarray]:
-  """Source index ranges [start, end) of each of `size` render pixels over `n` source pixels:
-  they cover every source pixel, and each holds at least one. Downsampling (n >= size) they
-  partition the source; upsampling, a source pixel spans the render pixels it stretches over."""
-  i = np.arange(size)
-  start = (i * n) // size
-  end = np.maximum(start + 1, ((i + 1) * n) // size)
-  return start, end
-
-
-def rasterize(hints: Hints, size: int) -> np.ndarray:
-  """Full-resolution hints -> the encoded hint channels float32 [size, size, 3] at the render
-  size (the photo is squeezed to a square there, as its luminance is). A render pixel is a hint
-  if its footprint holds any hint pixel; its ab is their mean (`encode`)."""
-  mask = hints.mask.astype(np.float64)
-  weighted = hints.ab.astype(np.float64) * mask[..., None]
-  stack = np.concatenate([weighted, mask[..., None]], axis=-1)  # [H, W, 3]
-  integral = np.zeros((stack.shape[0] + 1, stack.shape[1] + 1, 3))
-  integral[1:, 1:] = stack.cumsum(0).cumsum(1)
-  y0, y1 = _footprints(stack.shape[0], size)
-  x0, x1 = _footprints(stack.shape[1], size)
-  sums = (
-    integral[y1][:, x1] - integral[y0][:, x1] - integral[y1][:, x0] + integral[y0][:, x0]
-  )  # [size, size, 3]
-  count = sums[..., 2]
-  out_mask = count > 0
-  ab = np.where(out_mask[..., None], sums[..., :2] / np.maximum(count, 1e-12)[..., None], 0.0)
-  return np.asarray(encode(ab.astype(np.float32), out_mask))

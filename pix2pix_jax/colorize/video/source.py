@@ -1,37 +1,12 @@
-"""Decoding a clip into chunks of frames on a background thread, with decord or an ffmpeg pipe.
+"""The source stage: a clip's frames, all or a frame range, in batches decoded on a background
+thread by decord or an ffmpeg pipe (frames as displayed, in SDR). Backends, windows and chunk
+seeking: docs/video.md."""
 
-decord (the maintained fork, PyPI `decord2`, same `import decord`) is imported here only, and
-only when a clip is read with it: where it cannot be imported, every clip comes from the ffmpeg
-pipe. `choose_backend` also takes the pipe where decord misreads a stream (its first frame
-differs from ffmpeg's: VP8 in WebM, small VP9 in WebM with 6 channels), cannot open a file that
-ffmpeg still decodes, or would hold too much: decord decodes ahead of a slower consumer without
-bound (dmlc/decord#157, #208), so it reads only clips whose decoded frames fit
-`DECORD_MAX_DECODED_BYTES`. The pipe's memory is bounded by the pipe. Where decord stops before
-the end of a clip (a truncated file: it fails on a frame ffmpeg still decodes), the pipe
-continues from that frame, so the frames are ffmpeg's either way.
-
-Threads: both decoders use `decode_threads()` threads, min(usable cores, 4) by default
-(frame-threaded decoding gives the same frames whatever the count).
-
-Windows (`window=(start, duration)` seconds): the frames with timestamps in
-[start, start + duration), always from the ffmpeg pipe: `-ss start` on the input (accurate seek:
-decoding from the keyframe before `start`, frames before it dropped) and a `trim` filter at
-`duration` after it. (ffmpeg's input `-t` alone counts from the first frame kept, not from
-`start`: with `start` between two frames it would take the frame at start + duration too. The
-input gets `-t duration + 1` only to stop decoding soon after the window.)
-
-The pipe decodes frames as they are displayed and in SDR: ffmpeg applies a display matrix
-(rotation, flips: phone clips) itself, and PQ or HLG (HDR) streams are tone-mapped to BT.709 SDR
-(`TONEMAP_FILTER`); decord does neither, so such clips always come from the pipe. Other 10-bit
-streams are converted to 8-bit RGB with their own colour matrix.
-
-A frame count that over-reports ends the clip at the first frame that fails to decode; a stalled
-decoder raises after `timeout` seconds instead of hanging.
-"""
-
+import dataclasses
 import fractions
 import os
 import queue
+import re
 import subprocess
 import tempfile
 import threading
@@ -49,7 +24,7 @@ if TYPE_CHECKING:
 DEFAULT_CHUNK_TIMEOUT = 120.0  # seconds a single chunk may take to decode
 # Chunks between decord re-opens; 0: never. Each re-open starts a new read-ahead, so it is off.
 DEFAULT_REOPEN_EVERY = 0
-# The most decoded RGB a clip may amount to for decord to read it (see the module docstring).
+# The most decoded RGB a clip may amount to for decord to read it (docs/video.md).
 DECORD_MAX_DECODED_BYTES = 512 << 20
 MAX_DECODE_THREADS = 4  # more gains little at 1080p and takes cores from the encoder
 _QUEUE_CHUNKS = 2  # decoded chunks waiting for the consumer
@@ -374,3 +349,109 @@ def in_background(items: Iterator[Any], name: str, timeout: float) -> Iterator[A
   finally:
     stop.set()
     thread.join(timeout=1.0)
+
+
+# Containers with an index and presentation timestamps that ffmpeg seeks in by timestamp,
+# landing on a keyframe before it. Not AVI: its MPEG-4 packets carry no presentation times
+# (a chunk of such a clip decoded a frame short of its plan, so it ran in one piece).
+SEEKABLE_EXTENSIONS = (".mp4", ".m4v", ".mov", ".3gp", ".mkv", ".webm")
+
+
+class CannotSplit(Exception):
+  """The clip cannot be split frame exactly; it is colourised serially instead."""
+
+
+@dataclasses.dataclass
+class Source:
+  """What chunks need to know about the clip."""
+
+  path: str
+  info: probe.VideoInfo
+  backend: str  # "decord" | "ffmpeg"
+  total: int
+  fps: fractions.Fraction
+  times: list[float] | None = None  # ffmpeg: sorted frame times, seconds from the file's start
+
+
+def packet_times(path: str) -> tuple[list[float], float]:
+  """(sorted presentation times of the first video stream's packets, the file's start time),
+  both in seconds, from the demuxer alone (no decoding)."""
+  cmd = [probe.ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", path, "-map", "0:v:0"]
+  cmd += ["-c", "copy", "-copyts", "-f", "framecrc", "-"]
+  proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace", check=False)
+  if proc.returncode:
+    raise files.MediaError(f"{path}: cannot read packets ({probe.ffmpeg_cause(proc.stderr)})")
+  start = re.search(r"Duration: [^,]*, start: (-?[\d.]+)", proc.stderr)
+  base, times = None, []
+  for line in proc.stdout.splitlines():
+    if line.startswith("#tb 0:"):
+      num, den = line.split(":", 1)[1].strip().split("/")
+      base = fractions.Fraction(int(num), int(den))
+    elif line and not line.startswith("#") and base is not None:
+      fields = [f.strip() for f in line.split(",")]
+      if fields[0] == "0":
+        times.append(float(int(fields[2]) * base))
+  return sorted(times), float(start.group(1)) if start else 0.0
+
+
+def open_source(path: str, info: probe.VideoInfo) -> Source:
+  """The clip's backend, frame count and rate as the serial path sees them; CannotSplit where
+  its container does not seek frame exactly."""
+  backend, decord_reader = choose_backend(path, info)
+  if decord_reader is not None:
+    source = Source(path, info, backend, len(decord_reader), average_fps(decord_reader))
+    del decord_reader
+    return source
+  if os.path.splitext(path)[1].lower() not in SEEKABLE_EXTENSIONS:
+    raise CannotSplit(f"its container ({os.path.splitext(path)[1]}) does not seek frame exactly")
+  times, start = packet_times(path)
+  if len(times) < 2:
+    raise CannotSplit("too few frames")
+  fps = fractions.Fraction(info.fps or 25.0).limit_denominator(1001)
+  return Source(path, info, backend, len(times), fps, [t - start for t in times])
+
+
+def read_range(
+  source: Source, first: int, end: int, batch: int, threads: int
+) -> Iterator[np.ndarray]:
+  """Frames [first, end) of the clip in batches, with `threads` decoder threads."""
+  if source.backend == "decord":
+    return _decord_range(source, first, end, batch, threads)
+  return _ffmpeg_range(source, first, end, batch, threads)
+
+
+def _ffmpeg_range(
+  source: Source, first: int, end: int, batch: int, threads: int
+) -> Iterator[np.ndarray]:
+  """Frames [first, end) from the ffmpeg pipe, seeking by timestamp (module docstring)."""
+  times = source.times
+  seek = []
+  if first > 0:
+    seek += ["-ss", f"{(times[first - 1] + times[first]) / 2:.6f}"]
+  if end < source.total:
+    # -t counts from the first frame kept (with -t from the seek point, WebM chunks of 24 fps
+    # VP8 took one frame too many: its times are rounded to milliseconds).
+    seek += ["-t", f"{(times[end - 1] + times[end]) / 2 - times[first]:.6f}"]
+  cmd = _ffmpeg_command(source.path, source.info, threads=threads)
+  i = cmd.index("-i")
+  cmd[i:i] = seek
+  with tempfile.TemporaryFile() as log:
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log)
+    try:
+      yield from raw_frames(proc.stdout, source.info.width, source.info.height, batch)
+    finally:
+      proc.kill()
+      proc.wait()
+
+
+def _decord_range(
+  source: Source, first: int, end: int, batch: int, threads: int
+) -> Iterator[np.ndarray]:
+  """Frames [first, end) by index with decord."""
+  decord_reader = open_reader(source.path, threads)
+  for a in range(first, end, batch):
+    frames, ended = _read_chunk(decord_reader, list(range(a, min(a + batch, end))))
+    if frames is not None:
+      yield frames
+    if ended:
+      return

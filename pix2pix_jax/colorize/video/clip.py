@@ -1,0 +1,83 @@
+"""`colorize_video`: one clip, serially or in chunks over several workers, chosen here."""
+
+from collections.abc import Callable
+from typing import Any
+
+from pix2pix_jax import files, locks
+from pix2pix_jax.colorize import colorizer as colorizer_lib
+from pix2pix_jax.colorize.video import (
+  chunk_plan,
+  chunked,
+  colourise,
+  probe,
+  serial,
+  settings,
+  source,
+  temporal,
+  writer,
+)
+
+
+def colorize_video(
+  colorizer: colorizer_lib.Colorizer,
+  src: str,
+  dst: str,
+  *,
+  hints: Any = None,
+  workers: int | None = None,
+  chunk_seconds: float | None = None,
+  window: tuple[float, float] | None = None,
+  overwrite: bool = False,
+  encode: writer.EncodeOptions | None = None,
+  smoothing: float = temporal.DEFAULT_SMOOTHING,
+  cut_threshold: float = temporal.DEFAULT_CUT_THRESHOLD,
+  consistency: bool = False,
+  compare: bool = False,
+  progress: bool = True,
+  timeout: float = source.DEFAULT_CHUNK_TIMEOUT,
+  threads: int | None = None,
+  note: Callable[[str], None] | None = None,
+) -> settings.VideoResult:
+  """Colourises the clip `src` into `dst` (written atomically, one writer at a time).
+
+  hints: colour hints for every frame (an RGBA scribble of the clip's size, a point list, a
+    hint file's path; a model trained with hints only).
+  workers: pipelines over chunks of the clip (None: `chunk_plan.default_workers`; 1 without
+    chunk_seconds: one pipeline). Windows, short clips and clips that cannot be split frame
+    exactly run in one pipeline.
+  window: (start, duration) seconds: only the frames in [start, start + duration).
+  smoothing: 0 (off) .. <1, the weight of the previous frame's chroma in the moving average,
+    reset at scene cuts (cut_threshold). consistency: also measure the temporal consistency of
+    source and output. compare: source and result side by side, twice as wide.
+  timeout: seconds one batch may take to decode. threads: decoder threads (None: the default).
+  note: called with a line to report (default: print).
+  """
+  note = note or (lambda line: print(line, flush=True))
+  options = settings.Settings(
+    encode=encode or writer.EncodeOptions(),
+    smoothing=temporal.Smoothing(smoothing, cut_threshold),
+    consistency=consistency,
+    compare=compare,
+    progress=progress,
+    timeout=timeout,
+    threads=threads,
+  )
+  files.check_output(dst, overwrite=overwrite)
+  info = probe.probe(src)
+  writer.resolve_codec(options.encode, dst)  # fail early on an impossible codec/container pair
+  if window is not None:
+    settings.check_window(src, info, window)
+  clip_hints = None
+  if hints is not None:
+    clip_hints = colourise.ClipHints(colorizer, hints, info.height, info.width, photo=src)
+  stages = colourise.ClipColorizer(colorizer, options.smoothing, clip_hints)
+  with locks.output_lock(dst):
+    if window is None:
+      if workers is None:
+        workers = chunk_plan.default_workers(info.width, info.height, colorizer.batch_size)
+      if workers > 1 or chunk_seconds is not None:
+        kw = dict(workers=workers, chunk_seconds=chunk_seconds, overwrite=overwrite, note=note)
+        result = chunked.run(stages, src, dst, info, options, **kw)
+        if result is not None:
+          return result
+    return serial.run(stages, src, dst, info, options, overwrite=overwrite, window=window)

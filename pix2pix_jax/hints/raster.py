@@ -1,0 +1,37 @@
+"""Full-resolution hints -> the generator's hint channels at the render size, on the host (numpy
+sums, then `device.encode`): a render pixel whose footprint holds any hint pixel is a hint, so no
+hint is lost in the resize however small it is."""
+
+import numpy as np
+
+from pix2pix_jax.hints import device, files
+
+
+def _footprints(n: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+  """Source index ranges [start, end) of each of `size` render pixels over `n` source pixels:
+  they cover every source pixel, and each holds at least one. Downsampling (n >= size) they
+  partition the source; upsampling, a source pixel spans the render pixels it stretches over."""
+  i = np.arange(size)
+  start = (i * n) // size
+  end = np.maximum(start + 1, ((i + 1) * n) // size)
+  return start, end
+
+
+def rasterize(hints: files.Hints, size: int) -> np.ndarray:
+  """Full-resolution hints -> the encoded hint channels float32 [size, size, 3] at the render
+  size (the photo is squeezed to a square there, as its luminance is). A render pixel is a hint
+  if its footprint holds any hint pixel; its ab is their mean (`device.encode`)."""
+  mask = hints.mask.astype(np.float64)
+  weighted = hints.ab.astype(np.float64) * mask[..., None]
+  stack = np.concatenate([weighted, mask[..., None]], axis=-1)  # [H, W, 3]
+  integral = np.zeros((stack.shape[0] + 1, stack.shape[1] + 1, 3))
+  integral[1:, 1:] = stack.cumsum(0).cumsum(1)
+  y0, y1 = _footprints(stack.shape[0], size)
+  x0, x1 = _footprints(stack.shape[1], size)
+  sums = (
+    integral[y1][:, x1] - integral[y0][:, x1] - integral[y1][:, x0] + integral[y0][:, x0]
+  )  # [size, size, 3]
+  count = sums[..., 2]
+  out_mask = count > 0
+  ab = np.where(out_mask[..., None], sums[..., :2] / np.maximum(count, 1e-12)[..., None], 0.0)
+  return np.asarray(device.encode(ab.astype(np.float32), out_mask))
