@@ -1,31 +1,19 @@
-"""One training run per workdir: an exclusive `flock` on `<workdir>/train.lock`.
+"""One training run per workdir: an exclusive `locks.exclusive` on `<workdir>/train.lock`.
 
-The lock file holds the owner's host, pid and start time, so a second run can say who holds it.
-The kernel releases a flock when its process dies (even on SIGKILL), so a lock left by a dead
-run is simply taken over; the file itself stays (removing it would let two runs lock two
-different files). Across hosts this holds where the filesystem implements flock for all its
-clients (local disks; NFSv4 and NFSv3 with NLM, where Linux maps flock onto byte-range locks and a
-dead client's lock goes when its lease expires; Lustre mounted with `-o flock`). Where flock is
-not supported the run goes on with a warning. In a multi-process run only process 0 holds it;
-every process learns whether it got it.
+The file names the running owner and stays (emptied on a clean exit); a dead run's lock is taken
+over. In a multi-process run only process 0 holds it; every process learns whether it got it.
+See docs/reliability.md ("Two runs, one workdir").
 """
 
 import contextlib
-import errno
-import fcntl
-import json
-import logging
+import functools
 import os
-import socket
-import time
 from collections.abc import Iterator
 
 import jax
 import numpy as np
 
-from pix2pix_jax import errors
-
-log = logging.getLogger(__name__)
+from pix2pix_jax import errors, locks
 
 LOCK_FILE = "train.lock"
 
@@ -34,58 +22,21 @@ class WorkdirLockedError(errors.UserError):
   """Another live run holds the workdir."""
 
 
-def _owner(fd: int) -> dict:
-  os.lseek(fd, 0, os.SEEK_SET)
-  try:
-    return json.loads(os.read(fd, 4096).decode() or "{}")
-  except ValueError:
-    return {}
-
-
-def _describe(owner: dict) -> str:
-  if not owner:
-    return "another process"
-  since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(owner.get("since", 0)))
-  return f"pid {owner.get('pid')} on host {owner.get('host')} (since {since})"
-
-
-def _lock(fd: int, workdir: str) -> bool:
-  """Locks `fd` without waiting: True if locked, False if the filesystem has no flock;
-  WorkdirLockedError naming the owner if a live process holds it."""
-  try:
-    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-  except BlockingIOError:
-    raise WorkdirLockedError(
-      f"{workdir} is being trained by {_describe(_owner(fd))}; wait for it to finish, stop it, "
-      "or use another --workdir"
-    ) from None
-  except OSError as e:
-    if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
-      raise
-    log.warning("%s: the filesystem does not support locks (%s); not locked", workdir, e.strerror)
-    return False
-  return True
+def _refusal(workdir: str, holder: str) -> WorkdirLockedError:
+  return WorkdirLockedError(
+    f"{workdir} is being trained by {holder}; wait for it to finish, stop it, "
+    "or use another --workdir"
+  )
 
 
 @contextlib.contextmanager
 def _flock(workdir: str) -> Iterator[None]:
   os.makedirs(workdir, exist_ok=True)
   path = os.path.join(workdir, LOCK_FILE)
-  fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-  try:
-    locked = _lock(fd, workdir)
-    if locked:
-      previous = _owner(fd)  # left only by a run that died holding the lock
-      if previous:
-        log.warning("took over %s from %s, which is no longer running", path, _describe(previous))
-      me = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.time()}
-      os.ftruncate(fd, 0)
-      os.pwrite(fd, (json.dumps(me) + "\n").encode(), 0)
+  with locks.exclusive(
+    path, subject=workdir, refusal=functools.partial(_refusal, workdir), remove=False
+  ):
     yield
-    if locked:
-      os.ftruncate(fd, 0)  # a clean exit leaves no owner behind
-  finally:
-    os.close(fd)  # releases the lock (as the kernel does when the process dies)
 
 
 @contextlib.contextmanager
