@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
-from conftest import REPO, exit_status, tiny_config
+from helpers import REPO, exit_status, tiny_config
 from PIL import Image
 from skimage import color as skcolor
 

@@ -9,26 +9,27 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import short_training
-from conftest import tiny_config, tiny_generator_workdir, write_photo_folder
+from helpers import tiny_config, tiny_generator_workdir, write_photo_folder
 from PIL import Image
 from scipy.spatial import cKDTree
 
-from pix2pix_jax import checkpoint, cli, color, hints, input_pipeline, models, parallel
+from pix2pix_jax import checkpoint, cli, color, input_pipeline, models, parallel
 from pix2pix_jax.evaluate import common
 from pix2pix_jax.evaluate import main as evaluate
+from pix2pix_jax.hints import device as hint_ops
 
 
 def test_sampled_hints_are_n_true_pixels_per_image_and_depend_on_the_image_index_only():
   ab = np.random.default_rng(0).uniform(-50, 50, (8, 24, 24, 2)).astype(np.float32)
-  keys = hints.image_keys(3, jnp.int32(0), 8)
-  hint_ab, mask, fill = jax.device_get(hints.sample_points(keys, ab, 5))
+  keys = hint_ops.image_keys(3, jnp.int32(0), 8)
+  hint_ab, mask, fill = jax.device_get(hint_ops.sample_points(keys, ab, 5))
   for i in range(8):
     assert 1 <= mask[i].sum() <= 5  # 1x1 patches (duplicates merge)
     np.testing.assert_allclose(hint_ab[i][mask[i]], ab[i][mask[i]], atol=1e-5)
     np.testing.assert_allclose(fill[i][mask[i]], ab[i][mask[i]], atol=1e-5)
   assert np.mean([mask[i].sum() for i in range(8)]) > 4
   # Images 4..7 get the same hints in a batch of their own.
-  later = jax.device_get(hints.sample_points(hints.image_keys(3, jnp.int32(4), 4), ab[4:], 5))
+  later = jax.device_get(hint_ops.sample_points(hint_ops.image_keys(3, jnp.int32(4), 4), ab[4:], 5))
   np.testing.assert_array_equal(later[1], mask[4:])
   np.testing.assert_array_equal(later[2], fill[4:])
 
@@ -37,7 +38,7 @@ def test_the_nearest_hint_fill_matches_a_kd_tree():
   rng = np.random.default_rng(1)
   centres = np.stack([rng.integers(0, 20, (2, 7)), rng.integers(0, 30, (2, 7))], -1)
   point_ab = rng.uniform(-50, 50, (2, 7, 2)).astype(np.float32)
-  fill = np.asarray(hints.nearest_fill(point_ab, centres, 20, 30))
+  fill = np.asarray(hint_ops.nearest_fill(point_ab, centres, 20, 30))
   yy, xx = np.mgrid[0:20, 0:30]
   pixels = np.stack([yy.ravel(), xx.ravel()], -1)
   for i in range(2):
@@ -48,7 +49,7 @@ def test_the_nearest_hint_fill_matches_a_kd_tree():
     which = np.argmin(np.abs(got[:, None, :] - v[None]).sum(-1), axis=1)
     np.testing.assert_allclose(got, v[which], atol=1e-5)
     np.testing.assert_allclose(np.linalg.norm(pixels - c[which], axis=-1), dist)
-  none = hints.nearest_fill(point_ab[:, :0], centres[:, :0], 20, 30)
+  none = hint_ops.nearest_fill(point_ab[:, :0], centres[:, :0], 20, 30)
   assert none.shape == (2, 20, 30, 2) and np.asarray(none).max() == 0 == np.asarray(none).min()
 
 
@@ -139,7 +140,7 @@ def test_a_hint_model_uses_its_hints(tmp_path):
 
   @jax.jit
   def compute(variables, real):
-    keys = hints.image_keys(0, jnp.int32(0), real.shape[0])
+    keys = hint_ops.image_keys(0, jnp.int32(0), real.shape[0])
     plain = common.predict_rgb(nets.generator, nets.color_space, variables, real)
     hinted = common.hinted_predictions(
       nets.generator, nets.color_space, variables, real, keys, num_points=5

@@ -1,28 +1,11 @@
-"""Evaluation: colourisation metrics of a model over a stream of batches, and the
-``pix2pix-evaluate`` command.
-
-``python -m pix2pix_jax.evaluate.main --workdir W --data samples|FOLDER|tfds_name[split]`` restores
-the latest generator of ``W``, colourises the data at the model's training crop size, and writes
-to ``--output`` (default ``W/eval/<data name>/``):
-
-- ``metrics.json``: mean, std and 95% confidence interval of every metric for the model and two
-  trivial baselines: ``gray`` (the input's Lab L with a = b = 0) and ``mean_chroma`` (the input's
-  L with the mean ab of the evaluated images: optimistic, as it knows the eval set's average);
-- ``per_image.csv``: one row per image (index, file or tfds index, every metric of every
-  predictor);
-- with ``--hints N`` (a model trained with ``config.model.hints``): N colour hints are sampled
-  from each ground-truth image (seeded per image: ``--hint-seed``; each the true ab of a
-  ``--hint-patch`` square), and every metric is also reported for ``model_hints`` (the model
-  given them), ``nearest_hint`` (each pixel takes the ab of its nearest hint, L kept: the
-  naive propagation a model must beat) and ``luminance_fill`` (hints.propagate: the fill the
-  generator starts from and corrects); the default output folder gets a ``_hintsN`` suffix;
-- ``gallery.html``: input / output / ground truth thumbnails with the model's metrics, sortable
-  by clicking a column header; self-contained (images inlined, no external assets).
-"""
+"""`pix2pix-evaluate`: metrics.json, per_image.csv and gallery.html of a workdir's generator
+beside gray and mean-chroma baselines (and hint fills with --hints), via `evaluator.Evaluator`.
+Usage and outputs: README.md, "Evaluation"; hints: docs/video.md, "Colour hints"."""
 
 import argparse
 import csv
 import dataclasses
+import functools
 import io
 import json
 import os
@@ -51,7 +34,8 @@ from pix2pix_jax import (
   progress,
   xla_flags,
 )
-from pix2pix_jax.evaluate import common
+from pix2pix_jax.evaluate import common, evaluator
+from pix2pix_jax.hints import device as hint_ops
 
 PREDICTORS = ("model", "gray", "mean_chroma")
 DEFAULT_EVAL_BATCH = 8
@@ -116,6 +100,16 @@ def _thumbnail(image: np.ndarray) -> bytes:
   return buffer.getvalue()
 
 
+@dataclasses.dataclass(frozen=True)
+class HintSampling:
+  """--hints: `count` hints sampled from each ground truth, each the mean true ab of a `patch`
+  square, image i's from key fold_in(seed, i) (`hint_ops.image_keys`)."""
+
+  count: int
+  patch: int = 1
+  seed: int = 0
+
+
 def evaluate_workdir(
   workdir: str,
   data: str,
@@ -129,114 +123,31 @@ def evaluate_workdir(
   hint_patch: int = 1,
   hint_seed: int = 0,
 ) -> EvalResult:
-  """Per-image metrics of the workdir's generator (latest checkpoint, or `step`) and of the two
-  baselines on `data`.
+  """Per-image metrics of the workdir's generator (latest checkpoint, or `step`) and of the
+  baselines on `data`, resized to the model's training crop size as in training's evaluation.
 
-  Images are resized to the model's training crop size, as the training-time evaluation does.
-  The mean-chroma baseline uses the mean ab of the evaluated images (a first pass over them):
-  an optimistic baseline, since it has seen the evaluation set's average colour.
   show_progress: a progress bar over the images (a summary line where stderr is not a terminal).
   num_hints: also colourise with this many hints sampled from each ground truth (a hint model
-  only), beside the nearest-hint fill (see the module docstring).
+  only), beside the nearest-hint and luminance fills (`_predictors`).
   """
   if not os.path.isdir(workdir):
     raise EvaluationError(f"{workdir}: workdir does not exist")
   config, variables = checkpoint.restore_generator(workdir, step)  # NoCheckpointError: a UserError
-  if num_hints is not None:
-    if not hints.enabled(config):
-      raise EvaluationError(
-        f"{workdir}: the model was trained without colour hints (config.model.hints=False); "
-        "--hints needs one trained with them"
-      )
-    if num_hints < 0 or hint_patch < 1 or hint_patch % 2 == 0:
-      raise EvaluationError(
-        f"--hints {num_hints} --hint-patch {hint_patch}: need N >= 0 and an odd patch >= 1"
-      )
-  data_name, overrides = data_overrides(data, config)
+  hint = None if num_hints is None else HintSampling(num_hints, hint_patch, hint_seed)
+  if hint is not None:
+    _check_hints(workdir, config, hint)
+  data_name, config = _eval_config(config, data, batch_size, max_examples)
   mesh = parallel.make_mesh()
-  batch = parallel.device_multiple(batch_size or DEFAULT_EVAL_BATCH)
-  overrides.update({"batch_size": batch, "data.max_eval_examples": int(max_examples)})
-  config = config_lib.apply_overrides(config, overrides)
-
-  generator = models.make_generator(config)
-  replicated = parallel.replicated(mesh)
-  variables = jax.device_put(variables, replicated)
-
-  def batches():
-    try:
-      yield from input_pipeline.create_eval_iterator(config)
-    except ValueError as e:
-      raise EvaluationError(str(e)) from e
-
-  sums = jax.jit(common.mean_ab_sums, out_shardings=replicated)
-  total = np.zeros(3)
-  for host_batch in batches():
-    global_batch = parallel.to_global(host_batch, mesh)
-    total += np.asarray(jax.device_get(sums(global_batch["image"], global_batch["mask"])))
-  if total[2] == 0:
-    raise EvaluationError(f"--data {data}: no images to evaluate")
-  mean_ab = total[:2] / total[2]
-
-  def predict(variables, targets, mean_ab, first_index):
-    model = common.predict_rgb(generator, config.color_space, variables, targets)
-    outputs = {"model": model, **common.baselines(targets, mean_ab)}
-    if num_hints is None:
-      return outputs
-    keys = hints.image_keys(hint_seed, first_index, targets.shape[0])
-    hinted = common.hinted_predictions(
-      generator,
-      config.color_space,
-      variables,
-      targets,
-      keys,
-      num_points=num_hints,
-      patch=hint_patch,
-    )
-    return {name: {**outputs, **hinted}[name] for name in _predictors(num_hints)}
-
-  predict = jax.jit(
-    predict, out_shardings=replicated, compiler_options=xla_flags.forward_compiler_options()
-  )
-  shown = jax.jit(
-    lambda outputs, targets: (
-      {name: color.float_to_uint8(outputs[name]) for name in ("model", "gray")},
-      targets,
-    ),
-    out_shardings=replicated,
-  )
-  thumbnails: list[dict[str, bytes]] = []
-  mean_ab_device = jnp.asarray(mean_ab, jnp.float32)
+  variables = jax.device_put(variables, parallel.replicated(mesh))
+  mean_ab, count = mean_chroma(config, mesh, data)
+  predict = predict_fn(models.make_generator(config), config.color_space, mean_ab, mesh, hint)
   bar = progress.Progress(
-    f"evaluate {data}",
-    int(total[2]),
-    unit="images",
-    enabled=show_progress and jax.process_index() == 0,
+    f"evaluate {data}", count, unit="images", enabled=show_progress and jax.process_index() == 0
   )
-
-  def gallery(outputs, targets, mask):
-    real = np.flatnonzero(mask)[: gallery_size - len(thumbnails)]
-    if len(real):
-      images, targets = jax.device_get(shown(outputs, targets))
-      for i in real:
-        thumbnails.append(
-          {
-            "input": _thumbnail(np.asarray(images["gray"][i])),
-            "model": _thumbnail(np.asarray(images["model"][i])),
-            "target": _thumbnail(np.asarray(targets[i])),
-          }
-        )
-    bar.update(int(mask.sum()))
-
-  seen = [0]  # images before this batch: each image's hints come from its own index
-
-  def predict_batch(targets):
-    first = jnp.int32(seen[0])
-    seen[0] += targets.shape[0]
-    return predict(variables, targets, mean_ab_device, first)
-
   with bar:
-    stacked = common.per_image_values(predict_batch, batches(), mesh, gallery)
-  count = len(next(iter(stacked["model"].values())))
+    values, thumbnails = _run(
+      evaluator.Evaluator(predict, mesh), variables, config, gallery_size, bar
+    )
   info = {
     "workdir": os.path.abspath(workdir),
     "step": checkpoint.latest_step(workdir) if step is None else step,
@@ -247,15 +158,128 @@ def evaluate_workdir(
     "color_space": config.color_space,
     "mean_chroma_ab": [float(mean_ab[0]), float(mean_ab[1])],
     "mean_chroma_source": "mean ab of the evaluated images",
-    "predictors": list(_predictors(num_hints)),
+    "predictors": list(_predictors(hint)),
   }
-  if num_hints is not None:
-    info.update(hints=num_hints, hint_patch=hint_patch, hint_seed=hint_seed)
-  return EvalResult(stacked, image_labels(config, count), thumbnails, tuple(mean_ab), info)
+  if hint is not None:
+    info.update(hints=hint.count, hint_patch=hint.patch, hint_seed=hint.seed)
+  return EvalResult(values, image_labels(config, count), thumbnails, tuple(mean_ab), info)
 
 
-def _predictors(num_hints: int | None) -> tuple[str, ...]:
-  if num_hints is None:
+def _check_hints(workdir: str, config: ml_collections.ConfigDict, hint: HintSampling) -> None:
+  if not hints.enabled(config):
+    raise EvaluationError(
+      f"{workdir}: the model was trained without colour hints (config.model.hints=False); "
+      "--hints needs one trained with them"
+    )
+  if hint.count < 0 or hint.patch < 1 or hint.patch % 2 == 0:
+    raise EvaluationError(
+      f"--hints {hint.count} --hint-patch {hint.patch}: need N >= 0 and an odd patch >= 1"
+    )
+
+
+def _eval_config(
+  config: ml_collections.ConfigDict, data: str, batch_size: int | None, max_examples: int
+) -> tuple[str, ml_collections.ConfigDict]:
+  """(the data's short name, the training config set to read `data`'s eval split)."""
+  data_name, overrides = data_overrides(data, config)
+  batch = parallel.device_multiple(batch_size or DEFAULT_EVAL_BATCH)
+  overrides.update({"batch_size": batch, "data.max_eval_examples": int(max_examples)})
+  return data_name, config_lib.apply_overrides(config, overrides)
+
+
+def _eval_batches(config: ml_collections.ConfigDict):
+  """The eval split's padded batches; bad data is an EvaluationError."""
+  try:
+    yield from input_pipeline.create_eval_iterator(config)
+  except ValueError as e:
+    raise EvaluationError(str(e)) from e
+
+
+def mean_chroma(
+  config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, data: str
+) -> tuple[np.ndarray, int]:
+  """(the mean ab of the evaluated images, their number): a first pass over them. The
+  mean-chroma baseline is optimistic: it knows the evaluation set's average colour."""
+  sums = jax.jit(common.mean_ab_sums, out_shardings=parallel.replicated(mesh))
+  total = np.zeros(3)
+  for host_batch in _eval_batches(config):
+    global_batch = parallel.to_global(host_batch, mesh)
+    total += np.asarray(jax.device_get(sums(global_batch["image"], global_batch["mask"])))
+  if total[2] == 0:
+    raise EvaluationError(f"--data {data}: no images to evaluate")
+  return total[:2] / total[2], int(total[2])
+
+
+def predict_fn(
+  generator: Any,
+  color_space: str,
+  mean_ab: np.ndarray,
+  mesh: jax.sharding.Mesh,
+  hint: HintSampling | None = None,
+) -> evaluator.PredictFn:
+  """The command's `evaluator.PredictFn`: {predictor: sRGB in [0, 1]} (see `_predictors`)."""
+  predict = jax.jit(
+    functools.partial(_predictions, generator, color_space, hint),
+    out_shardings=parallel.replicated(mesh),
+    compiler_options=xla_flags.forward_compiler_options(),
+  )
+  return functools.partial(predict, jnp.asarray(mean_ab, jnp.float32))
+
+
+def _predictions(generator, color_space, hint, mean_ab, variables, targets, first_index):
+  model = common.predict_rgb(generator, color_space, variables, targets)
+  outputs = {"model": model, **common.baselines(targets, mean_ab)}
+  if hint is None:
+    return outputs
+  keys = hint_ops.image_keys(hint.seed, first_index, targets.shape[0])
+  hinted = common.hinted_predictions(
+    generator, color_space, variables, targets, keys, num_points=hint.count, patch=hint.patch
+  )
+  return {name: {**outputs, **hinted}[name] for name in _predictors(hint)}
+
+
+def _run(
+  evaluation: evaluator.Evaluator,
+  variables: Any,
+  config: ml_collections.ConfigDict,
+  gallery_size: int,
+  bar: progress.Progress,
+) -> tuple[dict[str, dict[str, np.ndarray]], list[dict[str, bytes]]]:
+  """(predictor -> metric -> [N], gallery thumbnails of the first `gallery_size` images)."""
+  shown = jax.jit(_shown, out_shardings=parallel.replicated(evaluation.mesh))
+  per_batch, thumbnails = [], []
+  for result in evaluation.batches(variables, _eval_batches(config)):
+    per_batch.append(result.values)
+    real = np.flatnonzero(result.mask)[: gallery_size - len(thumbnails)]
+    if len(real):
+      pictures, targets = jax.device_get(shown(result.predictions, result.images))
+      thumbnails.extend(_thumbnails(pictures, targets, real))
+    bar.update(int(result.mask.sum()))
+  return evaluator.concatenate(per_batch), thumbnails
+
+
+def _shown(outputs: dict[str, jax.Array], targets: jax.Array) -> tuple[dict, jax.Array]:
+  """The gallery's pictures: uint8 model output and gray input, and the targets."""
+  return {name: color.float_to_uint8(outputs[name]) for name in ("model", "gray")}, targets
+
+
+def _thumbnails(pictures: dict, targets: np.ndarray, indices: np.ndarray) -> list[dict]:
+  return [
+    {
+      "input": _thumbnail(np.asarray(pictures["gray"][i])),
+      "model": _thumbnail(np.asarray(pictures["model"][i])),
+      "target": _thumbnail(np.asarray(targets[i])),
+    }
+    for i in indices
+  ]
+
+
+def _predictors(hint: HintSampling | None) -> tuple[str, ...]:
+  """The model and the baselines: "gray" (L, a = b = 0), "mean_chroma" (L, the evaluated images'
+  mean ab); with hints also "model_hints" (the model given them), "nearest_hint" (each pixel
+  the ab of its nearest hint) and "luminance_fill" (`hint_ops.propagate`, the generator's
+  starting point)."""
+  if hint is None:
     return PREDICTORS
   return ("model", "model_hints", "gray", "mean_chroma", "nearest_hint", "luminance_fill")
 

@@ -24,7 +24,7 @@ from pix2pix_jax import (
   parallel,
   xla_flags,
 )
-from pix2pix_jax.evaluate import common
+from pix2pix_jax.evaluate import common, evaluator
 from pix2pix_jax.train import sample_grid, workdir_lock
 from pix2pix_jax.train import step as train_step
 
@@ -165,6 +165,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> trai
     functools.partial(common.predict_rgb, nets.generator, nets.color_space),
     compiler_options=xla_flags.forward_compiler_options(),
   )
+  evaluation = evaluator.Evaluator(lambda variables, images, _: predict_fn(variables, images), mesh)
 
   # TensorBoard only: the console gets one progress line per log interval (below).
   writer = (
@@ -211,10 +212,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> trai
 
       eval_metrics = None
       if has_eval and (step % config.eval_every_steps == 0 or is_last):
-        eval_metrics = common.evaluate_batches(
-          functools.partial(predict_fn, state.generator_variables),
-          input_pipeline.create_eval_iterator(config),
-          mesh,
+        eval_metrics = evaluation.evaluate(
+          state.generator_variables, input_pipeline.create_eval_iterator(config)
         )
         writer.write_scalars(step, {f"eval/{k}": v for k, v in eval_metrics.items()})
 
