@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
-from conftest import REPO, subprocess_env, tiny_config, write_photo_folder
+from helpers import REPO, subprocess_env, tiny_config, write_photo_folder
 from PIL import Image
 
 from pix2pix_jax import checkpoint, checkpoint_integrity, models
@@ -49,8 +49,8 @@ def test_a_workdir_saved_with_model_upsample_restores_and_colourises(tmp_path):
   restored_config, restored = checkpoint.restore_generator(str(tmp_path))
   assert restored_config.model.conv == "plain" and "upsample" not in restored_config.model
   frames = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
-  got = colorizer_lib.Colorizer(restored_config, restored, batch_size=4)(frames)
-  want = colorizer_lib.Colorizer(config, variables, batch_size=4)(frames)
+  got = colorizer_lib.Colorizer.from_config(restored_config, restored, batch_size=4)(frames)
+  want = colorizer_lib.Colorizer.from_config(config, variables, batch_size=4)(frames)
   np.testing.assert_allclose(got, want, atol=1)  # plain vs auto: the same function
 
 

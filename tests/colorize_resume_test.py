@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import start_colorize, tiny_generator_workdir
+from helpers import start_colorize, tiny_generator_workdir
 from PIL import Image
 from video_test import make_clip
 
@@ -74,6 +74,9 @@ def test_killed_and_stopped_jobs_continue_where_they_stopped(workdir, tmp_path):
   check_images(out, images)
   left = temps(out)
   assert all(name.startswith(".a.") for name in left), left
+  # The output's lock file stays until the next writer of a.mp4 takes it over and removes it.
+  assert ".a.mp4.lock" in left
+  left.remove(".a.mp4.lock")
 
   # 2. Started again and stopped with SIGTERM while b.mp4's frames are being encoded: the
   # images are skipped, the killed run's leftovers removed, a.mp4 finished, and b.mp4's

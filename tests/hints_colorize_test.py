@@ -9,13 +9,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import tiny_config, tiny_generator_workdir
+from helpers import tiny_config, tiny_generator_workdir
 from PIL import Image
 from video_test import decode, make_clip
 
 from pix2pix_jax import checkpoint, cli, hints, models
 from pix2pix_jax.colorize import colorizer as colorizer_lib
 from pix2pix_jax.colorize import main as colorize
+from pix2pix_jax.colorize.video import colourise
 from pix2pix_jax.export import main as export
 from pix2pix_jax.export import p2p_file
 
@@ -79,16 +80,13 @@ def test_the_api_takes_hints_per_image_and_per_clip(workdir, photo):
   np.testing.assert_array_equal(plain, colorizer.colorize_images([image])[0])
   np.testing.assert_array_equal(hinted, from_file)
   assert np.abs(hinted.astype(int) - plain).mean() > 2
-  # A clip's frames (set_frame_hints) get the same colours as the image.
-  assert colorizer.frame_hints_digest() is None
-  colorizer.set_frame_hints(scribble)
-  np.testing.assert_array_equal(colorizer(np.stack([image, image]))[1], hinted)
-  # Resumable chunks are fingerprinted with the frame hints.
-  digest = colorizer.frame_hints_digest()
-  colorizer.set_frame_hints(scribble[::-1].copy())
-  assert digest is not None and colorizer.frame_hints_digest() not in (None, digest)
-  colorizer.set_frame_hints(None)
+  # A clip's frames given the hints get the same colours as the image; hints are no state.
+  np.testing.assert_array_equal(colorizer(np.stack([image, image]), hints=scribble)[1], hinted)
   np.testing.assert_array_equal(colorizer(image[None])[0], plain)
+  # Resumable chunks are fingerprinted with the clip's hints.
+  digest = colourise.ClipHints(colorizer, scribble, H, W).digest
+  assert colourise.ClipHints(colorizer, scribble.copy(), H, W).digest == digest
+  assert colourise.ClipHints(colorizer, scribble[::-1].copy(), H, W).digest != digest
   with pytest.raises(hints.HintsError, match="hint image is 45x31, the photo is 44x31"):
     colorizer.colorize_images([image[:, :-1]], hints=[scribble])
 
@@ -100,7 +98,7 @@ def test_a_model_without_hint_inputs_refuses_hints(tmp_path, photo):
   with pytest.raises(hints.HintsError, match="trained without colour hints"):
     colorizer.colorize_images([image], hints=[str(photo / "points.json")])
   with pytest.raises(hints.HintsError, match="trained without colour hints"):
-    colorizer.set_frame_hints([])
+    colorizer(image[None], hints=[])
 
 
 def test_cli_hints_from_png_and_json(workdir, photo, tmp_path, capsys):

@@ -7,18 +7,19 @@ import pytest
 
 from pix2pix_jax import color, models, parallel
 from pix2pix_jax.colorize import colorizer as colorizer_lib
+from pix2pix_jax.colorize.video import colourise, temporal
 
 
 def make_colorizer(config, **kwargs):
   generator = models.make_generator(config)
   size = config.data.crop_size
   variables = generator.init(jax.random.key(0), jnp.zeros((1, size, size, 1)), train=False)
-  return colorizer_lib.Colorizer(config, variables, **kwargs)
+  return colorizer_lib.Colorizer.from_config(config, variables, **kwargs)
 
 
 @pytest.fixture(scope="module")
 def colorizer():
-  from conftest import tiny_config
+  from helpers import tiny_config
 
   return make_colorizer(tiny_config(), batch_size=6)
 
@@ -103,8 +104,8 @@ def test_smoothing_is_an_ema_that_resets_at_cuts():
   ab = jnp.arange(n, dtype=jnp.float32)[:, None, None, None] * jnp.ones((n, r, r, 2))
   # Frames 0-4 dark, 5-7 bright: one cut at 5; frame 7 is padding.
   x = jnp.where(jnp.arange(n)[:, None, None, None] < 5, -0.8, 0.8) * jnp.ones((n, r, r, 1))
-  state = colorizer_lib.SmoothState(jnp.zeros((r, r, 2)), jnp.zeros((32,)), jnp.zeros((), bool))
-  smoothed, cuts, state = colorizer_lib._smooth(
+  state = temporal.SmoothState(jnp.zeros((r, r, 2)), jnp.zeros((32,)), jnp.zeros((), bool))
+  smoothed, cuts, state = temporal._smooth(
     ab,
     x,
     jnp.int32(7),
@@ -125,9 +126,9 @@ def test_smoothing_is_an_ema_that_resets_at_cuts():
 
 def test_smoothing_state_carries_across_batches(colorizer):
   x = frames(16, seed=3)
-  state = colorizer.initial_state()
-  first, state, _ = colorizer.colorize_batch(x[:8], state=state, strength=0.7)
-  second, _, cuts = colorizer.colorize_batch(x[8:], state=state, strength=0.7)
+  stages = colourise.ClipColorizer(colorizer, temporal.Smoothing(0.7))
+  first, state, _ = stages(x[:8], stages.initial_state())
+  second, _, cuts = stages(x[8:], state)
   whole = np.concatenate([np.asarray(first), np.asarray(second)])
   assert not np.asarray(cuts).any()
   plain = colorizer(x)

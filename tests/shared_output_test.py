@@ -6,13 +6,15 @@ its own host name and its own process ids, as two machines writing one network f
 
 import glob
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import time
 
 import pytest
-from conftest import start_process, tiny_generator_workdir
+from helpers import start_colorize, start_process, tiny_generator_workdir
 from video_test import make_clip
 
 from pix2pix_jax import files
@@ -128,7 +130,9 @@ def test_two_hosts_writing_one_folder_leave_each_others_files_alone(tmp_path):
     os.kill(pid, signal.SIGSTOP)
   try:
     a_files = sorted(os.listdir(out))
-    assert all("@hostA-" in name for name in a_files), a_files
+    # A's temporary files carry its host; the output's lock file has the output's name.
+    assert [n for n in a_files if n.endswith(".lock")] == [".long.mp4.lock"], a_files
+    assert all("@hostA-" in name for name in a_files if not name.endswith(".lock")), a_files
     b = _on_host("hostB", [short_clip, *common, "--skip-existing"])
     b_out, b_err = b.communicate(timeout=600)
     assert b.returncode == 0, b_err
@@ -144,3 +148,44 @@ def test_two_hosts_writing_one_folder_leave_each_others_files_alone(tmp_path):
   assert probe.count_frames(str(out / "long.mp4")) == 100
   assert probe.count_frames(str(out / "short.mp4")) == 25
   assert probe.probe(str(out / "long.mp4")).audio_codec == "aac"
+
+
+@pytest.mark.integration
+def test_a_second_writer_of_one_output_is_refused_and_touches_nothing(tmp_path):
+  workdir = tiny_generator_workdir(tmp_path / "run")
+  clip = make_clip(str(tmp_path / "long.mp4"), audio="aac", seconds=8)
+  out = tmp_path / "out"
+  out.mkdir()
+  dst = out / "long.mp4"
+  first = start_colorize(workdir, clip, dst)
+  deadline = time.monotonic() + 300
+  while not glob.glob(str(out / ".long.*.video.mp4")):
+    assert first.poll() is None, first.communicate()
+    assert time.monotonic() < deadline, "the first run wrote no temporary file"
+    time.sleep(0.02)
+  frozen = [first.pid, *_descendants(first.pid)]  # so that it is still writing meanwhile
+  for pid in frozen:
+    os.kill(pid, signal.SIGSTOP)
+  try:
+    before = {n: (os.stat(out / n).st_ino, os.stat(out / n).st_size) for n in os.listdir(out)}
+    assert ".long.mp4.lock" in before
+    second = start_colorize(workdir, clip, dst, "--overwrite")
+    _, stderr = second.communicate(timeout=300)
+    assert second.returncode == 1, stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, stderr
+    assert re.fullmatch(
+      rf"error: {re.escape(str(dst))}: being written by pid {first.pid} on host "
+      rf"{re.escape(socket.gethostname())} \(since .*\); wait for it to finish or choose "
+      "another output",
+      errors[0],
+    ), errors
+    after = {n: (os.stat(out / n).st_ino, os.stat(out / n).st_size) for n in os.listdir(out)}
+    assert after == before
+  finally:
+    for pid in frozen:
+      os.kill(pid, signal.SIGCONT)
+  _, stderr = first.communicate(timeout=600)
+  assert first.returncode == 0, stderr
+  assert sorted(os.listdir(out)) == ["long.mp4"]
+  assert probe.count_frames(str(dst)) == 200

@@ -8,18 +8,18 @@ import time
 
 import numpy as np
 import pytest
-from conftest import start_colorize, tiny_generator_workdir
+from helpers import start_colorize, tiny_generator_workdir
 from video_test import check_output, colorizer, decode, ffmpeg, make_clip  # noqa: F401
 
 from pix2pix_jax.colorize.video import (
   chunk_files,
   chunk_plan,
-  chunks,
-  pipeline,
   probe,
-  reader,
+  source,
+  temporal,
   writer,
 )
+from pix2pix_jax.colorize.video.clip import colorize_video
 
 LOSSLESS = writer.EncodeOptions(codec="ffv1", pix_fmt="gbrp")
 
@@ -40,14 +40,14 @@ def make_cut_clip(path, seconds=6, cut=1.6):
 @pytest.mark.parametrize("backend", ["decord", "ffmpeg"])
 def test_chunked_run_equals_serial_run(colorizer, tmp_path, monkeypatch, backend):  # noqa: F811
   if backend == "ffmpeg":
-    monkeypatch.setattr(reader, "DECORD_MAX_DECODED_BYTES", 0)
+    monkeypatch.setattr(source, "DECORD_MAX_DECODED_BYTES", 0)
   # The cut (frame 40) lies in the head of the chunk at frame 25 (20 frames at 0.7).
   src = make_cut_clip(str(tmp_path / "cut.mp4"))
   serial_dst, chunked_dst = str(tmp_path / "serial.mkv"), str(tmp_path / "out" / "chunked.mkv")
   options = dict(encode=LOSSLESS, progress=False, consistency=True)
-  serial = pipeline.colorize_video(colorizer, src, serial_dst, **options)
+  serial = colorize_video(colorizer, src, serial_dst, **options)
   notes = []
-  result = chunks.colorize_video(
+  result = colorize_video(
     colorizer, src, chunked_dst, workers=3, chunk_seconds=1.0, note=notes.append, **options
   )
   assert (result.chunks, result.resumed, result.workers, result.decoder) == (6, 0, 3, backend)
@@ -59,7 +59,7 @@ def test_chunked_run_equals_serial_run(colorizer, tmp_path, monkeypatch, backend
   # Equal up to rounding: a chunk's body starts < 1/1024 of the chroma range off.
   assert np.abs(a.astype(np.int16) - b).max() <= 1
   assert np.mean(a != b) < 0.01
-  assert chunk_plan.packet_times(chunked_dst) == chunk_plan.packet_times(serial_dst)  # timestamps
+  assert source.packet_times(chunked_dst) == source.packet_times(serial_dst)  # timestamps
   assert result.scene_cuts == serial.scene_cuts == 1
   assert result.consistency_out == pytest.approx(serial.consistency_out, abs=1e-4)
   assert result.consistency_in == pytest.approx(serial.consistency_in, abs=1e-6)
@@ -74,48 +74,48 @@ def test_chunked_run_equals_serial_run(colorizer, tmp_path, monkeypatch, backend
   ],
 )
 def test_chunked_containers_through_the_ffmpeg_pipe(colorizer, tmp_path, monkeypatch, name, clip):  # noqa: F811
-  monkeypatch.setattr(reader, "DECORD_MAX_DECODED_BYTES", 0)
+  monkeypatch.setattr(source, "DECORD_MAX_DECODED_BYTES", 0)
   src = make_clip(str(tmp_path / name), seconds=3, **clip)
   serial_dst, chunked_dst = str(tmp_path / "serial.mkv"), str(tmp_path / "chunked.mkv")
-  pipeline.colorize_video(colorizer, src, serial_dst, encode=LOSSLESS, progress=False)
-  result = chunks.colorize_video(
+  colorize_video(colorizer, src, serial_dst, encode=LOSSLESS, progress=False)
+  result = colorize_video(
     colorizer, src, chunked_dst, workers=2, chunk_seconds=0.7, encode=LOSSLESS, progress=False
   )
   assert result.chunks == 5 and result.audio == "copied"
   check_output(src, chunked_dst, result)
   a, b = decode(serial_dst), decode(chunked_dst)
   assert a.shape == b.shape and np.abs(a.astype(np.int16) - b).max() <= 1
-  assert chunk_plan.packet_times(chunked_dst) == chunk_plan.packet_times(serial_dst)
+  assert source.packet_times(chunked_dst) == source.packet_times(serial_dst)
 
 
 def test_unsplittable_short_and_one_worker_clips_run_serially(colorizer, tmp_path, monkeypatch):  # noqa: F811
-  monkeypatch.setattr(reader, "DECORD_MAX_DECODED_BYTES", 0)
+  monkeypatch.setattr(source, "DECORD_MAX_DECODED_BYTES", 0)
   ts = str(tmp_path / "a.ts")
   ffmpeg("-i", make_clip(str(tmp_path / "a.mp4"), seconds=3, audio="aac"), "-c", "copy", ts)
   notes = []
-  result = chunks.colorize_video(
+  result = colorize_video(
     colorizer, ts, str(tmp_path / "a_out.ts"), workers=2, chunk_seconds=1.0, note=notes.append,
     progress=False,
   )  # fmt: skip
-  assert not isinstance(result, chunks.ChunkedResult) and result.frames == 75
+  assert result.chunks == 1 and result.frames == 75
   assert notes == [
     f"{ts}: colourising in one piece: its container (.ts) does not seek frame exactly"
   ]
   for workers, seconds in ((1, None), (4, 5.0)):  # one worker, or a clip shorter than a chunk
     dst = str(tmp_path / f"b{workers}.mp4")
-    result = chunks.colorize_video(
+    result = colorize_video(
       colorizer, str(tmp_path / "a.mp4"), dst, workers=workers, chunk_seconds=seconds,
       progress=False,
     )  # fmt: skip
-    assert not isinstance(result, chunks.ChunkedResult) and result.frames == 75
+    assert result.chunks == 1 and result.frames == 75
 
 
 def test_warmup_converges_below_a_255th_and_heads_are_whole_batches():
   for strength in (0.3, 0.7, 0.9, 0.99):
-    n = chunk_plan.warmup_frames(strength)
+    n = temporal.warmup_frames(strength)
     assert strength**n <= 1 / 1024 < strength ** (n - 1)
-  assert chunk_plan.warmup_frames(0.7) == 20 and chunk_plan.warmup_frames(0.0) == 0
-  assert chunk_plan.head_frames(0.7, 8) == 24 and chunk_plan.head_frames(0.7, 4) == 20
+  assert temporal.warmup_frames(0.7) == 20 and temporal.warmup_frames(0.0) == 0
+  assert temporal.head_frames(0.7, 8) == 24 and temporal.head_frames(0.7, 4) == 20
   plan = chunk_plan.plan_chunks(100, 30, 24)
   assert [(c.start, c.body, c.end) for c in plan] == [
     (0, 0, 30), (30, 54, 60), (60, 84, 90), (90, 100, 100)
@@ -148,19 +148,19 @@ def test_default_workers_follow_cores_devices_and_memory():
 
 
 def test_fingerprint_changes_with_model_settings_and_source(colorizer, tmp_path):  # noqa: F811
-  from conftest import tiny_config
+  from helpers import tiny_config
   from inference_test import make_colorizer
 
   src = make_clip(str(tmp_path / "a.mp4"))
-  source = chunk_plan.open_source(src, probe.probe(src))
+  clip_source = source.open_source(src, probe.probe(src))
   settings = {"smoothing": 0.7, "encode": ("auto", None)}
-  base = chunk_files.fingerprint(colorizer, source, settings)
-  assert chunk_files.fingerprint(colorizer, source, dict(settings)) == base
-  assert chunk_files.fingerprint(colorizer, source, {**settings, "smoothing": 0.8}) != base
+  base = chunk_files.fingerprint(colorizer, clip_source, settings)
+  assert chunk_files.fingerprint(colorizer, clip_source, dict(settings)) == base
+  assert chunk_files.fingerprint(colorizer, clip_source, {**settings, "smoothing": 0.8}) != base
   other = make_colorizer(tiny_config(**{"model.ngf": 8}), batch_size=4)
-  assert chunk_files.fingerprint(other, source, settings) != base
+  assert chunk_files.fingerprint(other, clip_source, settings) != base
   os.utime(src, ns=(0, 0))
-  assert chunk_files.fingerprint(colorizer, source, settings) != base
+  assert chunk_files.fingerprint(colorizer, clip_source, settings) != base
 
 
 # ---------------------------------------------------------------------------------------------
@@ -247,7 +247,7 @@ def test_killed_chunked_run_resumes_from_finished_chunks(workdir, tmp_path):
   a, b = decode(fresh), decode(dst)
   assert a.shape == b.shape == (400, 48, 64, 3)
   assert np.abs(a.astype(np.int16) - b).max() <= 1
-  assert chunk_plan.packet_times(dst) == chunk_plan.packet_times(fresh)
+  assert source.packet_times(dst) == source.packet_times(fresh)
   assert probe.probe(dst).audio_codec == "aac"
 
 

@@ -7,7 +7,7 @@ import tempfile
 
 import numpy as np
 import pytest
-from conftest import tiny_generator_workdir
+from helpers import tiny_generator_workdir
 from inference_test import psnr
 from PIL import Image
 from video_test import (  # noqa: F401 (colorizer: a fixture)
@@ -21,7 +21,8 @@ from video_test import (  # noqa: F401 (colorizer: a fixture)
 
 from pix2pix_jax import color
 from pix2pix_jax.colorize import main as colorize
-from pix2pix_jax.colorize.video import pipeline, probe, reader, sample_clip, writer
+from pix2pix_jax.colorize.video import probe, sample_clip, source, writer
+from pix2pix_jax.colorize.video.clip import colorize_video
 
 # Luminance is compared at 40 dB, as in video_test: the encoder's loss must stay below that.
 NEAR_LOSSLESS = writer.EncodeOptions(crf=8)
@@ -60,9 +61,9 @@ def test_display_rotation_is_applied_to_the_pixels(colorizer, tmp_path, degrees)
   assert (info.width, info.height) == (shown.shape[2], shown.shape[1])
   assert (info.rotation - degrees) % 360 == 0  # ffmpeg prints 180 as -180
   # decord ignores the display matrix: rotated clips come from the pipe, which applies it.
-  assert reader.choose_backend(src, info) == ("ffmpeg", None)
+  assert source.choose_backend(src, info) == ("ffmpeg", None)
   dst = str(tmp_path / "out" / "phone.mp4")
-  result = pipeline.colorize_video(colorizer, src, dst, encode=NEAR_LOSSLESS, progress=False)
+  result = colorize_video(colorizer, src, dst, encode=NEAR_LOSSLESS, progress=False)
   out = displayed_frames(dst, tmp_path)
   assert out.shape == shown.shape and result.frames == 10
   assert (result.width, result.height) == (shown.shape[2], shown.shape[1])
@@ -122,14 +123,14 @@ def test_10bit_and_hdr_sources(colorizer, tmp_path, name, vcodec, hdr):  # noqa:
   info = probe.probe(src)
   assert info.pix_fmt == "yuv420p10le" and info.hdr == hdr
   dst = str(tmp_path / "out" / name)
-  result = pipeline.colorize_video(colorizer, src, dst, encode=NEAR_LOSSLESS, progress=False)
+  result = colorize_video(colorizer, src, dst, encode=NEAR_LOSSLESS, progress=False)
   assert result.frames == probe.count_frames(dst) == 10
   out_line = stream_line(dst)
   assert "yuv420p(tv, smpte170m/bt709/bt709" in out_line, out_line  # 8-bit SDR, tagged
   out = displayed_frames(dst, tmp_path)
   if hdr:
-    # PQ-coded values are tone-mapped to SDR first (reader.TONEMAP_FILTER), not shown as SDR.
-    expected = displayed_frames(src, tmp_path, reader.TONEMAP_FILTER)
+    # PQ-coded values are tone-mapped to SDR first (source.TONEMAP_FILTER), not shown as SDR.
+    expected = displayed_frames(src, tmp_path, source.TONEMAP_FILTER)
     assert psnr(luma(out), luma(displayed_frames(src, tmp_path)), 100.0) < 30.0
   else:
     expected = displayed_frames(src, tmp_path)
@@ -140,10 +141,10 @@ def test_10bit_output_on_request(colorizer, tmp_path):  # noqa: F811
   src = make_10bit_clip(str(tmp_path / "in.mp4"), "libx265", hdr=True)
   dst = str(tmp_path / "out.mp4")
   options = writer.EncodeOptions(codec="h265", pix_fmt="yuv420p10le", crf=8)
-  pipeline.colorize_video(colorizer, src, dst, encode=options, progress=False)
+  colorize_video(colorizer, src, dst, encode=options, progress=False)
   line = stream_line(dst)
   assert "hevc (Main 10)" in line and "yuv420p10le(tv, smpte170m/bt709/bt709" in line, line
-  expected = displayed_frames(src, tmp_path, reader.TONEMAP_FILTER)
+  expected = displayed_frames(src, tmp_path, source.TONEMAP_FILTER)
   assert psnr(luma(displayed_frames(dst, tmp_path)), luma(expected), 100.0) > 40.0
 
 
@@ -157,7 +158,7 @@ def test_declared_frame_counts_are_read_before_decord_opens_a_file(tmp_path):
   huge = str(mp4_declaring_frames(tmp_path / "huge.mp4", 2_000_000_000))
   assert probe.declared_frames(huge) == 2_000_000_000
   # decord would abort the process on it; the pipe decodes the 6 frames it really has.
-  assert reader.choose_backend(huge, probe.probe(huge)) == ("ffmpeg", None)
+  assert source.choose_backend(huge, probe.probe(huge)) == ("ffmpeg", None)
 
 
 # Every kind of clip the video tests colourise, made by ffmpeg: (maker, decord2 reads it).
@@ -204,10 +205,10 @@ def test_every_clip_is_read_frame_exactly_as_ffmpeg_decodes_it(tmp_path, name):
   expected = decode(src)  # ffmpeg's own rgb24 decode, independent of the reader
   assert len(expected) == probe.count_frames(src)
   for threads in (1, 4):
-    backend, decord_reader = reader.choose_backend(src, info, threads=threads)
+    backend, decord_reader = source.choose_backend(src, info, threads=threads)
     if decord.__version__.startswith("3.") and name not in EITHER_BACKEND:  # decord2, pinned
       assert backend == ("decord" if name in DECORD_READS else "ffmpeg")
-    chunks = reader.iter_chunks(
+    chunks = source.iter_chunks(
       src, 4, reader=decord_reader, backend=backend, info=info, threads=threads
     )
     frames = np.concatenate(list(chunks))
@@ -216,8 +217,8 @@ def test_every_clip_is_read_frame_exactly_as_ffmpeg_decodes_it(tmp_path, name):
 
 
 def test_decoder_threads_follow_the_cores():
-  cores = reader.usable_cores()
+  cores = source.usable_cores()
   assert cores == len(os.sched_getaffinity(0))
-  assert reader.decode_threads() == max(1, min(4, cores))
-  assert reader.decode_threads(workers=cores) == 1  # one each for as many workers as cores
-  assert reader.decode_threads(workers=10 * cores) == 1
+  assert source.decode_threads() == max(1, min(4, cores))
+  assert source.decode_threads(workers=cores) == 1  # one each for as many workers as cores
+  assert source.decode_threads(workers=10 * cores) == 1

@@ -11,12 +11,13 @@ import types
 import decord
 import numpy as np
 import pytest
-from conftest import tiny_generator_workdir
+from helpers import tiny_generator_workdir
 from inference_test import make_colorizer, psnr
 
 from pix2pix_jax import color, files
 from pix2pix_jax.colorize import main as colorize
-from pix2pix_jax.colorize.video import pipeline, probe, reader, sample_clip, writer
+from pix2pix_jax.colorize.video import probe, sample_clip, source, writer
+from pix2pix_jax.colorize.video.clip import colorize_video
 
 
 def ffmpeg(*args):
@@ -46,7 +47,7 @@ def make_vfr_clip(path):
 
 @pytest.fixture(scope="module")
 def colorizer():
-  from conftest import tiny_config
+  from helpers import tiny_config
 
   return make_colorizer(tiny_config(), batch_size=4)
 
@@ -100,7 +101,7 @@ def test_containers_and_codecs(colorizer, tmp_path, name):
   dst = str(tmp_path / "out" / name)
   # A low CRF: the sharp test pattern at 64x48 loses ~38 dB of lightness PSNR to CRF 18 alone;
   # the pipeline itself is exact (see inference_test), the sample clip test uses the defaults.
-  result = pipeline.colorize_video(colorizer, src, dst, encode=LOSSLESS_ISH, progress=False)
+  result = colorize_video(colorizer, src, dst, encode=LOSSLESS_ISH, progress=False)
   check_output(src, dst, result)
   if CASES[name].get("audio") in ("aac", "libopus", "libvorbis", "pcm_s16le"):
     assert result.audio == "copied"
@@ -110,16 +111,16 @@ def test_containers_and_codecs(colorizer, tmp_path, name):
 def test_odd_h264_keeps_size(colorizer, tmp_path):
   src = make_clip(str(tmp_path / "odd.mkv"), size="65x49", vcodec="libvpx-vp9")
   dst = str(tmp_path / "odd_out.mp4")
-  pipeline.colorize_video(colorizer, src, dst, progress=False)
+  colorize_video(colorizer, src, dst, progress=False)
   info = probe.probe(dst)
   assert (info.codec, info.width, info.height) == ("h264", 65, 49)
 
 
 def test_variable_frame_rate(colorizer, tmp_path):
   src = make_vfr_clip(str(tmp_path / "vfr.mp4"))
-  assert reader.is_variable_rate(decord.VideoReader(src, ctx=decord.cpu(0)))
+  assert source.is_variable_rate(decord.VideoReader(src, ctx=decord.cpu(0)))
   dst = str(tmp_path / "vfr_out.mp4")
-  result = pipeline.colorize_video(colorizer, src, dst, encode=LOSSLESS_ISH, progress=False)
+  result = colorize_video(colorizer, src, dst, encode=LOSSLESS_ISH, progress=False)
   check_output(src, dst, result)
   # Constant rate at the average: the duration is kept.
   assert probe.probe(dst).duration == pytest.approx(probe.probe(src).duration, abs=0.1)
@@ -134,31 +135,31 @@ def test_clips_over_decords_budget_come_from_the_ffmpeg_pipe(
   else:
     src = make_clip(str(tmp_path / "c.mp4"), audio="aac")
   frames = probe.count_frames(src)
-  monkeypatch.setattr(reader, "DECORD_MAX_DECODED_BYTES", frames * 64 * 48 * 3 - 1)
+  monkeypatch.setattr(source, "DECORD_MAX_DECODED_BYTES", frames * 64 * 48 * 3 - 1)
   dst = str(tmp_path / "out.mp4")
-  result = pipeline.colorize_video(colorizer, src, dst, encode=LOSSLESS_ISH, progress=False)
+  result = colorize_video(colorizer, src, dst, encode=LOSSLESS_ISH, progress=False)
   assert result.decoder == "ffmpeg"
   check_output(src, dst, result)
   assert probe.probe(dst).duration == pytest.approx(probe.probe(src).duration, abs=0.1)
-  monkeypatch.setattr(reader, "DECORD_MAX_DECODED_BYTES", frames * 64 * 48 * 3)
-  result = pipeline.colorize_video(colorizer, src, dst, overwrite=True, progress=False)
+  monkeypatch.setattr(source, "DECORD_MAX_DECODED_BYTES", frames * 64 * 48 * 3)
+  result = colorize_video(colorizer, src, dst, overwrite=True, progress=False)
   assert result.decoder == "decord"
 
 
 def test_one_frame_video(colorizer, tmp_path):
   src = make_clip(str(tmp_path / "one.mp4"), extra=("-frames:v", "1"))
   dst = str(tmp_path / "one_out.mp4")
-  result = pipeline.colorize_video(colorizer, src, dst, encode=LOSSLESS_ISH, progress=False)
+  result = colorize_video(colorizer, src, dst, encode=LOSSLESS_ISH, progress=False)
   assert result.frames == 1
   check_output(src, dst, result)
 
 
 def test_smoothing_and_consistency(colorizer, tmp_path):
   src = sample_clip.make_sample_clip(str(tmp_path / "s.mp4"), seconds=2, fps=10, size=(64, 48))
-  plain = pipeline.colorize_video(
+  plain = colorize_video(
     colorizer, src, str(tmp_path / "a.mp4"), consistency=True, smoothing=0.0, progress=False
   )
-  smooth = pipeline.colorize_video(
+  smooth = colorize_video(
     colorizer,
     src,
     str(tmp_path / "b.mp4"),
@@ -188,8 +189,8 @@ def test_make_sample_clip(tmp_path):
 
 def test_reader_reopen_gives_the_same_frames(tmp_path):
   src = make_clip(str(tmp_path / "c.mp4"), seconds=0.8)
-  once = np.concatenate(list(reader.iter_chunks(src, 3, reopen_every=0)))
-  reopened = np.concatenate(list(reader.iter_chunks(src, 3, reopen_every=1)))
+  once = np.concatenate(list(source.iter_chunks(src, 3, reopen_every=0)))
+  reopened = np.concatenate(list(source.iter_chunks(src, 3, reopen_every=1)))
   np.testing.assert_array_equal(once, reopened)
   assert len(once) == 20
 
@@ -205,13 +206,13 @@ class _StallingReader:
 
   def get_batch(self, indices):
     time.sleep(3)
-    return self._reader.get_batch(indices)
+    return self._source.get_batch(indices)
 
 
 def test_stalled_decoder_raises(tmp_path):
   src = make_clip(str(tmp_path / "c.mp4"), seconds=0.2)
   with pytest.raises(files.MediaError, match="stalled"):
-    list(reader.iter_chunks(src, 2, timeout=0.5, reader=_StallingReader(src)))
+    list(source.iter_chunks(src, 2, timeout=0.5, reader=_StallingReader(src)))
 
 
 def test_truncated_video_keeps_decodable_frames(colorizer, tmp_path):
@@ -224,7 +225,7 @@ def test_truncated_video_keeps_decodable_frames(colorizer, tmp_path):
     f.write(data[: len(data) * 2 // 3])
   decodable = probe.count_frames(cut)
   assert 0 < decodable < 50
-  result = pipeline.colorize_video(colorizer, cut, str(tmp_path / "o.mp4"), progress=False)
+  result = colorize_video(colorizer, cut, str(tmp_path / "o.mp4"), progress=False)
   assert result.frames == probe.count_frames(str(tmp_path / "o.mp4"))
   assert abs(result.frames - decodable) <= 5
 
@@ -241,7 +242,7 @@ def test_bad_inputs_leave_no_output(colorizer, tmp_path, case):
     open(src, "wb").write(data.read()[:2500])
   dst = str(tmp_path / "out" / "o.mp4")
   with pytest.raises(files.MediaError, match=os.path.basename(src)):
-    pipeline.colorize_video(colorizer, src, dst, progress=False)
+    colorize_video(colorizer, src, dst, progress=False)
   assert not os.path.exists(os.path.dirname(dst)) or not os.listdir(os.path.dirname(dst))
 
 
@@ -250,16 +251,16 @@ def test_existing_output_is_kept(colorizer, tmp_path):
   dst = tmp_path / "o.mp4"
   dst.write_bytes(b"precious")
   with pytest.raises(files.MediaError, match="exists"):
-    pipeline.colorize_video(colorizer, src, str(dst), progress=False)
+    colorize_video(colorizer, src, str(dst), progress=False)
   assert dst.read_bytes() == b"precious"
-  pipeline.colorize_video(colorizer, src, str(dst), overwrite=True, progress=False)
+  colorize_video(colorizer, src, str(dst), overwrite=True, progress=False)
   assert probe.count_frames(str(dst)) == 5
 
 
 def test_impossible_codec_for_container(colorizer, tmp_path):
   src = make_clip(str(tmp_path / "c.mp4"), seconds=0.2)
   with pytest.raises(files.MediaError, match="webm"):
-    pipeline.colorize_video(
+    colorize_video(
       colorizer,
       src,
       str(tmp_path / "o.webm"),
@@ -276,14 +277,15 @@ sys.modules["decord"] = None  # makes `import decord` raise ImportError
 import pix2pix_jax.colorize.video
 loaded = {name for name, module in sys.modules.items() if module is not None}
 assert not loaded & {"decord", "jax", "tensorflow"}, loaded & {"decord", "jax", "tensorflow"}
-from conftest import tiny_config
+from helpers import tiny_config
 from inference_test import make_colorizer
-from pix2pix_jax.colorize.video import pipeline, probe, reader, writer
+from pix2pix_jax.colorize.video import probe, source, writer
+from pix2pix_jax.colorize.video.clip import colorize_video
 src, dst = sys.argv[1:]
-assert reader.choose_backend(src, probe.probe(src)) == ("ffmpeg", None)
+assert source.choose_backend(src, probe.probe(src)) == ("ffmpeg", None)
 colorizer = make_colorizer(tiny_config(), batch_size=4)
 options = writer.EncodeOptions(crf=8)
-result = pipeline.colorize_video(colorizer, src, dst, encode=options, progress=False)
+result = colorize_video(colorizer, src, dst, encode=options, progress=False)
 print(json.dumps(dataclasses.asdict(result)))
 """
 
@@ -344,7 +346,7 @@ def noisy(tmp_path_factory, colorizer):
   folder = tmp_path_factory.mktemp("noisy")
   src = make_noisy_clip(str(folder / "n.mp4"))
   full = str(folder / "full.mkv")
-  pipeline.colorize_video(colorizer, src, full, encode=LOSSLESS, smoothing=0.0, progress=False)
+  colorize_video(colorizer, src, full, encode=LOSSLESS, smoothing=0.0, progress=False)
   return src, decode(full)
 
 
@@ -361,7 +363,7 @@ def test_window_holds_exactly_the_frames_of_its_span(colorizer, noisy, tmp_path,
   expected = [k for k, t in enumerate(times) if start <= t < start + duration]
   first = expected[0]
   dst = str(tmp_path / "w.mp4")
-  result = pipeline.colorize_video(
+  result = colorize_video(
     colorizer, src, dst, encode=LOSSLESS, smoothing=0.0, window=(start, duration), progress=False
   )
   out = decode(dst)
@@ -374,7 +376,7 @@ def test_window_holds_exactly_the_frames_of_its_span(colorizer, noisy, tmp_path,
   assert result.audio == "copied"
   assert abs(audio_seconds(dst) - audio) <= 1024 / 44100
   mkv = str(tmp_path / "w.mkv")
-  result = pipeline.colorize_video(
+  result = colorize_video(
     colorizer, src, mkv, encode=LOSSLESS, smoothing=0.0, window=(start, duration), progress=False
   )
   assert result.frames == len(expected) and result.audio == "re-encoded (aac, cut to the window)"
@@ -461,7 +463,7 @@ def test_subtitles_chapters_and_title_are_kept(colorizer, tmp_path, name, subtit
   assert (info.subtitle_codecs, info.chapters) == (("subrip",), 2)  # the set-up works
   assert ("title", "Archive film") in info.metadata
   dst = str(tmp_path / "out" / name)
-  result = pipeline.colorize_video(colorizer, src, dst, progress=False)
+  result = colorize_video(colorizer, src, dst, progress=False)
   assert result.subtitles == subtitles and result.frames == probe.count_frames(dst) == 75
   out = probe.probe(dst)
   assert out.subtitle_codecs == ((codec,) if codec else ())
@@ -478,7 +480,7 @@ def test_subtitles_chapters_and_title_are_kept(colorizer, tmp_path, name, subtit
 def test_kept_streams_are_cut_to_a_window(colorizer, tmp_path):
   src = make_archive_clip(str(tmp_path / "film.mkv"), tmp_path)
   dst = str(tmp_path / "w.mkv")
-  result = pipeline.colorize_video(colorizer, src, dst, window=(1.0, 1.5), progress=False)
+  result = colorize_video(colorizer, src, dst, window=(1.0, 1.5), progress=False)
   assert result.frames == probe.count_frames(dst) == 38  # 1.00 .. 2.48 s
   out = probe.probe(dst)
   assert (out.subtitle_codecs, out.chapters) == (("subrip",), 2)
@@ -496,7 +498,7 @@ def test_a_silent_clip_keeps_its_subtitles_and_title(colorizer, tmp_path):
   src = make_archive_clip(str(tmp_path / "film.mkv"), tmp_path, audio=False)
   assert probe.probe(src).needs_remux and probe.probe(src).audio_codec is None
   dst = str(tmp_path / "o.mkv")
-  result = pipeline.colorize_video(colorizer, src, dst, progress=False)
+  result = colorize_video(colorizer, src, dst, progress=False)
   assert (result.audio, result.subtitles) == ("none", "copied")
   out = probe.probe(dst)
   assert out.audio_codec is None and out.subtitle_codecs == ("subrip",) and out.chapters == 2

@@ -189,11 +189,15 @@ class Colorizer:
       x = self._join(x, self._no_hints if hint_batch is None else hint_batch)
     return self._predict(self.variables, x)
 
+  def prepare(self, frames: np.ndarray) -> tuple[jax.Array, jax.Array]:
+    """Up to batch_size equal-size frames (uint8 [n,H,W,3|1]), padded and sharded -> (Lab L
+    [B,H,W,1], the generator's lightness input [B,r,r,1])."""
+    return self._prepare(jax.device_put(self.pad(_with_channels(frames)), self._batch_sharding))
+
   def predict(self, frames: np.ndarray, hint_batch: jax.Array | None = None) -> Prediction:
     """The generator's chroma for up to batch_size equal-size frames (uint8 [n,H,W,3|1]);
     `hint_batch` from `hint_batch` (None: no hints). Does not block."""
-    batch = jax.device_put(self.pad(_with_channels(frames)), self._batch_sharding)
-    lightness, x = self._prepare(batch)
+    lightness, x = self.prepare(frames)
     return Prediction(lightness, self._generator(x, hint_batch), x, len(frames))
 
   def compose(self, lightness: jax.Array, ab: jax.Array) -> jax.Array:

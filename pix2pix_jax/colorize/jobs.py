@@ -1,10 +1,5 @@
-"""pix2pix-colorize's job list: which output each input gets, and which jobs cannot run.
-
-Expands files, folders and globs (see pix2pix_jax/colorize.py for the output layout), refuses
-outputs that are inputs or that two inputs would write, classifies each input as image or video,
-and, for --skip-existing, marks jobs whose output already exists (after removing what a killed
-run left beside the outputs).
-"""
+"""pix2pix-colorize's job list: each input's output (layout: README.md), collisions, image or
+video, and --skip-existing (docs/reliability.md)."""
 
 import dataclasses
 import glob

@@ -1,30 +1,5 @@
-"""One process's share of pix2pix-colorize's job list, and input lists read from a file.
-
-Shards (`--shard K/N`, or `--shard-index K --num-shards N`, K from 0 to N-1):
-  * the job list (after folders and globs are expanded) is sorted: videos first, then files of
-    no known extension, then images, each group by output path; job i of that order goes to
-    shard i mod N (round-robin). Every job is in exactly one shard, shard sizes differ by at most
-    one and so do their video counts, and the split depends only on the job list (not on the
-    order of INPUTs, the host or the time), so N processes given the same INPUTs and OUTPUT
-    split it the same way. Inputs that cannot run (missing, clashing outputs) are jobs too:
-    each is reported by the one shard it falls to.
-  * Under SLURM the shard defaults from the job's environment; explicit flags win
-    (`--shard 0/1` turns sharding off):
-      - a job array (`sbatch --array=...`): the task's position among the array's ids, from
-        SLURM_ARRAY_TASK_ID, _MIN, _STEP and _COUNT (so --array=1-4 and --array=0-30:10 work;
-        an id list that is not an evenly spaced range, such as --array=1,4,9, is refused: give
-        --shard);
-      - the tasks of one job step (`srun --ntasks=N`: SLURM_STEP_ID is set): SLURM_PROCID of
-        SLURM_STEP_NUM_TASKS. In a batch script outside srun, SLURM_NTASKS counts tasks that
-        this process is not one of, so it is not used there;
-      - both (srun tasks inside array tasks): shard = array position * step tasks + SLURM_PROCID
-        of array count * step tasks.
-
-`--files-from LIST` reads INPUTs one a line (`-` reads stdin): surrounding white space is
-dropped, blank lines and lines starting with '#' are skipped, and relative paths are relative to
-the current directory, as on the command line (as `find DIR -name '*.mkv' > LIST` writes them).
-A line may be a file, a folder or a glob, as INPUT can.
-"""
+"""One process's share of pix2pix-colorize's job list (--shard, SLURM defaults) and input lists
+read from a file (--files-from); the rules: docs/video.md."""
 
 import dataclasses
 import os

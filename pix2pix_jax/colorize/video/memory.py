@@ -1,10 +1,5 @@
-"""glibc malloc settings that keep a streaming process's resident memory bounded.
-
-Frames, model inputs and outputs (megabytes each) are allocated and freed on different threads
-(reader, XLA's pool, main, writer). With glibc's defaults each thread gets its own arena that
-keeps what it freed, and the mmap threshold rises after the first big free, so more big buffers
-come from fragmenting heaps. Elsewhere than glibc both functions do nothing.
-"""
+"""glibc malloc settings that keep a streaming process's resident memory bounded (docs/video.md,
+"Speed and memory"); elsewhere than glibc they do nothing."""
 
 import ctypes
 import functools

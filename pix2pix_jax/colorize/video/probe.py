@@ -1,12 +1,5 @@
-"""The ffmpeg binary, what a video file holds, and ffmpeg's error messages in one line.
-
-ffmpeg is the binary shipped by `imageio-ffmpeg` (there is no ffprobe): streams are probed by
-parsing the header that `ffmpeg -i` prints. Failures a user can cause (missing file, not a
-media file, no video stream, ...) raise `files.MediaError` naming the file.
-
-Width and height are as displayed: a stream with a display matrix (phone clips: "rotation of
--90.00 degrees") reports its rotated size, which is what ffmpeg's autorotation decodes to.
-"""
+"""The ffmpeg binary (imageio-ffmpeg's), what a video file holds (parsed from `ffmpeg -i`,
+displayed size) and ffmpeg's errors in one line (docs/video.md)."""
 
 import dataclasses
 import os

@@ -1,9 +1,5 @@
-"""Sample clips: a pan/zoom over still photos, with hard cuts between them and a soundtrack.
-
-  pix2pix-make-sample OUT.mp4 [--photos ...] [--overwrite]
-
-The photos default to the embedded samples (package data in pix2pix_jax/data/samples/).
-"""
+"""Sample clips (pix2pix-make-sample): a pan/zoom over still photos, hard cuts between them, a
+soundtrack (docs/video.md)."""
 
 import argparse
 import glob

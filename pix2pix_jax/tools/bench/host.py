@@ -14,9 +14,10 @@ import tempfile
 import time
 from typing import Any
 
+import jax
 import numpy as np
 
-from pix2pix_jax import cli
+from pix2pix_jax import cli, parallel
 from pix2pix_jax.colorize import colorizer as colorizer_lib
 from pix2pix_jax.colorize.video import chunk_plan, memory, probe, sample_clip, source, writer
 from pix2pix_jax.colorize.video import clip as clip_lib
@@ -60,11 +61,13 @@ def _prepare_compose(colorizer: colorizer_lib.Colorizer, width: int, height: int
   rng = np.random.default_rng(0)
   batch = rng.integers(0, 256, (colorizer.batch_size, height, width, 3), dtype=np.uint8)
   r = colorizer.render_size
-  ab = colorizer._shard(np.zeros((colorizer.batch_size, r, r, 2), np.float32))
+  ab = jax.device_put(
+    np.zeros((colorizer.batch_size, r, r, 2), np.float32), parallel.batch_sharding(colorizer.mesh)
+  )
 
   def once() -> None:
-    lightness, _ = colorizer._prepare(colorizer._shard(batch))
-    np.asarray(colorizer._compose(lightness, ab, colorizer.saturation, colorizer.reference))
+    lightness, _ = colorizer.prepare(batch)
+    np.asarray(colorizer.compose(lightness, ab))
 
   once()  # compiles
 
