@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from colorize_test import write_images
-from conftest import exit_status, subprocess_env, tiny_config
+from helpers import exit_status, subprocess_env, tiny_config
 from PIL import Image
 from skimage import color as skcolor
 from video_test import decode, make_clip

@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import subprocess_env, tiny_generator_workdir
+from helpers import subprocess_env, tiny_generator_workdir
 from PIL import Image
 from video_test import make_clip
 

@@ -3,7 +3,7 @@
 import os
 
 import pytest
-from conftest import REPO, TINY_SWEEP_OVERRIDES, write_sweep
+from helpers import REPO, tiny_overrides, write_sweep
 
 from pix2pix_jax import config_lib
 from pix2pix_jax.tools.sweep import spec
@@ -60,7 +60,7 @@ def test_command_line_text_errors_name_the_field():
 
 
 def test_sweep_command_line_overrides_are_typed_like_training(tmp_path):
-  path = write_sweep(tmp_path / "s.py", {"loss.gan": ["hinge"]}, TINY_SWEEP_OVERRIDES)
+  path = write_sweep(tmp_path / "s.py", {"loss.gan": ["hinge"]}, tiny_overrides())
   extra = {"data.folder": "123", "loss.l1_weight": "5"}
   (run,) = spec.load_sweep(path, root=str(tmp_path / "runs"), extra_overrides=extra).runs
   assert run.config.data.folder == "123" and run.config.loss.l1_weight == 5.0

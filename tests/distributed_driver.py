@@ -28,7 +28,7 @@ elif args.num_processes > 1:
 
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
-from conftest import tiny_config  # noqa: E402
+from helpers import tiny_config  # noqa: E402
 
 from pix2pix_jax import parallel  # noqa: E402
 from pix2pix_jax.train import step as train_step  # noqa: E402

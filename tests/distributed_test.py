@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import main_command, subprocess_env, write_photo_folder
+from helpers import main_command, subprocess_env, write_photo_folder
 
 from pix2pix_jax import checkpoint
 from pix2pix_jax.train import workdir_lock

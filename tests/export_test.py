@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from colorize_test import write_images
-from conftest import REPO, exit_status, subprocess_env, tiny_config, tiny_generator_workdir
+from helpers import REPO, exit_status, subprocess_env, tiny_config, tiny_generator_workdir
 from PIL import Image
 from video_test import decode, make_clip
 

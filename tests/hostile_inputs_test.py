@@ -13,7 +13,7 @@ import zlib
 
 import numpy as np
 import pytest
-from conftest import REPO, subprocess_env, tiny_config, tiny_generator_workdir
+from helpers import REPO, subprocess_env, tiny_config, tiny_generator_workdir
 from PIL import Image
 
 from pix2pix_jax import images, input_pipeline

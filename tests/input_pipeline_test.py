@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
-from conftest import tiny_config
+from helpers import tiny_config
 from PIL import Image
 
 from pix2pix_jax import images, input_pipeline

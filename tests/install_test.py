@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO, TINY_FLAGS, TINY_SWEEP_OVERRIDES, write_sweep
+from helpers import REPO, tiny_flags, tiny_overrides, write_sweep
 
 pytestmark = pytest.mark.integration  # every test here starts processes
 
@@ -89,7 +89,7 @@ def test_training_and_a_sweep_run_given_config_paths(installed, tmp_path):
     f"--config={config}",
     f"--workdir={workdir}",
     "--config.num_train_steps=2",
-    *TINY_FLAGS,
+    *tiny_flags(),
     "--config.data.max_eval_examples=0",  # no evaluation: what is tested is the installation
     cwd=tmp_path,
   )
@@ -98,9 +98,7 @@ def test_training_and_a_sweep_run_given_config_paths(installed, tmp_path):
   sweep_file = tmp_path / "sweeps" / "tiny.py"
   sweep_file.parent.mkdir()
   # No evaluation: what is tested is the installation.
-  write_sweep(
-    sweep_file, {"loss.gan": ["hinge"]}, {**TINY_SWEEP_OVERRIDES, "data.max_eval_examples": 0}
-  )
+  write_sweep(sweep_file, {"loss.gan": ["hinge"]}, tiny_overrides(**{"data.max_eval_examples": 0}))
   _run(
     installed, "pix2pix-sweep", str(sweep_file), "--output", str(tmp_path / "runs"), cwd=tmp_path
   )

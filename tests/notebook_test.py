@@ -9,7 +9,7 @@ import nbclient
 import nbformat
 import numpy as np
 import pytest
-from conftest import REPO, tiny_config, tiny_generator_workdir
+from helpers import REPO, tiny_config, tiny_generator_workdir
 
 from pix2pix_jax.colorize.video import probe
 from pix2pix_jax.export import main as export_main

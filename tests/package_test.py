@@ -9,7 +9,7 @@ import sys
 import textwrap
 
 import pytest
-from conftest import REPO, subprocess_env
+from helpers import REPO, subprocess_env
 
 import pix2pix_jax
 
@@ -64,7 +64,8 @@ def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 def test_the_import_graph_has_no_cycle():
   modules = _modules()
-  assert "pix2pix_jax.models.conv" in modules and "pix2pix_jax.colorize.video.reader" in modules
+  assert "pix2pix_jax.models.conv" in modules and "pix2pix_jax.colorize.video.source" in modules
+  assert {f"pix2pix_jax.hints.{m}" for m in ("device", "files", "raster")} <= set(modules)
   graph = {}
   for name, path in modules.items():
     # A package's own __init__ re-exporting its submodules is not an edge back up.
@@ -124,6 +125,22 @@ def test_importing_every_module_changes_no_setting():
   )
 
 
+def test_the_hints_package_itself_imports_no_jax_or_numpy():
+  # Its config-level names (enabled, input_channels, HintsError) are used all over; the device
+  # code, hint files and rasterising are submodules, imported where they are used.
+  result = _run(
+    """
+    import sys
+    from pix2pix_jax import hints
+    assert hints.input_channels.__module__ == "pix2pix_jax.hints"
+    heavy = [m for m in ("jax", "numpy", "PIL", "pix2pix_jax.hints.device") if m in sys.modules]
+    assert not heavy, heavy
+    print("light hints ok")
+    """
+  )
+  assert "light hints ok" in result.stdout
+
+
 # The light core must work where these cannot be imported. A None entry in sys.modules is what
 # Python uses for that: `import tensorflow` raises ModuleNotFoundError and
 # `importlib.util.find_spec("tensorflow")` says there is none, as for a package not installed.
@@ -141,7 +158,7 @@ def test_the_core_trains_and_colourises_without_tensorflow_decord_or_torch():
     _BLOCKER
     + """
 import jax, json, os, tempfile, numpy as np
-from conftest import tiny_config
+from helpers import tiny_config
 from pix2pix_jax import models
 from pix2pix_jax.colorize import colorizer
 from pix2pix_jax.tools.bench import main as benchmark
@@ -165,7 +182,7 @@ with tempfile.TemporaryDirectory() as tmp:
 config = tiny_config()
 variables = models.make_generator(config).init(jax.random.key(0), np.zeros((1, 32, 32, 1)),
                                                train=False)
-colorizer = colorizer.Colorizer(config, variables, batch_size=2)
+colorizer = colorizer.Colorizer.from_config(config, variables, batch_size=2)
 photo = np.random.default_rng(0).integers(0, 256, (20, 27, 3), dtype=np.uint8)
 (out,) = colorizer.colorize_images([photo])
 assert out.shape == (20, 27, 3) and out.dtype == np.uint8

@@ -10,7 +10,7 @@ import time
 import jax
 import numpy as np
 import pytest
-from conftest import (
+from helpers import (
   REPO,
   main_command,
   start_process,

@@ -4,7 +4,7 @@ import os
 import random
 
 import pytest
-from conftest import tiny_generator_workdir, write_photo_folder
+from helpers import tiny_generator_workdir, write_photo_folder
 
 from pix2pix_jax import cli, errors
 from pix2pix_jax.colorize import main as colorize

@@ -8,7 +8,7 @@ import shutil
 import jax
 import jax.numpy as jnp
 import numpy as np
-from conftest import tiny_config
+from helpers import tiny_config
 
 from pix2pix_jax import images, input_pipeline, parallel
 from pix2pix_jax.evaluate import common

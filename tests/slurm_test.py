@@ -19,13 +19,13 @@ import time
 import jax
 import numpy as np
 import pytest
-from conftest import (
+from helpers import (
   REPO,
-  TINY_SWEEP_OVERRIDES,
   exit_status,
   main_command,
   subprocess_env,
   tiny_generator_workdir,
+  tiny_overrides,
   write_photo_folder,
   write_sweep,
 )
@@ -41,7 +41,7 @@ pytestmark = pytest.mark.integration  # every test here starts processes
 
 SCRIPT = os.path.join(REPO, ".ci", "slurm_cluster.sh")
 # Evaluation at the last step only, no sample grids.
-TINY = {**TINY_SWEEP_OVERRIDES, "eval_every_steps": 2, "sample_every_steps": 1000}
+TINY = tiny_overrides(eval_every_steps=2, sample_every_steps=1000)
 
 
 def _unavailable(reason):

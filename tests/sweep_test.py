@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 import pytest
-from conftest import REPO, TINY_SWEEP_OVERRIDES, exit_status, write_sweep
+from helpers import REPO, exit_status, tiny_overrides, write_sweep
 
 from pix2pix_jax.tools.sweep import main as sweep
 from pix2pix_jax.tools.sweep import spec
@@ -143,7 +143,7 @@ def test_experiment_definitions_load_at_both_scales(name, tmp_path):
 @pytest.mark.integration
 def test_a_failing_run_is_reported_and_not_marked_done(tmp_path, capsys):
   missing = str(tmp_path / "no_such_folder")
-  overrides = {**TINY_SWEEP_OVERRIDES, "data.source": "folder", "data.folder": missing}
+  overrides = tiny_overrides(**{"data.source": "folder", "data.folder": missing})
   path = write_sweep(tmp_path / "fails.py", {"loss.gan": ["hinge"]}, overrides=overrides)
   root = tmp_path / "runs"
   assert exit_status(sweep.main, [path, "--output", str(root)]) == 1

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
-from conftest import exit_status
+from helpers import exit_status
 
 from pix2pix_jax import checkpoint, models
 from pix2pix_jax.models import torch_weights

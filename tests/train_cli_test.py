@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO, TINY_FLAGS, subprocess_env, tiny_config
+from helpers import REPO, subprocess_env, tiny_config, tiny_flags
 
 from pix2pix_jax.train import loop as train_loop
 
@@ -20,7 +20,7 @@ def _train(tmp_path, *flags):
     "pix2pix_jax.train.main",
     f"--config={REPO}/configs/default.py",
     f"--workdir={tmp_path / 'run'}",
-    *TINY_FLAGS,
+    *tiny_flags(),
     *flags,
   ]
   return subprocess.run(command, capture_output=True, text=True, env=subprocess_env(), cwd=REPO)

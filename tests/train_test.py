@@ -11,7 +11,7 @@ import numpy as np
 import optax
 import pytest
 import tensorflow_datasets as tfds
-from conftest import subprocess_env, tiny_config
+from helpers import subprocess_env, tiny_config
 from PIL import Image
 
 from pix2pix_jax import checkpoint, config_lib, input_pipeline, parallel

@@ -10,7 +10,7 @@ import sys
 import time
 
 import pytest
-from conftest import REPO, main_command, subprocess_env, write_photo_folder
+from helpers import REPO, main_command, subprocess_env, write_photo_folder
 
 from pix2pix_jax.tools.sweep import spec
 from pix2pix_jax.train import workdir_lock

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import tiny_config
+from helpers import tiny_config
 
 from pix2pix_jax import xla_flags
 from pix2pix_jax.models import conv, networks

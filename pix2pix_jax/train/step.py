@@ -16,6 +16,7 @@ import ml_collections
 import optax
 
 from pix2pix_jax import color, config_lib, hints, losses, models, parallel, xla_flags
+from pix2pix_jax.hints import device as hint_ops
 
 # Simulated hints draw from their own stream: fold_in(fold_in(base key, this), step).
 HINT_STREAM = 0x68696E74
@@ -50,7 +51,7 @@ class Networks:
   color_space: str = flax.struct.field(pytree_node=False)
   gan: str = flax.struct.field(pytree_node=False)
   l1_weight: float = flax.struct.field(pytree_node=False)
-  # Simulated hints' settings (hints.simulate's keywords) for a hint generator, else None.
+  # Simulated hints' settings (hint_ops.simulate's keywords) for a hint generator, else None.
   hint_sim: tuple[tuple[str, Any], ...] | None = flax.struct.field(pytree_node=False, default=None)
 
 
@@ -127,14 +128,14 @@ def simulated_hints(
   nets: Networks, images: jax.Array, base_key: jax.Array, step: jax.Array
 ) -> tuple[jax.Array, jax.Array]:
   """What training gives a hint generator at `step` for sRGB images [B,H,W,3] in [0, 1]: the
-  images (their colours turned by `hints.rotate_hue` where the config asks) and the hint channels
+  images (their colours turned by `hint_ops.rotate_hue` where the config asks) and the hint channels
   simulated from them. A pure function of (base key, step, images), so resume stays exact."""
   sim = dict(nets.hint_sim)
   key = jax.random.fold_in(jax.random.fold_in(base_key, HINT_STREAM), step)
   hue_key, hint_key = jax.random.split(key)
-  images = hints.rotate_hue(hue_key, images, sim.pop("hue_rotation_p"))
+  images = hint_ops.rotate_hue(hue_key, images, sim.pop("hue_rotation_p"))
   true_ab = color.rgb_to_lab(images)[..., 1:]
-  return images, hints.encode(*hints.simulate(hint_key, true_ab, **sim))
+  return images, hint_ops.encode(*hint_ops.simulate(hint_key, true_ab, **sim))
 
 
 def init_state(nets: Networks, key: jax.Array, image_size: int) -> TrainState:
@@ -155,6 +156,23 @@ def init_state(nets: Networks, key: jax.Array, image_size: int) -> TrainState:
   )
 
 
+def _model_io(
+  nets: Networks, batch: dict[str, jax.Array], base_key: jax.Array, step: jax.Array
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """(the discriminator's condition: L alone; the generator's input: L, and with hints the
+  simulated hint channels; the target) of a uint8 batch."""
+  images = color.uint8_to_float(batch["image"])
+  hint_channels = None
+  if nets.hint_sim is not None:
+    images, hint_channels = simulated_hints(nets, images, base_key, step)
+  inputs = color.model_input(images, nets.color_space)
+  targets = color.model_target(images, nets.color_space)
+  g_inputs = inputs
+  if hint_channels is not None:
+    g_inputs = jnp.concatenate([inputs, hint_channels], axis=-1)
+  return inputs, g_inputs, targets
+
+
 def train_step(
   state: TrainState, batch: dict[str, jax.Array], base_key: jax.Array, *, nets: Networks
 ) -> tuple[TrainState, dict[str, jax.Array]]:
@@ -162,18 +180,8 @@ def train_step(
 
   The generator runs forward once; its gradient comes from the vjp of that forward pass.
   """
-  images = color.uint8_to_float(batch["image"])
-  hint_channels = None
-  if nets.hint_sim is not None:
-    images, hint_channels = simulated_hints(nets, images, base_key, state.step)
-  inputs = color.model_input(images, nets.color_space)
-  targets = color.model_target(images, nets.color_space)
+  inputs, g_inputs, targets = _model_io(nets, batch, base_key, state.step)
   dropout_key = jax.random.fold_in(base_key, state.step)
-  # The generator's input: L, and with hints the simulated hint channels. The discriminator's
-  # condition stays L alone.
-  g_inputs = inputs
-  if hint_channels is not None:
-    g_inputs = jnp.concatenate([inputs, hint_channels], axis=-1)
 
   def generate(g_params):
     fake, updates = nets.generator.apply(
