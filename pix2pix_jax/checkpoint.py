@@ -1,13 +1,7 @@
-"""Checkpoints with orbax: the full train state and its config, atomically.
-
-Layout: ``<workdir>/checkpoints/<step>/{state,config}``. orbax writes each step to
-a temporary directory and renames it when complete, so a crash mid-write leaves
-the previous checkpoint as the latest one that can be restored. This module is the only one
-that knows the layout and the state's key names: generator-only restore and save (colourising,
-evaluation, imported PyTorch weights) go through it.
-
-Each final step is sealed and checked before it is restored; a step that fails is skipped for
-the newest one that restores (`checkpoint_integrity`).
+"""Checkpoints with orbax: the full train state and its config, written atomically to
+`<workdir>/checkpoints/<step>/{state,config}`. The only module that knows this layout and the
+state's key names (generator-only save and restore go through it too); seals and the fallback to
+the newest good step are `checkpoint_integrity` (docs/reliability.md).
 """
 
 import os

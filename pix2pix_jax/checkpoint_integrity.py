@@ -1,10 +1,6 @@
-"""Checkpoint integrity: content seals, the sealing manager, and restoring the newest good step.
-
-orbax keeps no checksum of the array data (tensorstore checks only its index), so once a step is
-final its files are sealed with a SHA-256 list (`<step>/SHA256SUMS`, the format `sha256sum -c`
-reads), checked before the step is restored. A step that fails the check or cannot be read back
-is skipped for the newest one that restores; training moves the bad ones to
-`checkpoints/corrupt/<step>-<time>` (never deleted; orbax does not list that folder).
+"""Checkpoint integrity: SHA-256 seals of final steps (`<step>/SHA256SUMS`, as `sha256sum -c`
+reads them), the sealing manager, and restoring the newest step that passes its check (training
+moves bad ones to `checkpoints/corrupt/`). Details: docs/reliability.md ("Corrupt checkpoints").
 """
 
 import datetime

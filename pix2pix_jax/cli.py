@@ -1,8 +1,7 @@
-"""What every command does first and last: process-wide defaults, and one-line user errors.
-
-Library modules change no global setting; a command's `main()` calls `configure()` before it
-starts JAX, and the project's own errors (`errors.UserError`) become one line on stderr and
-exit status 1 (`report`, `run`). Other exceptions keep their traceback.
+"""What every command does first and last: `configure()` sets the process-wide defaults before
+JAX starts (library modules change no global setting), and `report` / `run` print the project's
+own errors (`errors.UserError`) as one line on stderr with exit status 1; other exceptions keep
+their traceback.
 """
 
 import argparse

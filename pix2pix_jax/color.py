@@ -1,13 +1,7 @@
-"""Colour conversions: sRGB <-> CIE Lab, grayscale, and the model's input/output encodings.
-
-Everything is pure `jax.numpy`, jit-able, batched over leading dimensions and computed in
-float32. The piecewise branches (sRGB gamma, the Lab f() function) are written so that the
-branch not taken never sees an argument that would give an infinite or NaN gradient: a NaN in
-the unused branch of `jnp.where` still poisons the gradient.
-
-Colour spaces of the model ("rgb" or "lab"):
-  rgb: input 0.3 R + 0.59 G + 0.11 B scaled to [-1, 1]; output RGB scaled to [-1, 1].
-  lab: input L / 50 - 1; output ab / 110.
+"""Colour conversions: sRGB <-> CIE Lab, grayscale, and the model's encodings (rgb: 0.3 R +
+0.59 G + 0.11 B in, RGB out, both in [-1, 1]; lab: L / 50 - 1 in, ab / 110 out). Pure, batched
+float32 `jax.numpy`; piecewise branches keep the branch not taken finite, since a NaN there still
+poisons the gradient of `jnp.where`.
 """
 
 from typing import NamedTuple

@@ -1,14 +1,7 @@
-"""Output files written atomically, and OS errors described in one line.
-
-An output is written to a temporary file beside its destination and renamed onto it only once it
-is complete, so a destination never holds a partial file. Temporary names carry the writing
-process's id and where it runs (`.name.<pid>@<host>-p<pid namespace>-<random>.<tag>.ext`), so
-that `remove_stale_temps` can tell the leftovers of a killed run from the files of a run still
-going, also in an output folder that several hosts (or containers) write at once: a process id
-means something only on its own host and in its own PID namespace, so a run removes only the
-leftovers of dead processes of its own host and namespace. Another host's files are left alone,
-finished or not (that host's next run removes its own leftovers), and so are names in the older
-format without a host (`.name.<pid>-<random>.<tag>.ext`): their writer may be running anywhere.
+"""Output files written atomically (a temporary name beside the destination, renamed when
+complete), temporary names that carry their writer's pid, host and PID namespace so that only a
+dead local writer's leftovers are removed (docs/reliability.md, "Shared output folders"), and OS
+errors described in one line.
 """
 
 import contextlib

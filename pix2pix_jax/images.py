@@ -1,8 +1,6 @@
 """Image files: the extensions the project reads, decoding any PIL mode to uint8 RGB, saving.
-
-Training and colourising share one decoder (`decode`). They differ in what they do with
-transparency, and in two details kept so that neither one's pixels changed when they were
-merged; `FOR_TRAINING` and `FOR_COLORIZING` name the two behaviours (`Decoding`).
+Training and colourising share one decoder (`decode`); `FOR_TRAINING` and `FOR_COLORIZING` name
+how each treats transparency and 16-bit gray (`Decoding`).
 """
 
 import dataclasses

@@ -1,14 +1,7 @@
-"""Host input pipeline: tfds / image folder / embedded samples -> uint8 batches.
-
-Training batches are a pure function of (config, seed, process slice, step): epoch ``e`` visits
-the examples in an order seeded by ``(seed, e)``, and each example's random crop and flip are
-keyed by ``(seed, process, e, position in epoch)``. A run resumed at step ``k`` therefore sees
-exactly the batches a fresh run sees from step ``k`` on, and the skipped examples are dropped
-before they are read or decoded (folders) or before they are decoded (tfds).
-
-Every epoch holds ``steps_per_epoch(config)`` batches on every process, so batches never
-straddle two epochs and all processes agree on the step count. Values stay uint8 in [0, 255];
-colour conversion and scaling happen on the device.
+"""Host input pipeline: tfds / image folder / embedded samples -> uint8 batches (colour conversion
+and scaling happen on the device). Training batches are a pure function of (config, seed,
+process slice, step), with `steps_per_epoch(config)` batches an epoch on every process, so a
+resumed run sees a fresh run's batches (docs/reliability.md, "Exact resume").
 """
 
 from __future__ import annotations

@@ -1,8 +1,6 @@
-"""GAN losses (vanilla, lsgan, hinge) and the L1 reconstruction loss.
-
-Each returns a float32 scalar: a mean over every element of the logits (for a PatchGAN, over
-the batch and all patches). The discriminator loss is halved, as in the Pix2Pix reference, so
-that D learns at half the rate of G.
+"""GAN losses (vanilla, lsgan, hinge) and the L1 reconstruction loss, each a float32 mean over
+every element (for a PatchGAN, the batch and all patches). The discriminator loss is halved, as
+in the Pix2Pix reference, so that D learns at half the rate of G.
 """
 
 import jax

@@ -1,8 +1,6 @@
-"""Image and video colourisation metrics: PSNR, SSIM, colourfulness, CIEDE2000, temporal
-consistency, and a host-side summary with confidence intervals.
-
-Per-image metrics take sRGB floats in [0, 1] shaped [N, H, W, 3], return one float32 value per
-image ([N]), and are pure `jax.numpy`, so they jit and shard like the model.
+"""Colourisation metrics: PSNR, SSIM, colourfulness, CIEDE2000, temporal consistency, and a host
+summary with confidence intervals. Per-image metrics take sRGB floats in [0, 1] [N, H, W, 3] and
+return float32 [N], in pure `jax.numpy` so that they jit and shard like the model.
 """
 
 import math

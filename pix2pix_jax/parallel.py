@@ -1,8 +1,6 @@
-"""Data parallelism: one ("data",) mesh over every device of every process.
-
-The batch is sharded along "data" and the train state is replicated, so under
-`jax.jit` every reduction over the batch (losses, BatchNorm statistics) is a
-reduction over the global batch: the modern, implicit form of `pmap`'s psum.
+"""Data parallelism: one ("data",) mesh over every device of every process. The batch is sharded
+along "data" and the state replicated, so under `jax.jit` every reduction over the batch (losses,
+BatchNorm statistics) is over the global batch.
 """
 
 from typing import Any

@@ -1,8 +1,5 @@
-"""Progress of long work on stderr: count, rate and ETA.
-
-On a terminal, one line redrawn in place (`name [#####-----] 40/100 images 12.5 images/s ETA
-00:00:04`); elsewhere (a log file, a pipe, CI) nothing while it runs and one summary line when it
-ends (`name: 100/100 images in 8.0 s, 12.5 images/s`), so logs do not fill with redraws.
+"""Progress of long work on stderr: count, rate and ETA, as a bar redrawn in place on a terminal
+and one summary line at the end elsewhere (docs/video.md, "Progress output").
 """
 
 import argparse

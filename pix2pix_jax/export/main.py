@@ -1,14 +1,7 @@
-"""pix2pix-export: a training workdir's generator as one self-contained .p2p file.
-
-  pix2pix-export --workdir runs/x --output model.p2p [--step S] [--render-size N]
-      [--batch-size N] [--platforms cpu,cuda,tpu] [--saved-model DIR] [--overwrite]
-
-The generator (with its colour conversion to Lab ab) is lowered with `jax.export` for every
-platform in --platforms at once (on CPU the program keeps the tuned convolutions, on GPU/TPU
-XLA's own), for a fixed render size and a fixed number of images per call on each device; its
-weights and settings go beside it in the same file (format: `p2p_file`).
-`pix2pix-colorize --model model.p2p ...` and `colorizer.Colorizer.from_exported` run it.
---saved-model also writes the same program as a TensorFlow SavedModel (`saved_model`).
+"""pix2pix-export: a training workdir's generator as one self-contained .p2p file (`p2p_file`),
+lowered with `jax.export` for every platform in --platforms at once, at a fixed render size and
+batch, and optionally as a TensorFlow SavedModel (`saved_model`). Usage: README.md; the format
+and what runs it: docs/video.md ("Exported models").
 """
 
 import argparse
@@ -36,7 +29,7 @@ def export_generator(
   platforms: tuple[str, ...] = DEFAULT_PLATFORMS,
 ) -> jax_export.Exported:
   """(variables, model input [batch_per_device, r, r, C]) -> ab, lowered for `platforms`; C = 1,
-  or 4 for a hint generator (L, then hints.encode's channels)."""
+  or 4 for a hint generator (L, then hints.device.encode's channels)."""
   channels = hints.input_channels(config)
   x = jax.ShapeDtypeStruct((batch_per_device, render_size, render_size, channels), jnp.float32)
   abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), variables)

@@ -1,17 +1,6 @@
-"""The .p2p model file: a `jax.export`-serialised generator, its weights and its settings.
-
-One zip archive (stored, not compressed: zip's CRC-32 still checks every member) holding
-  metadata.json        format, render size, colour space, images per device per call, platforms,
-                       hints (bool), input_channels (1, or 4 with colour hints) and
-                       hint_luminance_weight (hint models)
-  generator.jaxexport  `jax.export.Exported.serialize()` of (variables, model input) -> ab
-  weights.npz          the generator's variables, keyed by their path ("params/.../kernel")
-
-Reading one needs jax and numpy only (no flax, optax, orbax or TensorFlow). The generator takes
-float32 model input [n, r, r, C] (C = input_channels) for the fixed n = `batch_per_device` and
-r = `render_size`, and returns the predicted Lab ab [n, r, r, 2] (ab / 110);
-`colorizer.Colorizer.from_exported` runs it on every local device. A file that is not a complete
-.p2p raises `ModelFileError` naming it.
+"""The .p2p model file: a `jax.export`-serialised generator, its weights and its settings, in one
+zip archive; reading it needs only jax and numpy. Members, input and output: docs/video.md ("The
+.p2p format"). A file that is not a complete .p2p raises `ModelFileError` naming it.
 """
 
 import dataclasses

@@ -1,12 +1,6 @@
-"""The exported generator as a TensorFlow SavedModel (jax2tf), for TF serving stacks.
-
-`pix2pix-export ... --saved-model DIR` writes it beside the .p2p file. The SavedModel's
-`serving_default` signature maps `x`, float32 [batch_per_device, r, r, C] model input (Lab
-models: L / 50 - 1; C is the metadata's input_channels: 1, or 4 with colour hints), to `ab`,
-float32 [batch_per_device, r, r, 2] (Lab ab / 110), with the weights as variables; the program
-is jax2tf's native serialisation for the same platforms as the .p2p file.
-`DIR/assets.extra/pix2pix_jax.json` holds the .p2p file's metadata. TensorFlow is imported here
-(and in input_pipeline.py) only.
+"""The exported generator as a TensorFlow SavedModel (jax2tf native serialisation, weights as
+variables), for TF serving stacks: `serving_default` maps `x` to `ab` as the .p2p program does
+(docs/video.md, "The .p2p format"). TensorFlow is imported here and in input_pipeline.py only.
 """
 
 import json

@@ -1,11 +1,7 @@
 """pix2pix-import-torch: a reference PyTorch Pix2Pix generator (latest_net_G.pth) into a workdir.
 
-  pix2pix-import-torch --torch-checkpoint latest_net_G.pth --config configs/default.py \
-      --workdir runs/imported
-
-The workdir then holds a generator-only checkpoint (step 0) that `pix2pix-colorize`,
-`pix2pix-evaluate` and `colorizer.Colorizer.from_workdir` read; it cannot resume training. The
-state_dict <-> flax variables mapping is `models.torch_weights`.
+The workdir holds a generator-only checkpoint (step 0) that colourising, evaluation and export
+read; it cannot resume training. The weight mapping is `models.torch_weights`.
 """
 
 import argparse

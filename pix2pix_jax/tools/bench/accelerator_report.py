@@ -1,21 +1,7 @@
 """pix2pix-benchmark accelerator-report: what this machine's accelerator does, in one markdown file.
 
-  pix2pix-benchmark accelerator-report --output report.md --peer path/to/torch_pix2pix.py
-
-At `--size` (default 256, the paper's networks: unet_256 ngf 64 + 70x70 PatchGAN, 1 -> 3
-channels) it measures, for each batch size (1, 16, 64) and dtype (float32, bfloat16): the jit'd
-train step's and the generator's img/s, compile times, GFLOP/s and MFU (the `train` and `infer`
-benchmarks); the PyTorch peer script on the same device, shapes and precision, in a subprocess
-(`PEER --device cuda|cpu --dtype ...`); and the video pipeline (decoding and encoding on CPU
-threads, the model on the device) end to end against the model alone (tools/bench/video.py);
-and the archive path at 1080p: one pipeline against the default chunked workers end to end
-(tools/bench/host.py), against the goal of 290 frames/s (a 2-hour 24 fps film in 10 minutes).
-The table also gives the device, driver and library versions and the issue's speed targets.
-
-Needs jax, flax, optax, orbax-checkpoint, ml_collections, numpy, pillow and imageio-ffmpeg (torch
-only in the peer's process). Measurements run in order of importance (video, archive, then the
-batch sizes as given) and stop at `--budget-minutes`; what did not fit, or failed, is marked so
-in the table instead of ending the run.
+Train and infer speed against a PyTorch peer, the video pipeline and the 1080p archive path, each
+against its target, within a time budget; what it measures and needs: docs/performance.md.
 """
 
 import argparse
@@ -56,7 +42,7 @@ LIBRARIES = (
   "numpy",
   "imageio-ffmpeg",
 )
-# The issue's targets, as ratios measured in one run: ours over the peer in the same precision
+# Targets, as ratios measured in one run: ours over the peer in the same precision
 # at these batch sizes, and video end to end over model-only.
 PEER_TARGET, PEER_TARGET_BATCHES, VIDEO_TARGET = 1.2, (1, 16), 0.9
 ARCHIVE_TARGET_FPS = 290.0  # 1080p end to end, chunked, on one host
@@ -148,7 +134,7 @@ def _video(args) -> dict:
   config = shapes.config_from_args(_shape_args(args, args.video_batch, "float32"))
   width, height = (int(v) for v in args.clip_size.lower().split("x"))
   _, variables = shapes.random_generator(config)
-  colorizer = colorizer_lib.Colorizer(config, variables, batch_size=args.video_batch)
+  colorizer = colorizer_lib.Colorizer.from_config(config, variables, batch_size=args.video_batch)
   with tempfile.TemporaryDirectory() as tmp:
     clip = sample_clip.make_sample_clip(
       os.path.join(tmp, "clip.mp4"), seconds=args.video_seconds, size=(width, height)
@@ -172,7 +158,7 @@ def _archive(args) -> dict:
   config = shapes.config_from_args(_shape_args(args, args.video_batch, "float32"))
   width, height = (int(v) for v in args.archive_clip_size.lower().split("x"))
   _, variables = shapes.random_generator(config)
-  colorizer = colorizer_lib.Colorizer(config, variables, batch_size=args.video_batch)
+  colorizer = colorizer_lib.Colorizer.from_config(config, variables, batch_size=args.video_batch)
   workers = args.archive_workers or chunk_plan.default_workers(width, height, args.video_batch)
   chunk_seconds = host.comparison_chunk_seconds(args.archive_seconds, workers)
   with tempfile.TemporaryDirectory() as tmp:
@@ -283,7 +269,7 @@ def _percent(value: float | None) -> str:
 
 
 def targets(results: dict) -> list[tuple[str, float | None]]:
-  """(target, measured ratio) for each of the issue's speed targets."""
+  """(target, measured ratio) for each speed target."""
   out = []
   for row in results["rows"]:
     if row["batch"] in PEER_TARGET_BATCHES:
@@ -305,10 +291,9 @@ def _target_met(name: str, value: float | None) -> str:
   return "yes" if value >= limits.get(name.split()[0].rstrip(":"), PEER_TARGET) else "no"
 
 
-def markdown(results: dict, args: argparse.Namespace) -> str:
+def _header(results: dict) -> list[str]:
   env = results["environment"]
-  width = f"ngf {args.ngf or 64}, ndf {args.ndf or 64}, num_downs {args.num_downs or 8}"
-  lines = [
+  return [
     f"# pix2pix_jax on {env['device']}",
     "",
     f"`pix2pix-benchmark accelerator-report`, {datetime.date.today().isoformat()}, "
@@ -317,6 +302,12 @@ def markdown(results: dict, args: argparse.Namespace) -> str:
     "| | |",
     "|---|---|",
     *[f"| {k} | {v} |" for k, v in env.items()],
+  ]
+
+
+def _speed_section(results: dict, args: argparse.Namespace) -> list[str]:
+  width = f"ngf {args.ngf or 64}, ndf {args.ndf or 64}, num_downs {args.num_downs or 8}"
+  lines = [
     "",
     f"## Training and inference, {args.size}x{args.size} ({width}, 1 -> 3 channels)",
     "",
@@ -344,8 +335,12 @@ def markdown(results: dict, args: argparse.Namespace) -> str:
   peers = [row["peer"] for row in results["rows"] if "skipped" not in row["peer"]]
   if peers:
     lines += ["", f"Peer: torch {peers[0].get('torch', 'n/a')} on {peers[0].get('device')}."]
+  return lines
+
+
+def _video_section(results: dict, args: argparse.Namespace) -> list[str]:
   video = results["video"]
-  lines += [
+  lines = [
     "",
     "## Video pipeline (float32 generator, random weights, H.264 veryfast)",
     "",
@@ -364,8 +359,12 @@ def markdown(results: dict, args: argparse.Namespace) -> str:
       f"| {_number(video['encode_fps'])} | {_number(video['end_to_end_fps'])} "
       f"| {_number(video['e2e_over_model'], 2)} |"
     )
+  return lines
+
+
+def _archive_section(results: dict, args: argparse.Namespace) -> list[str]:
   archive = results.get("archive", {"skipped": "not measured"})
-  lines += [
+  lines = [
     "",
     "## Archive: one pipeline against chunked workers (the video's generator, veryfast)",
     "",
@@ -383,7 +382,11 @@ def markdown(results: dict, args: argparse.Namespace) -> str:
       f"| {_number(archive['serial_cpu_ms_per_frame'])} / "
       f"{_number(archive['chunked_cpu_ms_per_frame'])} |"
     )
-  lines += [
+  return lines
+
+
+def _targets_section(results: dict) -> list[str]:
+  lines = [
     "",
     "## Targets (one run, this device)",
     "",
@@ -392,6 +395,18 @@ def markdown(results: dict, args: argparse.Namespace) -> str:
   ]
   for name, value in targets(results):
     lines.append(f"| {name} | {_number(value, 2)} | {_target_met(name, value)} |")
+  return lines
+
+
+def markdown(results: dict, args: argparse.Namespace) -> str:
+  """The report: environment, train/infer, video, archive and targets tables."""
+  lines = [
+    *_header(results),
+    *_speed_section(results, args),
+    *_video_section(results, args),
+    *_archive_section(results, args),
+    *_targets_section(results),
+  ]
   return "\n".join(lines) + "\n"
 
 

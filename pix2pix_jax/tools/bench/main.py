@@ -1,21 +1,7 @@
-"""pix2pix-benchmark: speed benchmarks printing one JSON line per measurement.
+"""pix2pix-benchmark: speed and memory benchmarks printing one JSON line per measurement.
 
-  pix2pix-benchmark train --batch-size 4 --render-size 256
-  pix2pix-benchmark infer --batch-size 4 --render-size 256
-  pix2pix-benchmark input --source samples --render-size 256 --load 286
-  pix2pix-benchmark video --seconds 20
-  pix2pix-benchmark compare PEER_SCRIPT --batch-sizes 1 4
-  pix2pix-benchmark accelerator-report --output report.md --peer PEER_SCRIPT
-  pix2pix-benchmark memory --short-seconds 60 --long-seconds 600
-
-Times are medians over `--steps` runs after a warm-up; compile time is reported
-separately. GFLOP/s comes from XLA's cost analysis of the compiled program; on CPU
-`ceiling_fraction` divides it by a large matmul's rate measured in the same process, on
-accelerators `mfu` divides it by the device kind's dense peak in the measured dtype; there
-float32 runs at full float32 precision (no TF32), as the PyTorch peer's float32 does.
-`loadavg_1m` is recorded because other processes on the machine change CPU timings a lot:
-compare runs side by side. The train and infer measurements live in speed.py, the video ones in
-video.py, the accelerator report in accelerator_report.py.
+Subcommands train, infer, input, video, compare, accelerator-report and memory (speed.py, video.py,
+host.py, accelerator_report.py, memory.py); how to run and read them: docs/performance.md.
 """
 
 import argparse

@@ -1,15 +1,6 @@
 """Long jobs: peak memory of `pix2pix-colorize` on a long clip against a short one, and on many
-images against a few.
-
-  pix2pix-benchmark memory --short-seconds 60 --long-seconds 600 --few-images 100 \
-      --many-images 2000
-
-Each case runs the real command (`python -m pix2pix_jax.colorize.main`) in a fresh process on inputs
-made here (ffmpeg test-pattern clips with a sound track, random PNGs) and a small randomly
-initialised generator of the benchmark's shape (defaults: render size 32, ngf 8, 5 levels, batch
-8), and records its peak RSS (`getrusage(RUSAGE_CHILDREN)` in a small launcher: the largest
-high-water mark of the command's process and its ffmpeg children, not their sum). A job whose
-memory does not grow with its length has a long/short ratio near 1.
+images against a few (`pix2pix-benchmark memory`; method and figures: docs/reliability.md,
+"Long jobs").
 """
 
 import argparse

@@ -1,9 +1,5 @@
-"""Train and infer speed: the jit'd train step's and the generator's img/s, compile time, XLA's
-FLOP count, MFU against per-dtype device peaks, and the PyTorch peer script run on the same
-shapes (for `pix2pix-benchmark` and its accelerator report).
-
-Times are medians over `args.steps` calls after a warm-up call. On accelerators float32 is
-measured at full float32 precision (no TF32), as the PyTorch peer's float32 runs.
+"""Train and infer speed: img/s, compile time, XLA's FLOP count and MFU of the jit'd train step
+and the generator, and the PyTorch peer on the same shapes (docs/performance.md).
 """
 
 import contextlib

@@ -1,44 +1,6 @@
-"""Hyperparameter sweeps: launch training runs, skip finished ones, tabulate and plot results.
+"""pix2pix-sweep: launch training runs, skip finished ones, tabulate and plot results.
 
-``pix2pix-sweep experiments/gan_loss.py [--parallel N] [--dry-run] [--output DIR]
-[--scale full] [--config.field=value ...] [--collect-only]
-[--launcher slurm [--partition P] [--time T] [--gpus-per-run N] [--cpus-per-run C]
-[--sbatch-arg=--account=A ...]]``
-
-A sweep definition is a Python file whose ``get_sweep()`` returns a dict:
-
-- ``name``: the sweep's name (default: the file's name); runs go to ``<output>/<name>/``.
-- ``base_config``: a config file, relative to the sweep file (or absolute).
-- ``overrides``: fixed ``{"dotted.field": value}`` for every run.
-- ``grid``: ``{"dotted.field": [values]}``; the runs are the Cartesian product.
-- ``random``: ``{"dotted.field": spec}`` with ``num_trials`` and ``seed``; a spec is
-  ``{"uniform": [lo, hi]}``, ``{"log_uniform": [lo, hi]}``, ``{"int": [lo, hi]}`` (inclusive) or
-  ``{"choice": [values]}``. With a grid as well, every grid point gets every random trial.
-- ``metric``: the eval metric reported as final and best (default ``"ciede2000"``; lower is
-  better for distances and losses, higher otherwise).
-- ``scales``: optional ``{"full": {...}}``: ``--scale full`` replaces the top-level keys with these
-  (e.g. another ``base_config`` and ``overrides``) and names the sweep ``<name>-full``.
-- ``description``: free text, copied into results.md.
-
-Every run gets ``<output>/<sweep>/<run>/`` (the run name is made from its swept values, e.g.
-``gan=hinge``) holding ``config.json`` (the resolved config and the overrides), ``train.log`` and
-the training outputs. Runs are ``python -m pix2pix_jax.train.main --config BASE --workdir W
---config.field=value ...`` subprocesses, one at a time or ``--parallel N`` at once. A run that
-exits cleanly gets a ``DONE`` marker (JSON with its wall time); on restart, runs with ``DONE`` or a
-checkpoint at ``num_train_steps`` are skipped and unfinished ones resume from their checkpoints.
-Every field name and value is checked against the base config before anything is launched.
-
-With ``--launcher slurm`` each unfinished run is submitted as one SLURM batch job (its script is
-``<run>/slurm_job.sh``, its job ids are kept in ``<run>/slurm_jobs.json``) and the command
-returns. Running it again writes the reports with the runs that have finished (``DONE``), leaves
-alone runs whose job is still queued or running (``squeue``), and submits the others again
-(failed, cancelled, preempted): they resume from their checkpoints. A job stopped by SIGTERM
-requeues itself (`tools/sweep/slurm.py`).
-
-Results are read back from each run's TensorBoard events (``eval/<metric>`` scalars, the
-``images_per_sec`` throughput) and written to ``<output>/<sweep>/results.csv``, ``results.md``,
-``<metric>_vs_params.png`` (final and best metric against each swept field) and
-``<metric>_curves.png`` (the metric against the training step, one line per run).
+The sweep file's format, the runs' folders and the reports: docs/sweeps.md.
 """
 
 import argparse

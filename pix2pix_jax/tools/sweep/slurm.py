@@ -1,12 +1,7 @@
 """SLURM for sweeps: one batch script per run, `sbatch` to submit it, `squeue` for its state.
 
-The batch script runs the training command in the background and waits for it. SIGUSR1 to
-the batch shell (`--signal=B:USR1@N` before the time limit, or `scancel --batch --signal=USR1`)
-is passed on to the training as SIGTERM: it saves a checkpoint and exits, and the script
-requeues its own job (`scontrol requeue`), which starts again and resumes from that checkpoint.
-USR1 rather than TERM because SLURM sends TERM to every process on `scancel`: a cancelled job
-saves a checkpoint too but stays cancelled. A run that finishes gets a ``DONE`` marker in its
-workdir, which is how a later `pix2pix-sweep` knows it is finished without accounting storage.
+The script passes SIGUSR1 on to the training as SIGTERM and requeues its job once a checkpoint is
+saved; why USR1, and how reruns find finished jobs: docs/reliability.md ("Several hosts and SLURM").
 """
 
 import dataclasses

@@ -1,5 +1,5 @@
 """Sweep definitions: a sweep file's `get_sweep()` checked and expanded into runs, each with
-its resolved config and workdir (the format is in tools/sweep/main.py's docstring)."""
+its resolved config and workdir (the format: docs/sweeps.md)."""
 
 import dataclasses
 import importlib.util
@@ -92,7 +92,7 @@ def grid_points(grid: dict[str, list]) -> list[dict[str, Any]]:
 
 
 def sample(field: str, spec: Any, rng: np.random.Generator) -> Any:
-  """One draw from a random-search distribution spec (see the module docstring)."""
+  """One draw from a random-search distribution spec (docs/sweeps.md)."""
   if isinstance(spec, (list, tuple)):
     spec = {"choice": spec}
   if not isinstance(spec, dict) or len(spec) != 1 or next(iter(spec)) not in DISTRIBUTIONS:
