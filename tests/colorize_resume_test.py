@@ -32,7 +32,8 @@ def temps(out):
 
 def _written(out, stem):
   """Bytes in the temporary files of output `stem`."""
-  sizes = [os.path.getsize(os.path.join(out, n)) for n in temps(out) if n.startswith(f".{stem}.")]
+  names = [n for n in temps(out) if n.startswith(f".{stem}.") and not n.endswith(".lock")]
+  sizes = [os.path.getsize(os.path.join(out, n)) for n in names]
   return sum(sizes) if sizes else -1
 
 
