@@ -12,11 +12,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from colorize_test import write_images
-from helpers import exit_status, subprocess_env, tiny_config
+from helpers import decode, exit_status, make_clip, subprocess_env, tiny_config, write_images
 from PIL import Image
 from skimage import color as skcolor
-from video_test import decode, make_clip
 
 from pix2pix_jax import checkpoint, color, images, models, progress
 from pix2pix_jax.colorize.video import probe

@@ -9,9 +9,8 @@ import time
 
 import numpy as np
 import pytest
-from helpers import start_colorize, tiny_generator_workdir
+from helpers import make_clip, start_colorize, tiny_generator_workdir
 from PIL import Image
-from video_test import make_clip
 
 from pix2pix_jax import files
 from pix2pix_jax.colorize import main as colorize

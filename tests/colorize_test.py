@@ -7,9 +7,8 @@ import sys
 
 import numpy as np
 import pytest
-from helpers import subprocess_env, tiny_generator_workdir
+from helpers import make_clip, subprocess_env, tiny_generator_workdir, write_images
 from PIL import Image
-from video_test import make_clip
 
 from pix2pix_jax.colorize import main as colorize
 from pix2pix_jax.colorize.video import probe
@@ -18,35 +17,6 @@ from pix2pix_jax.colorize.video import probe
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
   return tiny_generator_workdir(tmp_path_factory.mktemp("run"))
-
-
-def gradient(w, h):
-  y, x = np.mgrid[0:h, 0:w]
-  return np.stack([x * 255 // max(w - 1, 1), y * 255 // max(h - 1, 1), (x + y) % 256], -1)
-
-
-def write_images(folder):
-  """One file per mode and format; returns {name: (displayed width, height)}."""
-  os.makedirs(folder, exist_ok=True)
-  rgb = Image.fromarray(gradient(45, 31).astype(np.uint8), "RGB")
-  sizes = {}
-  for name, image in {
-    "gray.png": rgb.convert("L"),
-    "rgb.jpg": rgb,
-    "rgba.png": rgb.convert("RGBA"),
-    "palette.png": rgb.convert("P"),
-    "rgb.webp": rgb,
-    "rgb.bmp": rgb,
-    "gray16.tiff": Image.fromarray(np.asarray(rgb.convert("L"), np.uint16) * 257),
-    "gray16.png": Image.fromarray(np.asarray(rgb.convert("L"), np.uint16) * 257),
-  }.items():
-    image.save(os.path.join(folder, name))
-    sizes[name] = image.size
-  exif = Image.Exif()
-  exif[0x0112] = 6  # rotate 90 degrees on display
-  rgb.save(os.path.join(folder, "rotated.jpg"), exif=exif)
-  sizes["rotated.jpg"] = (31, 45)
-  return sizes
 
 
 def run(*args):

@@ -15,11 +15,22 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 import pytest  # noqa: E402
-from helpers import tiny_config  # noqa: E402
 
-# The shared helpers (the tiny model, sweep files, processes, ...) are in helpers.py.
+# helpers.check_output asserts: its failures are explained as the test files' own are.
+pytest.register_assert_rewrite("helpers")
+
+from helpers import make_colorizer, tiny_config  # noqa: E402
+
+# The shared helpers (the tiny model, sweep files, processes, clips, ...) are in helpers.py.
 
 
 @pytest.fixture
 def make_tiny_config():
   return tiny_config
+
+
+@pytest.fixture(scope="module")
+def colorizer():
+  """A Colorizer of a random tiny generator, batches of 4 (the video tests'); files that need
+  another define their own."""
+  return make_colorizer(tiny_config(), batch_size=4)

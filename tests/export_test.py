@@ -11,10 +11,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from colorize_test import write_images
-from helpers import REPO, exit_status, subprocess_env, tiny_config, tiny_generator_workdir
+from helpers import (
+  REPO,
+  decode,
+  exit_status,
+  make_clip,
+  subprocess_env,
+  tiny_config,
+  tiny_generator_workdir,
+  write_images,
+)
 from PIL import Image
-from video_test import decode, make_clip
 
 from pix2pix_jax import models
 from pix2pix_jax.colorize import main as colorize

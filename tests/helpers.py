@@ -1,9 +1,10 @@
 """What the tests share: the one tiny model (as a config, a sweep's overrides and pix2pix-train's
-flags), sweep files, tiny workdirs and photo folders, and running commands as their console
+flags), sweep files, tiny workdirs, photo folders and images of every mode, random Colorizers,
+video clips made by ffmpeg and checks of colourised ones, and running commands as their console
 scripts or processes run them.
 
-Test files (and the scripts beside them) `from helpers import ...`; conftest.py sets up the
-environment before jax initialises, and holds the fixtures.
+Test files (and the scripts beside them) `from helpers import ...`, never from one another;
+conftest.py sets up the environment before jax initialises, and holds the shared fixtures.
 """
 
 import os
@@ -176,3 +177,188 @@ def write_photo_folder(root, n=16, size=(40, 40)):
   for i in range(n):
     Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(root / f"{i}.png")
   return root
+
+
+# --- Images ----------------------------------------------------------------------------------
+
+
+def gradient(w, h):
+  """A w x h RGB ramp (int): red across, green down, blue diagonal stripes."""
+  import numpy as np
+
+  y, x = np.mgrid[0:h, 0:w]
+  return np.stack([x * 255 // max(w - 1, 1), y * 255 // max(h - 1, 1), (x + y) % 256], -1)
+
+
+def write_images(folder):
+  """One file per mode and format; returns {name: (displayed width, height)}."""
+  import numpy as np
+  from PIL import Image
+
+  os.makedirs(folder, exist_ok=True)
+  rgb = Image.fromarray(gradient(45, 31).astype(np.uint8), "RGB")
+  sizes = {}
+  for name, image in {
+    "gray.png": rgb.convert("L"),
+    "rgb.jpg": rgb,
+    "rgba.png": rgb.convert("RGBA"),
+    "palette.png": rgb.convert("P"),
+    "rgb.webp": rgb,
+    "rgb.bmp": rgb,
+    "gray16.tiff": Image.fromarray(np.asarray(rgb.convert("L"), np.uint16) * 257),
+    "gray16.png": Image.fromarray(np.asarray(rgb.convert("L"), np.uint16) * 257),
+  }.items():
+    image.save(os.path.join(folder, name))
+    sizes[name] = image.size
+  exif = Image.Exif()
+  exif[0x0112] = 6  # rotate 90 degrees on display
+  rgb.save(os.path.join(folder, "rotated.jpg"), exif=exif)
+  sizes["rotated.jpg"] = (31, 45)
+  return sizes
+
+
+def psnr(a, b, peak):
+  """PSNR in dB of `b` against `a`, values up to `peak`."""
+  import numpy as np
+
+  mse = np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2)
+  return 10 * np.log10(peak**2 / max(mse, 1e-12))
+
+
+# --- Colorizers ------------------------------------------------------------------------------
+
+
+def make_colorizer(config, **kwargs):
+  """A Colorizer of a randomly initialised generator for `config`; `kwargs` to from_config."""
+  import jax
+  import jax.numpy as jnp
+
+  from pix2pix_jax import models
+  from pix2pix_jax.colorize import colorizer as colorizer_lib
+
+  generator = models.make_generator(config)
+  size = config.data.crop_size
+  variables = generator.init(jax.random.key(0), jnp.zeros((1, size, size, 1)), train=False)
+  return colorizer_lib.Colorizer.from_config(config, variables, **kwargs)
+
+
+def frames(n, h=37, w=53, seed=0):
+  """`n` h x w uint8 RGB frames of smooth colourful content, each with its own colour shift."""
+  import numpy as np
+
+  rng = np.random.default_rng(seed)
+  # Smooth colourful content (random pixels would be mostly out of any model's domain).
+  y, x = np.mgrid[0:h, 0:w] / max(h, w)
+  base = np.stack([np.sin(6 * x + 1), np.cos(5 * y), np.sin(4 * (x + y))], -1) * 0.4 + 0.5
+  shift = rng.uniform(0, 0.2, (n, 1, 1, 3))
+  return np.clip((base[None] + shift) * 255, 0, 255).astype(np.uint8)
+
+
+# --- Video clips made by ffmpeg (decord is imported only where used: some tests block it) ---
+
+
+def ffmpeg(*args):
+  """ffmpeg with `args`, quiet, overwriting; raises if it fails."""
+  from pix2pix_jax.colorize.video import probe
+
+  cmd = [probe.ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *args]
+  subprocess.run(cmd, check=True)
+
+
+def make_clip(path, *, size="64x48", rate=25, seconds=1.0, vcodec="libx264", audio=None, extra=()):
+  """A testsrc2 clip at `path` (a 440 Hz sine in `audio`'s codec if given); returns `path`."""
+  width, height = size.split("x")
+  args = ["-f", "lavfi", "-i", f"testsrc2=size=96x72:rate={rate}:duration={seconds}"]
+  if audio:
+    args += ["-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}", "-c:a", audio]
+  vf = f"scale={width}:{height},setsar=1"
+  pix = "yuvj420p" if vcodec == "mjpeg" else "yuv420p"
+  ffmpeg(*args, "-vf", vf, "-c:v", vcodec, "-pix_fmt", pix, *extra, path)
+  return path
+
+
+# make_clip's arguments for clips of each container and codec, by file name.
+CLIP_CASES = {
+  "h264_aac.mp4": dict(audio="aac"),
+  "vp9_odd.mkv": dict(size="65x49", vcodec="libvpx-vp9", audio="libopus"),
+  "vp8_vorbis.webm": dict(size="48x36", vcodec="libvpx", audio="libvorbis"),
+  "mjpeg_pcm_odd.avi": dict(size="33x25", vcodec="mjpeg", audio="pcm_s16le"),
+  "mpeg4_silent.avi": dict(vcodec="mpeg4", rate=30),
+  "h264_pcm.mov": dict(audio="pcm_s16le", rate=24),
+  "ntsc.mp4": dict(rate="30000/1001", seconds=0.5),
+}
+
+
+def make_vfr_clip(path):
+  """64x48 H.264, frames 0-10 at 25 fps, then at 12.5 fps."""
+  ffmpeg(
+    "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25:duration=1",
+    "-vf", "setpts='(N+gt(N,10)*(N-10))/25/TB'", "-fps_mode", "vfr", "-c:v", "libx264", path,
+  )  # fmt: skip
+  return path
+
+
+def make_testsrc_clip(path, frames=6, size="32x24"):
+  """`frames` frames of ffmpeg's testsrc at 10 fps in `path`'s format; returns `path`."""
+  from pix2pix_jax.colorize.video import probe
+
+  cmd = [probe.ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin", "-y", "-f", "lavfi"]
+  cmd += ["-i", f"testsrc=size={size}:rate=10", "-frames:v", str(frames), "-pix_fmt", "yuv420p"]
+  subprocess.run([*cmd, str(path)], check=True)
+  return path
+
+
+def mp4_declaring_frames(path, count):
+  """A 6-frame H.264 MP4 whose sample table (stts) declares `count` frames."""
+  import struct
+
+  data = bytearray(make_testsrc_clip(path).read_bytes())
+  stts = data.find(b"stts")
+  data[stts + 12 : stts + 16] = struct.pack(">I", count)  # the first entry's sample count
+  path.write_bytes(bytes(data))
+  return path
+
+
+def decode(path):
+  """All frames as uint8 RGB, decoded by ffmpeg (independently of decord)."""
+  import numpy as np
+
+  from pix2pix_jax.colorize.video import probe
+
+  info = probe.probe(path)
+  cmd = [probe.ffmpeg_exe(), "-v", "error", "-i", path, "-f", "rawvideo", "-pix_fmt", "rgb24"]
+  cmd += ["-fps_mode", "passthrough", "-"]
+  data = subprocess.run(cmd, check=True, capture_output=True).stdout
+  return np.frombuffer(data, np.uint8).reshape(-1, info.height, info.width, 3)
+
+
+def has_audio(path):
+  """Whether `path` has an audio stream."""
+  from pix2pix_jax.colorize.video import probe
+
+  return probe.probe(path).audio_codec is not None
+
+
+def check_output(src, dst, result):
+  """A colourised clip `dst` of `src` (`result`: colorize_video's): the same frames, size, rate and
+  audio, the luminance kept (> 40 dB), no temporary files left beside it."""
+  import decord
+  import numpy as np
+
+  from pix2pix_jax import color
+  from pix2pix_jax.colorize.video import probe
+
+  info_in, info_out = probe.probe(src), probe.probe(dst)
+  frames_in = probe.count_frames(src)
+  assert probe.count_frames(dst) == frames_in == result.frames
+  assert (info_out.width, info_out.height) == (info_in.width, info_in.height)
+  assert has_audio(dst) == has_audio(src)
+  reader_in = decord.VideoReader(src, ctx=decord.cpu(0), num_threads=1)
+  reader_out = decord.VideoReader(dst, ctx=decord.cpu(0), num_threads=1)
+  assert reader_out.get_avg_fps() == pytest.approx(reader_in.get_avg_fps(), rel=1e-3)
+  a, b = decode(src), decode(dst)
+  assert a.shape == b.shape
+  lum_a = np.asarray(color.luminance(a / 255.0))
+  lum_b = np.asarray(color.luminance(b / 255.0))
+  assert psnr(lum_a, lum_b, 100.0) > 40.0
+  assert not [f for f in os.listdir(os.path.dirname(dst)) if ".partial" in f or ".video" in f]

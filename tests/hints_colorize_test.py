@@ -9,9 +9,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import tiny_config, tiny_generator_workdir
+from helpers import decode, make_clip, tiny_config, tiny_generator_workdir
 from PIL import Image
-from video_test import decode, make_clip
 
 from pix2pix_jax import checkpoint, cli, hints, models
 from pix2pix_jax.colorize import colorizer as colorizer_lib

@@ -1,19 +1,21 @@
-"""Hostile inputs and colliding outputs for pix2pix-colorize: odd file names, a decompression
-bomb, videos declaring absurd sizes, symlink loops, outputs that clash with inputs or with a file.
-
-Each is correct output, or one line naming the file with exit status 1; memory stays bounded and
-no input is touched.
-"""
+"""Hostile inputs and colliding outputs for pix2pix-colorize (odd names, a decompression bomb,
+absurd video sizes, symlink loops): correct output or one line and status 1, bounded memory."""
 
 import os
 import struct
-import subprocess
 import sys
 import zlib
 
 import numpy as np
 import pytest
-from helpers import REPO, subprocess_env, tiny_config, tiny_generator_workdir
+from helpers import (
+  REPO,
+  make_testsrc_clip,
+  mp4_declaring_frames,
+  subprocess_env,
+  tiny_config,
+  tiny_generator_workdir,
+)
 from PIL import Image
 
 from pix2pix_jax import images, input_pipeline
@@ -40,13 +42,6 @@ def workdir(tmp_path_factory):
 def _photo(path, size=(30, 20)):
   rng = np.random.default_rng(len(str(path)))
   Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(path)
-  return path
-
-
-def _clip(path, frames=6, size="32x24"):
-  cmd = [probe.ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin", "-y", "-f", "lavfi"]
-  cmd += ["-i", f"testsrc=size={size}:rate=10", "-frames:v", str(frames), "-pix_fmt", "yuv420p"]
-  subprocess.run([*cmd, str(path)], check=True)
   return path
 
 
@@ -148,14 +143,14 @@ def test_odd_names_bombs_absurd_videos_and_symlink_loops(tmp_path, workdir):
   src.mkdir()
   for name in NAMES:
     _photo(src / f"{name}.png")
-    _clip(src / f"{name}.mp4")
+    make_testsrc_clip(src / f"{name}.mp4")
   bomb_png(src / "bomb.png")
   (src / "loop").symlink_to(".", target_is_directory=True)  # a folder loop: not followed
   (src / "ring1.png").symlink_to("ring2.png")  # a loop of file links
   (src / "ring2.png").symlink_to("ring1.png")
   y4m_declaring(tmp_path / "big.mkv", 16000, 16000)  # ffmpeg accepts this size
   y4m_declaring(tmp_path / "huge.mkv", 60000, 60000)  # ffmpeg refuses this one
-  _clip(tmp_path / "-direct.mp4")  # a leading dash on the command line itself
+  make_testsrc_clip(tmp_path / "-direct.mp4")  # a leading dash on the command line itself
   before = _snapshot(tmp_path)
 
   result = _colorize(
@@ -202,15 +197,6 @@ def test_a_symlink_loop_in_a_training_folder_lists_each_photo_once(tmp_path):
   (tmp_path / "sub" / "up").symlink_to("..", target_is_directory=True)
   found = input_pipeline._find_images(str(tmp_path))
   assert found == [str(tmp_path / "a.png"), str(tmp_path / "sub" / "b.png")]
-
-
-def mp4_declaring_frames(path, count):
-  """A 6-frame H.264 MP4 whose sample table (stts) declares `count` frames."""
-  data = bytearray(_clip(path).read_bytes())
-  stts = data.find(b"stts")
-  data[stts + 12 : stts + 16] = struct.pack(">I", count)  # the first entry's sample count
-  path.write_bytes(bytes(data))
-  return path
 
 
 @pytest.mark.integration

@@ -1,8 +1,4 @@
-"""One output folder written from several hosts: a run removes only its own host's leftovers.
-
-Two "hosts" are two PID + UTS namespaces (`unshare -p -f -u --mount-proc`, root only): each has
-its own host name and its own process ids, as two machines writing one network folder do.
-"""
+"""One output folder written from several hosts: a run removes only its own host's leftovers."""
 
 import glob
 import os
@@ -14,8 +10,7 @@ import sys
 import time
 
 import pytest
-from helpers import start_colorize, start_process, tiny_generator_workdir
-from video_test import make_clip
+from helpers import make_clip, start_colorize, start_process, tiny_generator_workdir
 
 from pix2pix_jax import files
 from pix2pix_jax.colorize.video import probe
@@ -69,6 +64,9 @@ def test_a_run_reports_hostless_leftovers_and_leaves_them(tmp_path, capsys):
 
 
 def _can_unshare():
+  """None if two "hosts" can be made here, else why not. A host is a PID + UTS namespace
+  (`unshare -p -f -u --mount-proc`, root only): its own host name and process ids, as each of two
+  machines writing one network folder has."""
   try:
     result = subprocess.run(
       ["unshare", "-p", "-f", "-u", "--mount-proc", "sh", "-c", "hostname x"],

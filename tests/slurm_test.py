@@ -1,9 +1,5 @@
 """SLURM for real: a single-node cluster on localhost (.ci/slurm_cluster.sh) runs a sweep,
-requeues a training job told to stop (SIGUSR1), and makes one program of `srun --ntasks=2`.
-
-Skipped where the cluster cannot start (not root, SLURM not installed) unless
-PIX2PIX_REQUIRE_SLURM=1, which CI (.ci/run) sets after installing SLURM.
-"""
+requeues a training job told to stop (SIGUSR1), and makes one program of `srun --ntasks=2`."""
 
 import contextlib
 import csv
@@ -23,6 +19,7 @@ from helpers import (
   REPO,
   exit_status,
   main_command,
+  make_clip,
   subprocess_env,
   tiny_generator_workdir,
   tiny_overrides,
@@ -30,7 +27,6 @@ from helpers import (
   write_sweep,
 )
 from PIL import Image
-from video_test import make_clip
 
 from pix2pix_jax import checkpoint
 from pix2pix_jax.colorize.video import probe
@@ -45,6 +41,8 @@ TINY = tiny_overrides(eval_every_steps=2, sample_every_steps=1000)
 
 
 def _unavailable(reason):
+  """Skips where the cluster cannot start (not root, SLURM not installed); fails instead under
+  PIX2PIX_REQUIRE_SLURM=1, which CI (.ci/run) sets after installing SLURM."""
   if os.environ.get("PIX2PIX_REQUIRE_SLURM") == "1":
     pytest.fail(f"PIX2PIX_REQUIRE_SLURM=1 but {reason}")
   pytest.skip(reason)

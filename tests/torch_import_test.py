@@ -1,9 +1,4 @@
-"""Reference PyTorch Pix2Pix weights: import, same outputs, export round trip, clear errors.
-
-The torch networks here are rebuilt from the reference's description with its module nesting
-(skip blocks holding an nn.Sequential `model`, submodule at index 1 or 3), so their state_dict
-keys are the reference's own, e.g. `model.model.1.model.1.weight`.
-"""
+"""Reference PyTorch Pix2Pix weights: import, same outputs, export round trip, clear errors."""
 
 import functools
 import os
@@ -25,6 +20,9 @@ nn = torch.nn
 TOL = 1e-4
 
 
+# The torch networks here are rebuilt from the reference's description with its module nesting
+# (skip blocks holding an nn.Sequential `model`, submodule at index 1 or 3), so their state_dict
+# keys are the reference's own, e.g. `model.model.1.model.1.weight`.
 class SkipBlock(nn.Module):
   """The reference's UnetSkipConnectionBlock with BatchNorm (convs before a norm have no bias)."""
 

@@ -7,17 +7,17 @@ import tempfile
 
 import numpy as np
 import pytest
-from helpers import tiny_generator_workdir
-from inference_test import psnr
-from PIL import Image
-from video_test import (  # noqa: F401 (colorizer: a fixture)
-  CASES,
-  colorizer,
+from helpers import (
+  CLIP_CASES,
   decode,
   ffmpeg,
   make_clip,
   make_vfr_clip,
+  mp4_declaring_frames,
+  psnr,
+  tiny_generator_workdir,
 )
+from PIL import Image
 
 from pix2pix_jax import color
 from pix2pix_jax.colorize import main as colorize
@@ -51,7 +51,7 @@ def stream_line(path):
 
 
 @pytest.mark.parametrize("degrees", [90, 180, -90])
-def test_display_rotation_is_applied_to_the_pixels(colorizer, tmp_path, degrees):  # noqa: F811
+def test_display_rotation_is_applied_to_the_pixels(colorizer, tmp_path, degrees):
   plain = make_clip(str(tmp_path / "plain.mp4"), audio="aac", seconds=0.4)
   src = str(tmp_path / "phone.mp4")
   ffmpeg("-display_rotation", str(degrees), "-i", plain, "-c", "copy", src)
@@ -116,7 +116,7 @@ def make_10bit_clip(path, vcodec, *, hdr):
     ("h264_10bit_sdr.mkv", "libx264", False),
   ],
 )
-def test_10bit_and_hdr_sources(colorizer, tmp_path, name, vcodec, hdr):  # noqa: F811
+def test_10bit_and_hdr_sources(colorizer, tmp_path, name, vcodec, hdr):
   src = make_10bit_clip(str(tmp_path / name), vcodec, hdr=hdr)
   line = stream_line(src)
   assert "yuv420p10le" in line and ("smpte2084" in line) == hdr  # the set-up works
@@ -137,7 +137,7 @@ def test_10bit_and_hdr_sources(colorizer, tmp_path, name, vcodec, hdr):  # noqa:
   assert psnr(luma(out), luma(expected), 100.0) > 40.0
 
 
-def test_10bit_output_on_request(colorizer, tmp_path):  # noqa: F811
+def test_10bit_output_on_request(colorizer, tmp_path):
   src = make_10bit_clip(str(tmp_path / "in.mp4"), "libx265", hdr=True)
   dst = str(tmp_path / "out.mp4")
   options = writer.EncodeOptions(codec="h265", pix_fmt="yuv420p10le", crf=8)
@@ -149,8 +149,6 @@ def test_10bit_output_on_request(colorizer, tmp_path):  # noqa: F811
 
 
 def test_declared_frame_counts_are_read_before_decord_opens_a_file(tmp_path):
-  from hostile_inputs_test import mp4_declaring_frames
-
   clip = make_clip(str(tmp_path / "a.mp4"), audio="aac", seconds=1.0)
   assert probe.declared_frames(clip) == probe.count_frames(clip) == 25  # the video track's
   assert probe.declared_frames(make_clip(str(tmp_path / "a.mkv"), seconds=0.2)) is None
@@ -171,7 +169,7 @@ def _truncated(path):
 
 
 DECODER_CLIPS = {
-  **{name: lambda path, kw=kw: make_clip(path, **kw) for name, kw in CASES.items()},
+  **{name: lambda path, kw=kw: make_clip(path, **kw) for name, kw in CLIP_CASES.items()},
   "vfr.mp4": make_vfr_clip,
   "one_frame.mp4": lambda path: make_clip(path, extra=("-frames:v", "1")),
   "truncated.mp4": _truncated,

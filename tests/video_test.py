@@ -11,99 +11,33 @@ import types
 import decord
 import numpy as np
 import pytest
-from helpers import tiny_generator_workdir
-from inference_test import make_colorizer, psnr
+from helpers import (
+  CLIP_CASES,
+  check_output,
+  decode,
+  ffmpeg,
+  make_clip,
+  make_vfr_clip,
+  tiny_generator_workdir,
+)
 
-from pix2pix_jax import color, files
+from pix2pix_jax import files
 from pix2pix_jax.colorize import main as colorize
 from pix2pix_jax.colorize.video import probe, sample_clip, source, writer
 from pix2pix_jax.colorize.video.clip import colorize_video
 
-
-def ffmpeg(*args):
-  cmd = [probe.ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *args]
-  subprocess.run(cmd, check=True)
-
-
-def make_clip(path, *, size="64x48", rate=25, seconds=1.0, vcodec="libx264", audio=None, extra=()):
-  width, height = size.split("x")
-  args = ["-f", "lavfi", "-i", f"testsrc2=size=96x72:rate={rate}:duration={seconds}"]
-  if audio:
-    args += ["-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}", "-c:a", audio]
-  vf = f"scale={width}:{height},setsar=1"
-  pix = "yuvj420p" if vcodec == "mjpeg" else "yuv420p"
-  ffmpeg(*args, "-vf", vf, "-c:v", vcodec, "-pix_fmt", pix, *extra, path)
-  return path
-
-
-def make_vfr_clip(path):
-  """64x48 H.264, frames 0-10 at 25 fps, then at 12.5 fps."""
-  ffmpeg(
-    "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25:duration=1",
-    "-vf", "setpts='(N+gt(N,10)*(N-10))/25/TB'", "-fps_mode", "vfr", "-c:v", "libx264", path,
-  )  # fmt: skip
-  return path
-
-
-@pytest.fixture(scope="module")
-def colorizer():
-  from helpers import tiny_config
-
-  return make_colorizer(tiny_config(), batch_size=4)
-
-
-def decode(path):
-  """All frames as uint8 RGB, decoded by ffmpeg (independently of decord)."""
-  info = probe.probe(path)
-  cmd = [probe.ffmpeg_exe(), "-v", "error", "-i", path, "-f", "rawvideo", "-pix_fmt", "rgb24"]
-  cmd += ["-fps_mode", "passthrough", "-"]
-  data = subprocess.run(cmd, check=True, capture_output=True).stdout
-  return np.frombuffer(data, np.uint8).reshape(-1, info.height, info.width, 3)
-
-
-def has_audio(path):
-  return probe.probe(path).audio_codec is not None
-
-
-def check_output(src, dst, result):
-  info_in, info_out = probe.probe(src), probe.probe(dst)
-  frames_in = probe.count_frames(src)
-  assert probe.count_frames(dst) == frames_in == result.frames
-  assert (info_out.width, info_out.height) == (info_in.width, info_in.height)
-  assert has_audio(dst) == has_audio(src)
-  reader_in = decord.VideoReader(src, ctx=decord.cpu(0), num_threads=1)
-  reader_out = decord.VideoReader(dst, ctx=decord.cpu(0), num_threads=1)
-  assert reader_out.get_avg_fps() == pytest.approx(reader_in.get_avg_fps(), rel=1e-3)
-  a, b = decode(src), decode(dst)
-  assert a.shape == b.shape
-  lum_a = np.asarray(color.luminance(a / 255.0))
-  lum_b = np.asarray(color.luminance(b / 255.0))
-  assert psnr(lum_a, lum_b, 100.0) > 40.0
-  assert not [f for f in os.listdir(os.path.dirname(dst)) if ".partial" in f or ".video" in f]
-
-
 LOSSLESS_ISH = writer.EncodeOptions(crf=8)
 
-CASES = {
-  "h264_aac.mp4": dict(audio="aac"),
-  "vp9_odd.mkv": dict(size="65x49", vcodec="libvpx-vp9", audio="libopus"),
-  "vp8_vorbis.webm": dict(size="48x36", vcodec="libvpx", audio="libvorbis"),
-  "mjpeg_pcm_odd.avi": dict(size="33x25", vcodec="mjpeg", audio="pcm_s16le"),
-  "mpeg4_silent.avi": dict(vcodec="mpeg4", rate=30),
-  "h264_pcm.mov": dict(audio="pcm_s16le", rate=24),
-  "ntsc.mp4": dict(rate="30000/1001", seconds=0.5),
-}
 
-
-@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("name", sorted(CLIP_CASES))
 def test_containers_and_codecs(colorizer, tmp_path, name):
-  src = make_clip(str(tmp_path / name), **CASES[name])
+  src = make_clip(str(tmp_path / name), **CLIP_CASES[name])
   dst = str(tmp_path / "out" / name)
   # A low CRF: the sharp test pattern at 64x48 loses ~38 dB of lightness PSNR to CRF 18 alone;
-  # the pipeline itself is exact (see inference_test), the sample clip test uses the defaults.
+  # the pipeline itself is exact (see colorizer_test), the sample clip test uses the defaults.
   result = colorize_video(colorizer, src, dst, encode=LOSSLESS_ISH, progress=False)
   check_output(src, dst, result)
-  if CASES[name].get("audio") in ("aac", "libopus", "libvorbis", "pcm_s16le"):
+  if CLIP_CASES[name].get("audio") in ("aac", "libopus", "libvorbis", "pcm_s16le"):
     assert result.audio == "copied"
     assert probe.probe(dst).audio_codec == probe.probe(src).audio_codec
 
@@ -277,8 +211,7 @@ sys.modules["decord"] = None  # makes `import decord` raise ImportError
 import pix2pix_jax.colorize.video
 loaded = {name for name, module in sys.modules.items() if module is not None}
 assert not loaded & {"decord", "jax", "tensorflow"}, loaded & {"decord", "jax", "tensorflow"}
-from helpers import tiny_config
-from inference_test import make_colorizer
+from helpers import make_colorizer, tiny_config
 from pix2pix_jax.colorize.video import probe, source, writer
 from pix2pix_jax.colorize.video.clip import colorize_video
 src, dst = sys.argv[1:]

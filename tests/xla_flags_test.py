@@ -1,3 +1,5 @@
+"""XLA flags: the commands' defaults, convolutions kept off YNNPACK, Eigen ones on Intel."""
+
 import dataclasses
 import os
 import subprocess

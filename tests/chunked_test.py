@@ -8,8 +8,16 @@ import time
 
 import numpy as np
 import pytest
-from helpers import start_colorize, tiny_generator_workdir
-from video_test import check_output, colorizer, decode, ffmpeg, make_clip  # noqa: F401
+from helpers import (
+  check_output,
+  decode,
+  ffmpeg,
+  make_clip,
+  make_colorizer,
+  start_colorize,
+  tiny_config,
+  tiny_generator_workdir,
+)
 
 from pix2pix_jax.colorize.video import (
   chunk_files,
@@ -38,7 +46,7 @@ def make_cut_clip(path, seconds=6, cut=1.6):
 
 
 @pytest.mark.parametrize("backend", ["decord", "ffmpeg"])
-def test_chunked_run_equals_serial_run(colorizer, tmp_path, monkeypatch, backend):  # noqa: F811
+def test_chunked_run_equals_serial_run(colorizer, tmp_path, monkeypatch, backend):
   if backend == "ffmpeg":
     monkeypatch.setattr(source, "DECORD_MAX_DECODED_BYTES", 0)
   # The cut (frame 40) lies in the head of the chunk at frame 25 (20 frames at 0.7).
@@ -73,7 +81,7 @@ def test_chunked_run_equals_serial_run(colorizer, tmp_path, monkeypatch, backend
     ("vp8.webm", dict(size="48x36", vcodec="libvpx", audio="libvorbis", rate=24)),
   ],
 )
-def test_chunked_containers_through_the_ffmpeg_pipe(colorizer, tmp_path, monkeypatch, name, clip):  # noqa: F811
+def test_chunked_containers_through_the_ffmpeg_pipe(colorizer, tmp_path, monkeypatch, name, clip):
   monkeypatch.setattr(source, "DECORD_MAX_DECODED_BYTES", 0)
   src = make_clip(str(tmp_path / name), seconds=3, **clip)
   serial_dst, chunked_dst = str(tmp_path / "serial.mkv"), str(tmp_path / "chunked.mkv")
@@ -88,7 +96,7 @@ def test_chunked_containers_through_the_ffmpeg_pipe(colorizer, tmp_path, monkeyp
   assert source.packet_times(chunked_dst) == source.packet_times(serial_dst)
 
 
-def test_unsplittable_short_and_one_worker_clips_run_serially(colorizer, tmp_path, monkeypatch):  # noqa: F811
+def test_unsplittable_short_and_one_worker_clips_run_serially(colorizer, tmp_path, monkeypatch):
   monkeypatch.setattr(source, "DECORD_MAX_DECODED_BYTES", 0)
   ts = str(tmp_path / "a.ts")
   ffmpeg("-i", make_clip(str(tmp_path / "a.mp4"), seconds=3, audio="aac"), "-c", "copy", ts)
@@ -147,10 +155,7 @@ def test_default_workers_follow_cores_devices_and_memory():
   )
 
 
-def test_fingerprint_changes_with_model_settings_and_source(colorizer, tmp_path):  # noqa: F811
-  from helpers import tiny_config
-  from inference_test import make_colorizer
-
+def test_fingerprint_changes_with_model_settings_and_source(colorizer, tmp_path):
   src = make_clip(str(tmp_path / "a.mp4"))
   clip_source = source.open_source(src, probe.probe(src))
   settings = {"smoothing": 0.7, "encode": ("auto", None)}
