@@ -13,6 +13,11 @@ os.environ.setdefault(
 )
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+# The tests' networks are tiny: XLA's compile time, not the programs', is most of the suite's
+# time, and most of that is optimisation passes (the suite takes about a third less time
+# without them; docs/performance.md). Every program still runs and is checked; the benchmarks
+# and the commands users run keep XLA's optimisations.
+os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
 
 import pytest  # noqa: E402
 
