@@ -16,10 +16,12 @@ from pix2pix_jax.colorize.video import temporal
 class ClipHints:
   """A clip's hints, the same for every frame: the generator's hint channels and a digest."""
 
-  def __init__(self, colorizer: colorizer_lib.Colorizer, value: Any, height: int, width: int, **n):
-    """value: anything `hint_files.as_hints` takes, for height x width frames; n: names for
-    error messages (source=, photo=)."""
-    raster = colorizer.rasterize(value, height, width, **n)
+  def __init__(
+    self, colorizer: colorizer_lib.Colorizer, value: Any, height: int, width: int, **names: str
+  ):
+    """value: anything `hint_files.as_hints` takes, for height x width frames; names: for error
+    messages (source=, photo=)."""
+    raster = colorizer.rasterize(value, height, width, **names)
     self.batch = colorizer.hint_batch([raster] * colorizer.batch_size)
     self.digest = hashlib.sha256(np.ascontiguousarray(raster).tobytes()).hexdigest()
 
