@@ -1,10 +1,10 @@
 """What a clip's run is given (`Settings`) and what it reports (`VideoResult`)."""
 
 import dataclasses
-import re
 
 from pix2pix_jax import files
 from pix2pix_jax.colorize.video import probe, source, temporal, writer
+from pix2pix_jax.hints import keyframes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,17 +61,9 @@ class VideoResult:
 
 
 def parse_seconds(text: str) -> float:
-  """Seconds from "90", "1.5", "01:30" or "1:02:03.250" ([[HH:]MM:]SS[.fraction]); ValueError
-  for anything else or a negative time."""
-  parts = text.strip().split(":")
-  if not 1 <= len(parts) <= 3 or not all(re.fullmatch(r"\d+(\.\d*)?|\.\d+", p) for p in parts):
-    raise ValueError(f"{text!r} is not a time (seconds, or HH:MM:SS[.ms])")
-  if any("." in p for p in parts[:-1]) or any(float(p) >= 60 for p in parts[1:]):
-    raise ValueError(f"{text!r} is not a time (seconds, or HH:MM:SS[.ms])")
-  seconds = 0.0
-  for part in parts:
-    seconds = seconds * 60 + float(part)
-  return seconds
+  """Seconds from "90", "1.5", "01:30" or "1:02:03.250"; ValueError for anything else. The one
+  parser lives in `hints.keyframes` (keyframe times), which cannot import colorize."""
+  return keyframes.parse_seconds(text)
 
 
 def check_window(src: str, info: probe.VideoInfo, window: tuple[float, float]) -> None:
