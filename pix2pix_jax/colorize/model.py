@@ -8,7 +8,7 @@ from typing import Any
 import jax
 from jax.sharding import PartitionSpec as P
 
-from pix2pix_jax import parallel
+from pix2pix_jax import hints, parallel
 from pix2pix_jax.export import p2p_file
 from pix2pix_jax.models import render
 
@@ -42,8 +42,7 @@ def from_config(
   batch_size: int = 8,
 ) -> Model:
   """A training config and its generator's variables (e.g. a restored checkpoint)."""
-  from pix2pix_jax import hints  # noqa: PLC0415 (flax: not needed by exported models)
-  from pix2pix_jax.models import networks  # noqa: PLC0415
+  from pix2pix_jax.models import networks  # noqa: PLC0415 (flax: not needed by exported models)
 
   size = render.check_render_size(int(render_size or config.data.crop_size), config.model.num_downs)
   spec = ModelSpec(

@@ -201,10 +201,10 @@ def _work(
         os.remove(tmp)
     raise
   pool.shutdown()
-  errors = [f.exception() for f in futures if f.exception() is not None]
-  if errors:
-    raise errors[0]
-  return [f.result() for f in futures if f.result() is not None]
+  for future in futures:
+    if future.exception() is not None:
+      raise future.exception()
+  return [stats for stats in (f.result() for f in futures) if stats is not None]
 
 
 def _segments(plan: _Plan) -> list[tuple[str, int]]:
