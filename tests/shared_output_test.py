@@ -161,11 +161,9 @@ def test_a_second_writer_of_one_output_is_refused_and_touches_nothing(tmp_path):
     assert first.poll() is None, first.communicate()
     assert time.monotonic() < deadline, "the first run wrote no temporary file"
     time.sleep(0.02)
-  frozen = [first.pid, *_descendants(first.pid)]  # so that it is still writing meanwhile
-  for pid in frozen:
-    os.kill(pid, signal.SIGSTOP)
+  frozen = _freeze(first.pid)  # so that it is still writing meanwhile
   try:
-    before = {n: (os.stat(out / n).st_ino, os.stat(out / n).st_size) for n in os.listdir(out)}
+    before = _settled_listing(out)
     assert ".long.mp4.lock" in before
     second = start_colorize(workdir, clip, dst, "--overwrite")
     _, stderr = second.communicate(timeout=300)
@@ -178,8 +176,7 @@ def test_a_second_writer_of_one_output_is_refused_and_touches_nothing(tmp_path):
       "another output",
       errors[0],
     ), errors
-    after = {n: (os.stat(out / n).st_ino, os.stat(out / n).st_size) for n in os.listdir(out)}
-    assert after == before
+    assert _listing(out) == before
   finally:
     for pid in frozen:
       os.kill(pid, signal.SIGCONT)
@@ -187,3 +184,32 @@ def test_a_second_writer_of_one_output_is_refused_and_touches_nothing(tmp_path):
   assert first.returncode == 0, stderr
   assert sorted(os.listdir(out)) == ["long.mp4"]
   assert probe.count_frames(str(dst)) == 200
+
+
+def _freeze(pid):
+  """SIGSTOPs `pid` and its descendants, again until no new child appears (one may be started
+  while the others are being stopped); returns them all."""
+  frozen = []
+  while new := [p for p in [pid, *_descendants(pid)] if p not in frozen]:
+    for p in new:
+      os.kill(p, signal.SIGSTOP)
+    frozen += new
+  return frozen
+
+
+def _listing(folder):
+  return {n: (os.stat(folder / n).st_ino, os.stat(folder / n).st_size) for n in os.listdir(folder)}
+
+
+def _settled_listing(folder):
+  """The folder's names, inodes and sizes once two looks 0.2 s apart agree (writes already in
+  flight when the writer was stopped land first)."""
+  deadline = time.monotonic() + 30
+  previous = _listing(folder)
+  while time.monotonic() < deadline:
+    time.sleep(0.2)
+    current = _listing(folder)
+    if current == previous:
+      return current
+    previous = current
+  raise AssertionError(f"{folder} kept changing: {previous}")
