@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 WORKDIR ?= runs/quickstart
 TORCH_WHEELS ?= /opt/wheels
 
-.PHONY: install quickstart train-quickstart colorize-sample test test-quick lint format clean
+.PHONY: install quickstart train-quickstart colorize-sample app test test-quick lint format clean
 
 # uv installs the pinned set in seconds where pip takes minutes (parallel downloads, a cache).
 UV := $(BIN)/uv pip install -q --python $(BIN)/python -c requirements.lock
@@ -13,7 +13,7 @@ UV := $(BIN)/uv pip install -q --python $(BIN)/python -c requirements.lock
 $(BIN)/.installed: setup.cfg requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q "$$(grep '^uv==' requirements.lock)"
-	$(UV) -e '.[test]'
+	$(UV) -e '.[test,app]'
 	# torch (CPU build) is only for the PyTorch parity tests and the speed peer.
 	$(UV) --find-links $(TORCH_WHEELS) -e '.[parity]' \
 		|| echo "torch 2.13.0+cpu is not installable here: the PyTorch parity tests will be skipped"
@@ -32,12 +32,23 @@ colorize-sample: install
 	$(BIN)/pix2pix-colorize --workdir $(WORKDIR) runs/sample_clip.mp4 \
 		--output runs/sample_clip_colorized.mp4 --overwrite
 
+# The colouring page (docs/app.md) on the quickstart hint model, trained first if missing.
+HINTS_WORKDIR ?= runs/hints
+APP_PORT ?= 7860
+
+app: install $(HINTS_WORKDIR)/.trained
+	$(BIN)/pix2pix-app --workdir $(HINTS_WORKDIR) --port $(APP_PORT)
+
+$(HINTS_WORKDIR)/.trained: | install
+	$(BIN)/pix2pix-train --config configs/quickstart_hints.py --workdir $(HINTS_WORKDIR)
+	touch $@
+
 test: install lint
-	$(BIN)/python -m pytest -n 3 --durations=25
+	$(BIN)/python -m pytest -n 3 --dist loadgroup --durations=25
 
 # The edit loop's tier: every module's logic, without the slow and process-starting tests.
 test-quick: install lint
-	$(BIN)/python -m pytest -n 3 -m "not slow and not integration" --durations=15
+	$(BIN)/python -m pytest -n 3 --dist loadgroup -m "not slow and not integration" --durations=15
 
 lint: install
 	$(BIN)/ruff check pix2pix_jax configs experiments tests

@@ -167,6 +167,27 @@ def tiny_generator_workdir(path, step=1, config=None):
   return str(path)
 
 
+def hint_generator_workdir(path):
+  """A workdir with a tiny hint generator whose colours clearly follow the hints: its output
+  layer is scaled and its hint-channel input weights amplified (an untrained one predicts almost
+  gray)."""
+  import jax
+  import jax.numpy as jnp
+
+  from pix2pix_jax import checkpoint, models
+
+  config = tiny_config(**{"model.hints": True})
+  variables = models.make_generator(config).init(
+    jax.random.key(0), jnp.zeros((1, 32, 32, 1)), train=False
+  )
+  params = variables["params"]
+  params["up0"]["kernel"] = params["up0"]["kernel"] * 20
+  kernel = params["down0"]["kernel"]
+  params["down0"]["kernel"] = kernel.at[:, :, 1:].multiply(200.0)
+  checkpoint.save_generator(str(path), config, variables, step=1)
+  return str(path)
+
+
 def write_photo_folder(root, n=16, size=(40, 40)):
   """`n` random RGB PNGs in `root` (created)."""
   import numpy as np

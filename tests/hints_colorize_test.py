@@ -5,14 +5,12 @@ import json
 import os
 import zipfile
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import decode, make_clip, tiny_config, tiny_generator_workdir
+from helpers import decode, hint_generator_workdir, make_clip, tiny_generator_workdir
 from PIL import Image
 
-from pix2pix_jax import checkpoint, cli, hints, models
+from pix2pix_jax import cli, hints
 from pix2pix_jax.colorize import colorizer as colorizer_lib
 from pix2pix_jax.colorize import main as colorize
 from pix2pix_jax.colorize.video import colourise
@@ -31,19 +29,7 @@ def exit_status(main, argv) -> int:
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
-  """A tiny hint generator whose colours clearly follow the hints: its output layer is scaled
-  and its hint-channel input weights amplified (an untrained one predicts almost gray)."""
-  config = tiny_config(**{"model.hints": True})
-  variables = models.make_generator(config).init(
-    jax.random.key(0), jnp.zeros((1, 32, 32, 1)), train=False
-  )
-  params = variables["params"]
-  params["up0"]["kernel"] = params["up0"]["kernel"] * 20
-  kernel = params["down0"]["kernel"]
-  params["down0"]["kernel"] = kernel.at[:, :, 1:].multiply(200.0)
-  path = str(tmp_path_factory.mktemp("hinted"))
-  checkpoint.save_generator(path, config, variables, step=1)
-  return path
+  return hint_generator_workdir(tmp_path_factory.mktemp("hinted"))
 
 
 @pytest.fixture(scope="module")
@@ -83,9 +69,9 @@ def test_the_api_takes_hints_per_image_and_per_clip(workdir, photo):
   np.testing.assert_array_equal(colorizer(np.stack([image, image]), hints=scribble)[1], hinted)
   np.testing.assert_array_equal(colorizer(image[None])[0], plain)
   # Resumable chunks are fingerprinted with the clip's hints.
-  digest = colourise.ClipHints(colorizer, scribble, H, W).digest
-  assert colourise.ClipHints(colorizer, scribble.copy(), H, W).digest == digest
-  assert colourise.ClipHints(colorizer, scribble[::-1].copy(), H, W).digest != digest
+  digest = colourise.ClipHints.fixed(colorizer, scribble, H, W).digest
+  assert colourise.ClipHints.fixed(colorizer, scribble.copy(), H, W).digest == digest
+  assert colourise.ClipHints.fixed(colorizer, scribble[::-1].copy(), H, W).digest != digest
   with pytest.raises(hints.HintsError, match="hint image is 45x31, the photo is 44x31"):
     colorizer.colorize_images([image[:, :-1]], hints=[scribble])
 
@@ -168,7 +154,7 @@ def test_cli_hints_on_a_clip_apply_to_every_frame(workdir, tmp_path):
   scribble = np.zeros((48, 64, 4), np.uint8)
   scribble[:, :32] = (230, 20, 20, 255)
   Image.fromarray(scribble, "RGBA").save(tmp_path / "s.png")
-  run = ["--workdir", workdir, clip, "--quiet", "--smoothing", "0"]
+  run = ["--workdir", workdir, clip, "--quiet", "--smoothing", "0", "--hint-motion", "fixed"]
   assert colorize.main(run + ["-o", str(tmp_path / "a.mp4")]) == 0
   assert (
     colorize.main(run + ["-o", str(tmp_path / "b.mp4"), "--hints", str(tmp_path / "s.png")]) == 0

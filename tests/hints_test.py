@@ -341,6 +341,18 @@ def test_no_hint_pixel_is_lost_at_any_scale(shape):
     )
 
 
+@pytest.mark.parametrize("shape,size", [((1080, 1920), 256), ((100, 60), 256), ((257, 300), 32)])
+def test_sparse_hints_rasterise_as_the_full_size_ones(shape, size):
+  """rasterize_points (a clip's per-frame hints) == rasterize, downsampling and upsampling."""
+  rng = np.random.default_rng(2)
+  mask = rng.uniform(size=shape) < 0.004
+  ab = (rng.normal(0, 30, shape + (2,)) * mask[..., None]).astype(np.float32)
+  ys, xs = np.nonzero(mask)
+  sparse = hint_raster.rasterize_points(np.stack([ys, xs], 1), ab[ys, xs], shape, size)
+  dense = hint_raster.rasterize(hint_files.Hints(ab, mask), size)
+  np.testing.assert_allclose(sparse, dense, rtol=1e-6, atol=1e-7)
+
+
 def test_json_points_mark_their_pixels():
   points = [{"x": 3.7, "y": 1.2, "rgb": [255, 0, 0]}, {"x": 0, "y": 9, "rgb": [0, 0, 255]}]
   h = hint_files.from_points(points, 10, 5)

@@ -112,11 +112,11 @@ def _bad_keyframe_file(tmp_path, case):
     "frame past the end": ({"frame": 300, "scribble": "ok.png"}, "frame 300 is past the end"),
     "time past the end": ({"time": "00:00:10", "scribble": "ok.png"}, "past the end of the clip"),
     "wrong size": ({"frame": 1, "scribble": "small.png"}, "hint image is 32x24, the clip is 64x48"),
-    "colour size": ({"frame": 1, "colour": "big.png"}, "colour frame is 128x96, the clip is 64x48"),
+    "colour size": ({"frame": 1, "colour": "big.png"}, "frame image is 128x96, the clip is 64x48"),
     "unreadable": ({"frame": 1, "scribble": "broken.png"}, "broken.png: not a readable hint image"),
     "missing": ({"frame": 1, "colour": "gone.png"}, "gone.png: no such file"),
     "unknown key": ({"frame": 1, "scribble": "ok.png", "blend": 1}, 'unknown key "blend"'),
-    "no hints": ({"frame": 1}, '"points", "scribble" or "colour" (got none)'),
+    "no hints": ({"frame": 1}, '"scribble", "colour" or "painted" (got none)'),
     "two hints": (
       {"frame": 1, "scribble": "ok.png", "colour": "big.png"},
       '(got "scribble" and "colour")',

@@ -44,8 +44,8 @@ def test_smoothing_is_an_ema_that_resets_at_cuts():
 def test_smoothing_state_carries_across_batches(colorizer):
   x = frames(16, seed=3)
   stages = colourise.ClipColorizer(colorizer, temporal.Smoothing(0.7))
-  first, state, _ = stages(x[:8], stages.initial_state())
-  second, _, cuts = stages(x[8:], state)
+  first, state, _ = stages(x[:8], 0, stages.initial_state())
+  second, _, cuts = stages(x[8:], 8, state)
   whole = np.concatenate([np.asarray(first), np.asarray(second)])
   assert not np.asarray(cuts).any()
   plain = colorizer(x)

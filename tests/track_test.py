@@ -95,6 +95,13 @@ def test_hints_at_full_size_move_with_their_seeds(moving):
   np.testing.assert_allclose(last.ab[last.mask], np.tile([35.0, 10.0], (last.mask.sum(), 1)))
   # The zoom spreads the hint pixels apart: they are no longer on the keyframe's grid.
   assert (last.mask & ~key.hints.mask).sum() > 0.5 * last.mask.sum()
+  # `points` are the same pixels, sparse.
+  yx, ab = track.points(FRAMES - 1)
+  np.testing.assert_array_equal(np.sort(yx[:, 0] * WIDTH + yx[:, 1]), np.flatnonzero(last.mask))
+  np.testing.assert_array_equal(ab, last.ab[yx[:, 0], yx[:, 1]])
+  # Held still (--hint-motion fixed), every frame has the keyframe's hints where they were.
+  still = hint_track.track(luma, [key], np.zeros(FRAMES, bool), still=True)
+  np.testing.assert_array_equal(still.hints(FRAMES - 1).mask, key.hints.mask)
 
 
 def test_an_occluder_drops_the_hints_it_covers():

@@ -16,6 +16,7 @@ class Job:
   kind: str | None = None  # "image" | "video"
   error: str | None = None
   skipped: bool = False  # --skip-existing and the output exists
+  hints: str | None = None  # its hint file or keyframe file/folder (--hints)
 
 
 def _has_glob(text: str) -> bool:

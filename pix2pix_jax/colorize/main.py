@@ -10,9 +10,17 @@ import numpy as np
 
 from pix2pix_jax import cli, color, errors, files, hints, images, locks, progress
 from pix2pix_jax.colorize import colorizer as colorizer_lib
-from pix2pix_jax.colorize import shards
+from pix2pix_jax.colorize import hint_inputs, shards
 from pix2pix_jax.colorize.jobs import Job, classify, plan, skip_existing
-from pix2pix_jax.colorize.video import chunk_plan, clip, memory, settings, temporal, writer
+from pix2pix_jax.colorize.video import (
+  chunk_plan,
+  clip,
+  hint_track,
+  memory,
+  settings,
+  temporal,
+  writer,
+)
 from pix2pix_jax.hints import files as hint_files
 
 DEFAULT_BATCH_SIZE = 8
@@ -25,16 +33,16 @@ def run_images(
   *,
   compare: bool = False,
   show_progress: bool = True,
-  hint_file: str | None = None,
-  hint_source: np.ndarray | list | None = None,
+  hint_files_read: dict[str, object] | None = None,
 ) -> None:
   """Colourises image jobs in groups of batch_size; sets job.error on failure.
 
   compare: save the source and the result side by side (`colorizer.side_by_side`).
-  hint_source: `hint_files.read(hint_file)`, the colour hints of every image (one of another size
-  fails).
+  Each job's `hints` file colours it (one of another size fails it); hint_files_read: the hint
+  files read so far by path (`hint_files.read`), added to as jobs need others.
   show_progress: a progress bar (or summary line) on stderr when there are two or more images.
   """
+  read = {} if hint_files_read is None else hint_files_read
   bar = progress.Progress(
     "colourising", len(jobs), unit="images", enabled=show_progress and len(jobs) > 1
   )
@@ -45,16 +53,22 @@ def run_images(
         try:
           files.check_output(job.dst, overwrite=overwrite)
           image = images.load_image(job.src)
-          if hint_source is not None:
+          if job.hints is None:
+            given.append(None)
+          else:
+            if job.hints not in read:
+              read[job.hints] = hint_files.read(job.hints)
             h, w = image.rgb.shape[:2]
-            given.append(hint_files.as_hints(hint_source, h, w, source=hint_file, photo=job.src))
+            given.append(
+              hint_files.as_hints(read[job.hints], h, w, source=job.hints, photo=job.src)
+            )
           loaded.append(image)
           group.append(job)
         except (files.MediaError, hints.HintsError) as e:
           fail(job, str(e), bar)
       if group:
         outputs = colorizer.colorize_images(
-          [im.rgb for im in loaded], hints=given if hint_source is not None else None
+          [im.rgb for im in loaded], hints=given if any(g is not None for g in given) else None
         )
         for job, image, rgb in zip(group, loaded, outputs, strict=True):
           _save_image(job, image, rgb, overwrite=overwrite, compare=compare, bar=bar)
@@ -203,9 +217,18 @@ def _add_colour_flags(parser: argparse.ArgumentParser) -> None:
   )
   parser.add_argument(
     "--hints",
-    metavar="FILE",
+    metavar="FILE|DIR",
     help="colour hints for a model trained with them: an RGBA PNG of the input's size (alpha > 0 "
-    'pixels give their colour) or a JSON list [{"x": .., "y": .., "rgb": [r, g, b]}, ...]',
+    'pixels give their colour), a JSON list [{"x": .., "y": .., "rgb": [r, g, b]}, ...], for '
+    "a clip a keyframe file or a folder of scribbles named by frame index (000120.png); or a "
+    "folder with a hint file per input, named as the input (DIR/film.json, DIR/photo.png)",
+  )
+  parser.add_argument(
+    "--hint-motion",
+    choices=hint_track.MOTIONS,
+    default="track",
+    help="clips: keyframe hints move with the picture through their shot (track, default) or "
+    "stay where they are painted (fixed)",
   )
   parser.add_argument(
     "--compare",
@@ -261,12 +284,12 @@ def main(argv: list[str] | None = None) -> int:
   window = _check_flags(parser, args)
   cli.configure(verbose=args.verbose)
   memory.tune_memory()
-  jobs = _jobs(parser, args)
+  jobs, unhinted = _jobs(parser, args)
   todo = [job for job in jobs if not job.error and not job.skipped]
   start = time.perf_counter()
   if todo:
     _colorize(args, todo, window)
-  return _report(jobs, time.perf_counter() - start if todo else 0.0)
+  return _report(jobs, time.perf_counter() - start if todo else 0.0, unhinted)
 
 
 def _check_flags(
@@ -290,8 +313,9 @@ def _check_flags(
   return (args.start or 0.0, args.duration if args.duration is not None else float("inf"))
 
 
-def _jobs(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[Job]:
-  """The inputs expanded into jobs, this shard's share, classified, existing outputs marked."""
+def _jobs(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[list[Job], int]:
+  """The inputs expanded into jobs, this shard's share, classified, their hint files found,
+  existing outputs marked; and how many of them --hints leaves without hints."""
   shard = shards.resolve(args.shard, args.shard_index, args.num_shards)
   inputs = list(args.inputs)
   if args.files_from:
@@ -301,17 +325,20 @@ def _jobs(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[Job
     inputs += listed
   if not inputs:
     parser.error("give INPUT files, folders or globs, or --files-from LIST")
-  jobs = plan(inputs, args.output)
+  jobs = every = plan(inputs, args.output)
   if shard is not None:
-    every = len(jobs)
     jobs = shards.select(jobs, shard)
-    print(f"shard {shard.index}/{shard.count} ({shard.source}): {len(jobs)} of {every} inputs")
+    print(f"shard {shard.index}/{shard.count} ({shard.source}): {len(jobs)} of {len(every)} inputs")
   for job in jobs:
     classify(job)
+  unhinted = hint_inputs.assign(jobs, args.hints, every)
+  for job in jobs:
     if job.error:
       print(f"error: {job.error}", file=sys.stderr, flush=True)
+  if unhinted:
+    print(f"{unhinted} of {len(jobs)} inputs have no hint file in {args.hints}: without hints")
   skip_existing(jobs, skip=args.skip_existing)
-  return jobs
+  return jobs, unhinted
 
 
 def _colorize(
@@ -319,9 +346,14 @@ def _colorize(
 ) -> None:
   """The model loaded once, then every image job, then every video job."""
   reference = load_reference(args.reference) if args.reference else None
-  hint_source = hint_files.read(args.hints) if args.hints else None
+  hinted = [job for job in todo if job.hints is not None]
+  # One hint file for every input is read (and refused) once, before any is colourised.
+  read = {}
+  if args.hints and all(job.hints == args.hints for job in todo):
+    if not hint_track.is_keyframe_source(args.hints):
+      read[args.hints] = hint_files.read(args.hints)
   colorizer = load_colorizer(args, saturation=args.saturation, reference=reference)
-  if hint_source is not None:
+  if hinted:
     colorizer.check_takes_hints(args.model or args.workdir)
   run_images(
     colorizer,
@@ -329,8 +361,7 @@ def _colorize(
     args.overwrite,
     compare=args.compare,
     show_progress=not args.quiet,
-    hint_file=args.hints,
-    hint_source=hint_source,
+    hint_files_read=read,
   )
   encode = writer.EncodeOptions(
     codec=args.codec, crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt
@@ -341,7 +372,8 @@ def _colorize(
         colorizer,
         job.src,
         job.dst,
-        hints=args.hints,
+        hints=job.hints,
+        hint_motion=args.hint_motion,
         workers=args.workers,
         chunk_seconds=args.chunk_seconds,
         window=window,
@@ -360,13 +392,16 @@ def _colorize(
       fail(job, f"{job.src}: {files.describe_os_error(e)}")
 
 
-def _report(jobs: list[Job], elapsed: float) -> int:
+def _report(jobs: list[Job], elapsed: float, unhinted: int = 0) -> int:
   """The closing lines; the exit status (1 where any input failed)."""
   failed = [job for job in jobs if job.error]
   skipped = sum(job.skipped for job in jobs)
   done = len(jobs) - len(failed) - skipped
   skipped_text = f", {skipped} skipped (output exists)" if skipped else ""
-  print(f"done: {done} of {len(jobs)} inputs colourised{skipped_text} in {elapsed:.1f} s")
+  unhinted_text = f", {unhinted} without hints (no hint file of theirs)" if unhinted else ""
+  print(
+    f"done: {done} of {len(jobs)} inputs colourised{skipped_text}{unhinted_text} in {elapsed:.1f} s"
+  )
   if failed:
     print(f"{len(failed)} failed:", file=sys.stderr)
     for job in failed:

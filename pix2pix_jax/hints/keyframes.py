@@ -18,7 +18,10 @@ DEFAULT_COLOUR_SPACING = 16
 # A time maps to the first frame shown at or after it (as ffmpeg's accurate -ss); a frame up to
 # this much earlier still counts, so a time printed to the millisecond maps back to its frame.
 _TIME_TOLERANCE = 1e-3
-_SOURCES = ("points", "scribble", "colour")
+_SOURCES = ("points", "scribble", "colour", "painted")
+# A pixel of a `painted` frame is a hint where its Lab chroma is at least this (the frame as
+# pix2pix-keyframes writes it is gray: chroma 0).
+PAINTED_MIN_CHROMA = 4.0
 _KEYS = ("frame", "time") + _SOURCES
 _FRAME_NAME = re.compile(r"[0-9]+")
 
@@ -70,6 +73,14 @@ def from_colour(rgb: np.ndarray, spacing: int = DEFAULT_COLOUR_SPACING, alpha=No
     lab = color.rgb_to_lab(color.uint8_to_float(rgb[mask]))
     ab[mask] = np.asarray(lab, np.float32)[..., 1:]
   return files.Hints(ab, mask)
+
+
+def from_painted(rgb: np.ndarray, min_chroma: float = PAINTED_MIN_CHROMA) -> files.Hints:
+  """A gray frame painted on, uint8 [H, W, 3] -> hints at its coloured pixels (Lab chroma at
+  least `min_chroma`), each its own colour."""
+  ab = np.asarray(color.rgb_to_lab(color.uint8_to_float(rgb)), np.float32)[..., 1:]
+  mask = np.hypot(ab[..., 0], ab[..., 1]) >= min_chroma
+  return files.Hints(np.where(mask[..., None], ab, 0.0).astype(np.float32), mask)
 
 
 def load(
@@ -129,7 +140,9 @@ def _keyframe_file(path: str, data: dict, clip: _Clip, spacing: int) -> list[Key
     given = [key for key in _SOURCES if key in entry]
     if len(given) != 1:
       got = " and ".join(f'"{k}"' for k in given) or "none"
-      raise HintsError(f'{where}: give one of "points", "scribble" or "colour" (got {got})')
+      raise HintsError(
+        f'{where}: give one of "points", "scribble", "colour" or "painted" (got {got})'
+      )
   keyframes = []
   for frame, i in sorted(placed.items()):
     hints = _hints_of(f"{path}: keyframe {i}", entries[i], path, clip, spacing)
@@ -179,14 +192,17 @@ def _hints_of(where: str, entry: dict, path: str, clip: _Clip, spacing: int) -> 
   try:
     if kind == "scribble":
       return files.as_hints(image, clip.height, clip.width, photo="the clip")
-    return _colour_file(image, clip, spacing)
+    rgb, alpha = _frame_file(image, clip)
+    if kind == "painted":
+      return from_painted(rgb)
+    return from_colour(rgb, spacing, alpha)
   except HintsError as e:
     raise HintsError(f"{where}: {e}") from e
 
 
-def _colour_file(image: str, clip: _Clip, spacing: int) -> files.Hints:
-  """A coloured frame's file -> `from_colour` hints; HintsError naming it if unreadable or of
-  another size than the clip's frames."""
+def _frame_file(image: str, clip: _Clip) -> tuple[np.ndarray, np.ndarray | None]:
+  """A coloured or painted frame's file -> (rgb, alpha or None); HintsError naming it if
+  unreadable or of another size than the clip's frames."""
   from pix2pix_jax import images  # noqa: PLC0415 (PIL: only hint images need it)
 
   try:
@@ -196,9 +212,9 @@ def _colour_file(image: str, clip: _Clip, spacing: int) -> files.Hints:
   height, width = loaded.rgb.shape[:2]
   if (height, width) != (clip.height, clip.width):
     raise HintsError(
-      f"{image}: colour frame is {width}x{height}, the clip is {clip.width}x{clip.height}"
+      f"{image}: frame image is {width}x{height}, the clip is {clip.width}x{clip.height}"
     )
-  return from_colour(loaded.rgb, spacing, loaded.alpha)
+  return loaded.rgb, loaded.alpha
 
 
 def _folder(path: str, clip: _Clip) -> list[Keyframe]:

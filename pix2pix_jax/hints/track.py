@@ -29,8 +29,11 @@ class Options:
   # Drop a point whose 5x5 neighbourhood at the anchor and now differ by more than this (mean
   # absolute difference of the zero-mean patches over their mean texture): it is covered.
   appearance: float = 1.0
-  # Frames between anchors: the keyframe, then every this many frames (appearance changes).
+  # Frames between anchors: the keyframe, then every this many frames (appearance changes), or
+  # sooner once the points have moved this far from the anchor (the median; a direct match
+  # over a long way is less accurate than the frame-to-frame step).
   anchor_every: int = 30
+  anchor_shift: float = 6.0
 
 
 _PATCH = np.stack(np.meshgrid(np.arange(-2, 3), np.arange(-2, 3)), axis=-1).reshape(-1, 2)
@@ -120,9 +123,10 @@ class Track:
     run, xy, kept = found
     return run.start[kept], xy[kept]
 
-  def hints(self, t: int) -> files.Hints | None:
-    """Frame t's hints at full frame size: each kept hint pixel of its keyframe moved by its
-    seed's motion (scaled to full size), one pixel each; None where no hints apply."""
+  def points(self, t: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Frame t's hint pixels at full frame size: ((y, x) int64 [k, 2], ab float32 [k, 2]),
+    each kept hint pixel of its keyframe moved by its seed's motion (scaled to full size), one
+    pixel each (where two land on one pixel, the later one); None where no hints apply."""
     found = self._kept(t)
     if found is None:
       return None
@@ -134,11 +138,25 @@ class Track:
     yx = np.rint(run.pixels[alive] + moved[run.seed_of[alive]]).astype(np.int64)
     inside = (yx >= 0).all(axis=1) & (yx[:, 0] < height) & (yx[:, 1] < width)
     yx, ab = yx[inside], run.ab[alive][inside]
-    mask = np.zeros((height, width), bool)
-    out = np.zeros((height, width, 2), np.float32)
+    if not len(yx):
+      return None
+    # The last of the pixels that land on one place, as `hints` writes them.
+    flat = yx[:, 0] * width + yx[:, 1]
+    _, last = np.unique(flat[::-1], return_index=True)
+    keep = np.sort(len(flat) - 1 - last)
+    return yx[keep], ab[keep]
+
+  def hints(self, t: int) -> files.Hints | None:
+    """Frame t's `points` as full-size `Hints`; None where no hints apply."""
+    found = self.points(t)
+    if found is None:
+      return None
+    yx, ab = found
+    mask = np.zeros(self.frame_size, bool)
+    out = np.zeros(self.frame_size + (2,), np.float32)
     mask[yx[:, 0], yx[:, 1]] = True
     out[yx[:, 0], yx[:, 1]] = ab
-    return files.Hints(out, mask) if mask.any() else None
+    return files.Hints(out, mask)
 
 
 def _seeds(hints: files.Hints, small_size: tuple[int, int]) -> tuple[np.ndarray, ...]:
@@ -247,23 +265,35 @@ def _run(
   keyframe: keyframes.Keyframe,
   span: tuple[int, int],
   small_size: tuple[int, int],
-  flow: Flow,
+  flow: Flow | None,
   options: Options,
 ) -> _Run:
-  """One keyframe's seeds moved frame by frame forward to span's end and back to its start."""
+  """One keyframe's seeds moved frame by frame forward to span's end and back to its start
+  (`flow` None: they stay where they are)."""
   lo, hi = span
   pixels, ab, seed_of, start = _seeds(keyframe.hints, small_size)
+  if flow is None:
+    xy = np.broadcast_to(start.astype(np.float32), (hi - lo + 1,) + start.shape)
+    return _Run(lo, pixels, ab, seed_of, xy, start.astype(np.float32))
   xy = np.full((hi - lo + 1, len(start), 2), np.nan, np.float32)
   k = keyframe.frame
   xy[k - lo] = start
   for step, end in ((1, hi), (-1, lo)):
     b = _luma(luma, k)
+    anchor = _Anchor(b, xy[k - lo])
     for t in range(k, end, step):
       a, b = b, _luma(luma, t + step)
-      if (t - k) % options.anchor_every == 0:
+      if (t - k) % options.anchor_every == 0 or _far(xy[t - lo], anchor.xy, options):
         anchor = _Anchor(a, xy[t - lo])
       xy[t + step - lo] = _step(xy[t - lo], start, anchor, a, b, flow, options)
   return _Run(lo, pixels, ab, seed_of, xy, start.astype(np.float32))
+
+
+def _far(xy: np.ndarray, anchor_xy: np.ndarray, options: Options) -> bool:
+  """Whether the kept points have moved more than `anchor_shift` (median) from the anchor."""
+  shift = np.linalg.norm(xy - anchor_xy, axis=1)
+  shift = shift[~np.isnan(shift)]
+  return bool(len(shift)) and float(np.median(shift)) > options.anchor_shift
 
 
 def _luma(luma: Sequence[np.ndarray], t: int) -> np.ndarray:
@@ -277,11 +307,13 @@ def track(
   *,
   flow: Flow | None = None,
   options: Options = Options(),
+  still: bool = False,
 ) -> Track:
   """Carries each keyframe's hints through its shot. `luma`: the clip's luminance at a reduced
   size, uint8 [T, h, w] (`small_luma`; any indexable sequence, e.g. a memmap); `keys`: keyframes
   at full frame size; `cuts[t]`: frame t starts a shot. A frame takes the nearer keyframe of its
-  shot; hints never cross a cut. `flow`: `dis_flow()` unless given."""
+  shot; hints never cross a cut. `flow`: `dis_flow()` unless given; `still`: the hints stay at
+  their keyframe positions (`--hint-motion fixed`)."""
   cuts = np.asarray(cuts, bool)
   if len(cuts) != len(luma):
     raise ValueError(f"{len(cuts)} cut flags for {len(luma)} frames")
@@ -289,7 +321,7 @@ def track(
     raise ValueError("no keyframes")
   small_size = tuple(np.shape(luma[0]))
   frame_size = keys[0].hints.shape
-  flow = flow or dis_flow()
+  flow = None if still else (flow or dis_flow())
   shot = np.cumsum(cuts) - cuts[0]  # shot index of each frame
   starts = np.flatnonzero(np.r_[True, cuts[1:]])
   ends = np.r_[starts[1:] - 1, len(cuts) - 1]

@@ -158,18 +158,18 @@ class _Chunk:
       if self.measure_in is not None:
         with stages.dispatch:
           self.measure_in.add(frames)
-      in_head = min(len(frames), max(0, chunk.body - position))
+      first, in_head = position, min(len(frames), max(0, chunk.body - position))
       position += len(frames)
       if in_head:
-        prediction = stages.predict(frames[:in_head])
+        prediction = stages.predict(frames[:in_head], first)
         self.state = stages.advance(prediction, self.state)
         self.head.append((prediction, frames[:in_head] if self.compare else None))
-        frames = frames[in_head:]
+        frames, first = frames[in_head:], first + in_head
       if not len(frames):
         continue
       if self.body_segment is None:
         self.body_segment = self.segment(chunk_files.BODY, frames)
-      out, self.state, cuts = stages(frames, self.state)
+      out, self.state, cuts = stages(frames, first, self.state)
       if pending is not None:
         self.emit(self.body_segment, *pending, self.measure_out)
       # Read back one batch late, so that the next batch is queued before this one finishes.

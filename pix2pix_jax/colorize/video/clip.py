@@ -1,5 +1,6 @@
 """`colorize_video`: one clip, serially or in chunks over several workers, chosen here."""
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -9,6 +10,7 @@ from pix2pix_jax.colorize.video import (
   chunk_plan,
   chunked,
   colourise,
+  hint_track,
   probe,
   serial,
   settings,
@@ -24,6 +26,7 @@ def colorize_video(
   dst: str,
   *,
   hints: Any = None,
+  hint_motion: str = "track",
   workers: int | None = None,
   chunk_seconds: float | None = None,
   window: tuple[float, float] | None = None,
@@ -40,8 +43,12 @@ def colorize_video(
 ) -> settings.VideoResult:
   """Colourises the clip `src` into `dst` (written atomically, one writer at a time).
 
-  hints: colour hints for every frame (an RGBA scribble of the clip's size, a point list, a
-    hint file's path; a model trained with hints only).
+  hints: colour hints (a model trained with them only): a keyframe file or folder, or a list of
+    `keyframes.Keyframe`; or one hint set (an RGBA scribble of the clip's size, a point list, a
+    scribble or point file), a keyframe at frame 0.
+  hint_motion: "track": keyframe hints move with the picture through their shot (a first pass
+    over the clip, `hint_track`); "fixed": they stay where they are painted (one hint set: on
+    every frame, as it is).
   workers: pipelines over chunks of the clip (None: `chunk_plan.default_workers`; 1 without
     chunk_seconds: one pipeline). Windows, short clips and clips that cannot be split frame
     exactly run in one pipeline.
@@ -67,11 +74,11 @@ def colorize_video(
   writer.resolve_codec(options.encode, dst)  # fail early on an impossible codec/container pair
   if window is not None:
     settings.check_window(src, info, window)
-  clip_hints = None
-  if hints is not None:
-    clip_hints = colourise.ClipHints(colorizer, hints, info.height, info.width, photo=src)
-  stages = colourise.ClipColorizer(colorizer, options.smoothing, clip_hints)
   with locks.output_lock(dst):
+    clip_hints = None
+    if hints is not None:
+      clip_hints = _clip_hints(colorizer, hints, hint_motion, src, info, window, options)
+    stages = colourise.ClipColorizer(colorizer, options.smoothing, clip_hints)
     if window is None:
       if workers is None:
         workers = chunk_plan.default_workers(info.width, info.height, colorizer.batch_size)
@@ -81,3 +88,42 @@ def colorize_video(
         if result is not None:
           return result
     return serial.run(stages, src, dst, info, options, overwrite=overwrite, window=window)
+
+
+def _clip_hints(
+  colorizer: colorizer_lib.Colorizer,
+  hints: Any,
+  motion: str,
+  src: str,
+  info: probe.VideoInfo,
+  window: tuple[float, float] | None,
+  options: settings.Settings,
+) -> colourise.ClipHints:
+  """The clip's hints: one hint set held still on every frame, or keyframes through a first
+  pass (which, under a window, reaches back and on to the keyframes the window's shots use)."""
+  if motion not in hint_track.MOTIONS:
+    raise ValueError(f"hint_motion {motion!r}: one of {', '.join(hint_track.MOTIONS)}")
+  if motion == "fixed" and not hint_track.is_keyframe_source(hints):
+    return colourise.ClipHints.fixed(colorizer, hints, info.height, info.width, photo=src)
+  colorizer.check_takes_hints()
+  keys = hint_track.load_keyframes(hints, src, info)
+  pass_window = window
+  if window is not None:
+    fps = info.fps or 25.0
+    start = min(window[0], min(k.frame for k in keys) / fps)
+    end = max(window[0] + window[1], (max(k.frame for k in keys) + 1) / fps)
+    pass_window = (start, end - start)
+  track = hint_track.first_pass(
+    src,
+    info,
+    keys,
+    motion=motion,
+    cut_threshold=options.smoothing.cut_threshold,
+    window=pass_window,
+    timeout=options.timeout,
+    threads=options.threads,
+    progress=options.progress,
+    source_name=os.fspath(hints) if isinstance(hints, (str, os.PathLike)) else "keyframes",
+  )
+  digest = hint_track.digest(keys, motion, options.smoothing.cut_threshold)
+  return colourise.ClipHints(colorizer, digest, track=track)

@@ -10,20 +10,49 @@ import jax
 import numpy as np
 
 from pix2pix_jax.colorize import colorizer as colorizer_lib
-from pix2pix_jax.colorize.video import temporal
+from pix2pix_jax.colorize.video import hint_track, temporal
+from pix2pix_jax.hints import raster as hint_raster
 
 
 class ClipHints:
-  """A clip's hints, the same for every frame: the generator's hint channels and a digest."""
+  """A clip's hints, frame by frame: the generator's hint channels for a batch of frames, and a
+  digest of what they come from (a chunked run's resume fingerprint)."""
 
   def __init__(
-    self, colorizer: colorizer_lib.Colorizer, value: Any, height: int, width: int, **names: str
+    self,
+    colorizer: colorizer_lib.Colorizer,
+    digest: str,
+    *,
+    fixed: np.ndarray | None = None,
+    track: hint_track.ClipTrack | None = None,
   ):
-    """value: anything `hint_files.as_hints` takes, for height x width frames; names: for error
-    messages (source=, photo=)."""
+    """fixed: one raster for every frame; track: each frame's hints from a first pass."""
+    self.colorizer, self.digest, self.track = colorizer, digest, track
+    self._fixed = None if fixed is None else colorizer.hint_batch([fixed] * colorizer.batch_size)
+
+  @classmethod
+  def fixed(
+    cls, colorizer: colorizer_lib.Colorizer, value: Any, height: int, width: int, **names: str
+  ) -> "ClipHints":
+    """The same hints on every frame: `value` is anything `hint_files.as_hints` takes, for
+    height x width frames; names: for error messages (source=, photo=)."""
     raster = colorizer.rasterize(value, height, width, **names)
-    self.batch = colorizer.hint_batch([raster] * colorizer.batch_size)
-    self.digest = hashlib.sha256(np.ascontiguousarray(raster).tobytes()).hexdigest()
+    return cls(colorizer, hashlib.sha256(raster.tobytes()).hexdigest(), fixed=raster)
+
+  def batch(self, first: int, count: int) -> jax.Array:
+    """Hint channels [batch_size, r, r, 3] for the `count` frames from `first` (whole-clip
+    frame indices)."""
+    if self._fixed is not None:
+      return self._fixed
+    rasters = []
+    for t in range(first, first + count):
+      found = self.track.points(t)
+      if found is not None:
+        found = hint_raster.rasterize_points(
+          *found, self.track.frame_size, self.colorizer.render_size
+        )
+      rasters.append(found)
+    return self.colorizer.hint_batch(rasters)
 
 
 class ClipColorizer:
@@ -59,9 +88,10 @@ class ClipColorizer:
         jax.block_until_ready(result)
     return result
 
-  def predict(self, frames: np.ndarray) -> colorizer_lib.Prediction:
-    """The generator's output for up to batch_size frames, with the clip's hints."""
-    hint_batch = None if self.hints is None else self.hints.batch
+  def predict(self, frames: np.ndarray, first: int) -> colorizer_lib.Prediction:
+    """The generator's output for up to batch_size frames, the first of them frame `first` of
+    the clip, with their hints."""
+    hint_batch = None if self.hints is None else self.hints.batch(first, len(frames))
     return self._locked(self.colorizer.predict, frames, hint_batch)
 
   def advance(
@@ -80,10 +110,10 @@ class ClipColorizer:
     return self._locked(self._finish, prediction, state)
 
   def __call__(
-    self, frames: np.ndarray, state: temporal.SmoothState | None
+    self, frames: np.ndarray, first: int, state: temporal.SmoothState | None
   ) -> tuple[jax.Array, temporal.SmoothState | None, jax.Array | None]:
-    """`finish(predict(frames), state)`; does not block."""
-    return self.finish(self.predict(frames), state)
+    """`finish(predict(frames, first), state)`; does not block."""
+    return self.finish(self.predict(frames, first), state)
 
   def _smooth(self, prediction: colorizer_lib.Prediction, state: temporal.SmoothState) -> Any:
     return temporal.smooth(

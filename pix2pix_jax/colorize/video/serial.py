@@ -13,7 +13,15 @@ import numpy as np
 from pix2pix_jax import files
 from pix2pix_jax import progress as progress_lib
 from pix2pix_jax.colorize import colorizer as colorizer_lib
-from pix2pix_jax.colorize.video import colourise, memory, probe, source, temporal, writer
+from pix2pix_jax.colorize.video import (
+  colourise,
+  hint_track,
+  memory,
+  probe,
+  source,
+  temporal,
+  writer,
+)
 from pix2pix_jax.colorize.video.settings import Settings, VideoResult
 
 
@@ -32,12 +40,14 @@ def run(
   started = time.perf_counter()
   memory.release_freed_memory()
   batches, backend, total, fps = _open(stages, src, info, settings, window, reopen_every)
+  # The clip's index of the first frame (keyframe hints count frames from the clip's start).
+  first = 0 if window is None else hint_track.first_frame(window, info)
   bar = progress_lib.Progress(
     os.path.basename(src), total, unit="frames", enabled=settings.progress
   )
   counts = _Counts(settings.consistency)
   with bar, writer.output(dst, src, info, overwrite=overwrite, window=window) as out:
-    size = _encode(stages, batches, out.video, fps, settings, counts, bar)
+    size = _encode(stages, batches, first, out.video, fps, settings, counts, bar)
     if size is None:
       raise files.MediaError(f"{src}: video has no frames")
   height, width = size
@@ -104,14 +114,15 @@ class _Counts:
 def _encode(
   stages: colourise.ClipColorizer,
   batches: object,
+  first: int,
   path: str,
   fps: fractions.Fraction,
   settings: Settings,
   counts: _Counts,
   bar: progress_lib.Progress,
 ) -> tuple[int, int] | None:
-  """Every batch colourised and encoded into `path`; the output's (height, width), None for a
-  clip without frames."""
+  """Every batch (the first of them frame `first` of the clip) colourised and encoded into
+  `path`; the output's (height, width), None for a clip without frames."""
   encoder, pending, state = None, None, stages.initial_state()
   try:
     for k, frames in enumerate(batches):
@@ -119,7 +130,8 @@ def _encode(
         height, width = frames.shape[1:3]
         width *= 2 if settings.compare else 1
         encoder = writer.FrameWriter(path, width, height, fps, settings.encode)
-      out, state, cuts = stages(frames, state)
+      out, state, cuts = stages(frames, first, state)
+      first += len(frames)
       if counts.source is not None:
         counts.source.add(frames)
       if pending is not None:

@@ -87,7 +87,7 @@ def time_model(
 
   def one(previous):
     nonlocal state
-    out, state, _ = stages(frames, state)
+    out, state, _ = stages(frames, 0, state)
     if previous is not None:
       np.asarray(previous)
     return out
