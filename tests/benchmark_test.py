@@ -85,6 +85,10 @@ def test_video_prints_each_rate_and_the_memory_of_a_clip_and_a_10x_longer_one(ca
     memory["long_peak_rss_mb"] / memory["short_peak_rss_mb"]
   )
   assert memory["short_first_run_peak_rss_mb"] > 100
+  hinted = records["video_hints"]
+  assert hinted["fixed_fps"] > 0 and hinted["track_fps"] > 0
+  assert hinted["track_over_fixed"] == pytest.approx(hinted["track_fps"] / hinted["fixed_fps"])
+  assert hinted["first_pass_ms_per_frame"] > 0
 
 
 def test_compare_needs_the_peer_script(capsys):

@@ -21,6 +21,7 @@ from pix2pix_jax.colorize import colorizer as colorizer_lib
 from pix2pix_jax.colorize.video import clip as clip_lib
 from pix2pix_jax.colorize.video import (
   colourise,
+  hint_track,
   memory,
   probe,
   sample_clip,
@@ -28,6 +29,8 @@ from pix2pix_jax.colorize.video import (
   temporal,
   writer,
 )
+from pix2pix_jax.hints import files as hint_files
+from pix2pix_jax.hints import keyframes
 from pix2pix_jax.tools import shapes
 
 # ---------------------------------------------------------------------------------------------
@@ -152,13 +155,19 @@ def time_end_to_end(
 # The benchmark
 
 
-def make_colorizer(args: Any) -> colorizer_lib.Colorizer:
-  """--workdir's generator, or a randomly initialised one of the benchmark's shape."""
+def make_colorizer(args: Any, hints: bool = False) -> colorizer_lib.Colorizer:
+  """--workdir's generator, or a randomly initialised one of the benchmark's shape (`hints`: a
+  hint generator where --workdir's is not one)."""
   config = shapes.config_from_args(args)
   if args.workdir:
-    return colorizer_lib.Colorizer.from_workdir(
+    colorizer = colorizer_lib.Colorizer.from_workdir(
       args.workdir, render_size=args.render_size, batch_size=config.batch_size
     )
+    if colorizer.takes_hints or not hints:
+      return colorizer
+  if hints:
+    config.model.hints = True
+    config.model.hint_luminance_weight = config.model.get("hint_luminance_weight", 2.5)
   _, variables = shapes.random_generator(config)
   return colorizer_lib.Colorizer.from_config(config, variables, batch_size=config.batch_size)
 
@@ -209,10 +218,40 @@ def measure_rates(
   return {"decode": decode, "model": model, "encode": enc, "end_to_end": e2e}
 
 
+def measure_hints(
+  colorizer: colorizer_lib.Colorizer, clip: str, encode: writer.EncodeOptions, repeats: int
+) -> dict[str, float]:
+  """End-to-end frames/s with a keyframe's hints held fixed and tracked through the clip (a
+  scribble of two strokes on frame 0), and the tracking first pass's milliseconds a frame."""
+  info = probe.probe(clip)
+  rgba = np.zeros((info.height, info.width, 4), np.uint8)
+  h, w = info.height, info.width
+  rgba[h // 3 : h // 3 + max(1, h // 20), w // 4 : w // 2] = (200, 40, 40, 255)
+  rgba[2 * h // 3 : 2 * h // 3 + max(1, h // 20), w // 2 : 3 * w // 4] = (40, 60, 200, 255)
+  keys = [keyframes.Keyframe(0, hint_files.from_rgba(rgba))]
+  fps = {}
+  for motion in ("fixed", "track"):
+    run = lambda m=motion: time_end_to_end(
+      colorizer, clip, encode=encode, hints=keys, hint_motion=m
+    )  # noqa: E731
+    run()  # warm-up
+    fps[motion] = _median(run, repeats)["fps"]
+  start = time.perf_counter()
+  track = hint_track.first_pass(clip, info, keys, cut_threshold=0.3, progress=False)
+  first_pass_ms = 1000 * (time.perf_counter() - start) / max(1, track.frames)
+  return {
+    "fixed_fps": fps["fixed"],
+    "track_fps": fps["track"],
+    "track_over_fixed": fps["track"] / fps["fixed"],
+    "first_pass_ms_per_frame": first_pass_ms,
+  }
+
+
 def run(args: Any) -> list[dict]:
-  """Records video_{decode,model,encode,end_to_end} frames/s, video_e2e_over_model and
-  video_peak_rss: a `--seconds` sample clip and a 10x longer one, each colourised twice in a
-  fresh process (the second run's peak is what streaming holds; the first's has compilation)."""
+  """Records video_{decode,model,encode,end_to_end} frames/s, video_e2e_over_model, video_hints
+  (fixed and tracked keyframe hints) and video_peak_rss: a `--seconds` sample clip and a 10x
+  longer one, each colourised twice in a fresh process (the second run's peak is what streaming
+  holds; the first's has compilation)."""
   memory.tune_memory()  # as the colourising commands do
   width, height = _size(args)
   repeats = max(1, min(args.steps, 3))
@@ -240,6 +279,8 @@ def run(args: Any) -> list[dict]:
       )
     ratio = rates["end_to_end"]["fps"] / rates["model"]["fps"]
     records.append({"bench": "video_e2e_over_model", **shape, "ratio": ratio})
+    hinted = measure_hints(make_colorizer(args, hints=True), clip, encode, repeats)
+    records.append({"bench": "video_hints", **shape, **hinted})
     long_clip = sample_clip.make_sample_clip(
       os.path.join(tmp, "long.mp4"), seconds=args.seconds * 10, size=(width, height)
     )
