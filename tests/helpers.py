@@ -188,6 +188,23 @@ def hint_generator_workdir(path):
   return str(path)
 
 
+def fill_generator_workdir(path):
+  """A workdir with a tiny hint generator without its correction (last layer zero): its colours
+  are the luminance-aware fill of its hints, right where the hints are (tests/hints_test.py)."""
+  import jax
+  import jax.numpy as jnp
+
+  from pix2pix_jax import checkpoint, models
+
+  config = tiny_config(**{"model.hints": True})
+  variables = models.make_generator(config).init(
+    jax.random.key(0), jnp.zeros((1, 32, 32, 1)), train=False
+  )
+  variables["params"]["up0"] = jax.tree.map(jnp.zeros_like, variables["params"]["up0"])
+  checkpoint.save_generator(str(path), config, variables, step=1)
+  return str(path)
+
+
 def write_photo_folder(root, n=16, size=(40, 40)):
   """`n` random RGB PNGs in `root` (created)."""
   import numpy as np

@@ -7,14 +7,12 @@ import os
 import subprocess
 
 import cv2
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import decode, hint_generator_workdir, tiny_config
+from helpers import decode, fill_generator_workdir, hint_generator_workdir
 from PIL import Image
 
-from pix2pix_jax import checkpoint, cli, color, images, models
+from pix2pix_jax import cli, color, images
 from pix2pix_jax.colorize import hint_inputs, keyframes_main
 from pix2pix_jax.colorize import main as colorize
 from pix2pix_jax.colorize.jobs import Job
@@ -75,16 +73,7 @@ def workdir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def fill_workdir(tmp_path_factory):
-  """A hint generator without its correction (last layer zero): its colours are the nearest-hint
-  fill of its hints, so they are right where the hints are (tests/hints_test.py)."""
-  config = tiny_config(**{"model.hints": True})
-  variables = models.make_generator(config).init(
-    jax.random.key(0), jnp.zeros((1, 32, 32, 1)), train=False
-  )
-  variables["params"]["up0"] = jax.tree.map(jnp.zeros_like, variables["params"]["up0"])
-  path = str(tmp_path_factory.mktemp("fill"))
-  checkpoint.save_generator(path, config, variables, step=1)
-  return path
+  return fill_generator_workdir(tmp_path_factory.mktemp("fill"))
 
 
 def _run(workdir, src, dst, *extra) -> int:

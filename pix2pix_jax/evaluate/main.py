@@ -34,7 +34,9 @@ from pix2pix_jax import (
   progress,
   xla_flags,
 )
+from pix2pix_jax.colorize import colorizer as colorizer_lib
 from pix2pix_jax.evaluate import common, evaluator
+from pix2pix_jax.evaluate import video as video_eval
 from pix2pix_jax.hints import device as hint_ops
 
 PREDICTORS = ("model", "gray", "mean_chroma")
@@ -355,8 +357,14 @@ def main(argv: list[str] | None = None) -> int:
     description="Evaluate a trained workdir against gray and mean-chroma baselines.",
   )
   parser.add_argument("--workdir", required=True, help="training workdir (with checkpoints/)")
-  parser.add_argument(
-    "--data", required=True, help="'samples', an image folder, or a tfds name[split]"
+  what = parser.add_mutually_exclusive_group(required=True)
+  what.add_argument("--data", help="'samples', an image folder, or a tfds name[split]")
+  what.add_argument(
+    "--video",
+    nargs="+",
+    metavar="CLIP",
+    help="colour clips: turned gray, colourised with --hints N points sampled from the truth "
+    "on each shot's first frame, measured per frame and per clip (docs/video.md)",
   )
   parser.add_argument("--output", help="output folder (default: WORKDIR/eval/<data name>/)")
   parser.add_argument("--batch-size", type=int, default=None, help="global eval batch size")
@@ -375,10 +383,25 @@ def main(argv: list[str] | None = None) -> int:
     "--hint-patch", type=int, default=1, help="each hint: the mean true ab of this odd square"
   )
   parser.add_argument("--hint-seed", type=int, default=0, help="seed of the sampled hints")
+  parser.add_argument(
+    "--keyframe-every",
+    type=int,
+    default=None,
+    metavar="K",
+    help="--video: also sample hints every K frames within a shot",
+  )
+  parser.add_argument(
+    "--hint-motion",
+    choices=video_eval.MODES + ("all",),
+    default="all",
+    help="--video: hints held fixed, tracked, or fresh true hints on every frame (oracle)",
+  )
   progress.add_quiet_flag(parser)
   cli.add_verbose_flag(parser)
   args = parser.parse_args(argv)
   cli.configure(verbose=args.verbose)
+  if args.video:
+    return _evaluate_video(parser, args)
   result = evaluate_workdir(
     args.workdir,
     args.data,
@@ -397,6 +420,25 @@ def main(argv: list[str] | None = None) -> int:
   print(format_summary(summary_json(result)))
   for path in paths.values():
     print(f"wrote {path}")
+  return 0
+
+
+def _evaluate_video(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+  if args.hints is None or args.hints < 1:
+    parser.error("--video needs --hints N (N >= 1)")
+  if args.keyframe_every is not None and args.keyframe_every < 1:
+    parser.error("--keyframe-every must be >= 1")
+  settings = video_eval.Settings(
+    hints=args.hints,
+    keyframe_every=args.keyframe_every,
+    modes=video_eval.MODES if args.hint_motion == "all" else (args.hint_motion,),
+    seed=args.hint_seed,
+  )
+  colorizer = colorizer_lib.Colorizer.from_workdir(args.workdir, step=args.step)
+  output = args.output or os.path.join(args.workdir, "eval", f"video_hints{args.hints}")
+  summary = video_eval.evaluate_clips(colorizer, args.video, settings, output)
+  print(video_eval.format_summary(summary))
+  print(f"wrote {output}/ (per_frame.csv, per_clip.csv, summary.json, ciede2000_distance.png)")
   return 0
 
 
