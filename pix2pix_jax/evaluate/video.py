@@ -82,7 +82,9 @@ def sample_points(truth: np.ndarray, n: int, rng: np.random.Generator) -> list[d
   ]
 
 
-def _keys(truth: np.ndarray, frames: Sequence[int], settings: Settings) -> list[keyframes.Keyframe]:
+def sample_keyframes(
+  truth: np.ndarray, frames: Sequence[int], settings: Settings
+) -> list[keyframes.Keyframe]:
   h, w = truth.shape[1:3]
   out = []
   for t in frames:
@@ -133,7 +135,7 @@ def evaluate_clip(
   frame_rows, clip_rows = [], [_clip_row(name, "truth", "truth", truth, truth, flows)]
   for mode in settings.modes:
     oracle = mode == "oracle"
-    keys = _keys(truth, range(len(truth)) if oracle else key_frames, settings)
+    keys = sample_keyframes(truth, range(len(truth)) if oracle else key_frames, settings)
     motion = "fixed" if oracle else mode
     dst = os.path.join(tmp, f"{mode}.mkv")
     clip_lib.colorize_video(
