@@ -77,6 +77,8 @@ def test_notebook_runs_on_a_tiny_model(tmp_path, model):
   assert probe.count_frames(str(out_dir / "sample_clip_colorized.mp4")) == 10
   assert (colourised.width, colourised.height) == (clip.width, clip.height) == (64, 48)
   assert colourised.audio_codec is not None  # the soundtrack is kept
+  for motion in ("fixed", "track"):  # the keyframe-hint strips' clips
+    assert probe.count_frames(str(out_dir / f"sample_clip_hints_{motion}.mp4")) == 10
   html = "".join(_outputs(notebook, "text/html"))
   assert html.count("<img") >= 3 + 4 + 3 + 4  # photo, saturation, reference, hints rows
   assert html.count("<video") == 3
