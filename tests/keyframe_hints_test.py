@@ -196,6 +196,9 @@ def test_hints_dir_gives_each_input_its_own_file(clip, workdir, tmp_path, capsys
   (scribbles / "000000.png").write_bytes((folder / "s0.png").read_bytes())
   jobs = [Job(str(path), "x.mkv")]
   assert hint_inputs.assign(jobs, str(scribbles)) == 0 and jobs[0].hints == str(scribbles)
+  # A shard's inputs read the folder as the whole command's do.
+  every = [Job("x/000000.mkv", "0.mkv"), Job("x/other.mkv", "1.mkv")]
+  assert hint_inputs.assign(every[1:], str(scribbles), every) == 1 and every[1].hints is None
   jobs = [Job("x/a.png", "a.png"), Job("x/a.jpg", "a2.png")]
   Image.open(folder / "s0.png").save(scribbles / "a.png")
   os.mkdir(scribbles / "a")
