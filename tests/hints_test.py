@@ -341,16 +341,25 @@ def test_no_hint_pixel_is_lost_at_any_scale(shape):
     )
 
 
-@pytest.mark.parametrize("shape,size", [((1080, 1920), 256), ((100, 60), 256), ((257, 300), 32)])
-def test_sparse_hints_rasterise_as_the_full_size_ones(shape, size):
-  """rasterize_points (a clip's per-frame hints) == rasterize, downsampling and upsampling."""
+@pytest.mark.parametrize("shape", [(20, 13), (257, 300), (40, 96)])
+def test_each_render_pixel_takes_the_mean_ab_of_the_hint_pixels_in_its_footprint(shape):
+  """Up- and downsampling: render pixel i covers source rows floor(i H / r) up to (not
+  including) max(that + 1, floor((i + 1) H / r)), likewise columns (a direct loop here)."""
   rng = np.random.default_rng(2)
-  mask = rng.uniform(size=shape) < 0.004
+  mask = rng.uniform(size=shape) < 0.05
   ab = (rng.normal(0, 30, shape + (2,)) * mask[..., None]).astype(np.float32)
-  ys, xs = np.nonzero(mask)
-  sparse = hint_raster.rasterize_points(np.stack([ys, xs], 1), ab[ys, xs], shape, size)
-  dense = hint_raster.rasterize(hint_files.Hints(ab, mask), size)
-  np.testing.assert_allclose(sparse, dense, rtol=1e-6, atol=1e-7)
+  size = 32
+  got = hint_raster.rasterize(hint_files.Hints(ab, mask), size)
+  for i in range(size):
+    y0 = i * shape[0] // size
+    y1 = max(y0 + 1, (i + 1) * shape[0] // size)
+    for j in range(size):
+      x0 = j * shape[1] // size
+      x1 = max(x0 + 1, (j + 1) * shape[1] // size)
+      m = mask[y0:y1, x0:x1]
+      assert got[i, j, 2] == float(m.any()), (i, j)
+      want = ab[y0:y1, x0:x1][m].mean(axis=0) / 110 if m.any() else np.zeros(2)
+      np.testing.assert_allclose(got[i, j, :2], want, atol=1e-6)
 
 
 def test_json_points_mark_their_pixels():

@@ -5,6 +5,7 @@ Stateless: a model (colorize/model.py), colour controls and three jit'd function
 the frame's own lightness). Hints are an argument of each call (docs/video.md).
 """
 
+import copy
 import functools
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -74,6 +75,17 @@ def reference_stats(rgb: np.ndarray) -> color.ChromaStats:
   return jax.device_get(color.chroma_stats(lab[..., :1], lab[..., 1:]))
 
 
+def _controls(
+  saturation: float, reference: np.ndarray | color.ChromaStats | None
+) -> tuple[jax.Array, color.ChromaStats | None]:
+  """The colour controls checked: (saturation as float32, the reference's statistics)."""
+  if saturation < 0:
+    raise ValueError(f"saturation must be >= 0, got {saturation}")
+  if reference is not None and not isinstance(reference, color.ChromaStats):
+    reference = reference_stats(reference)
+  return jnp.float32(saturation), reference
+
+
 def side_by_side(source: np.ndarray, result: np.ndarray) -> np.ndarray:
   """The --compare layout: source left, result right, same height ([..., H, W, C] -> 2W)."""
   return np.concatenate([source, result], axis=-2)
@@ -92,13 +104,8 @@ class Colorizer:
     """saturation: chroma gain (1 as predicted, 0 gray, 2 twice the chroma up to the gamut).
     reference: a photo (uint8 [H,W,3]) or its `reference_stats`; colours move toward it.
     """
-    if saturation < 0:
-      raise ValueError(f"saturation must be >= 0, got {saturation}")
-    if reference is not None and not isinstance(reference, color.ChromaStats):
-      reference = reference_stats(reference)
     self.spec = model.spec
-    self.saturation = jnp.float32(saturation)
-    self.reference = reference
+    self.saturation, self.reference = _controls(saturation, reference)
     self.mesh = parallel.make_mesh()
     self._batch_sharding = parallel.batch_sharding(self.mesh)
     self._x_sharding = NamedSharding(self.mesh, P("data", None, None, None))
@@ -110,6 +117,17 @@ class Colorizer:
     self._predict = jax.jit(model.predict, compiler_options=xla_flags.forward_compiler_options())
     self._compose = jax.jit(_compose)
     self._join = jax.jit(lambda x, h: jnp.concatenate([x, h], axis=-1))
+
+  def with_controls(
+    self,
+    *,
+    saturation: float = 1.0,
+    reference: np.ndarray | color.ChromaStats | None = None,
+  ) -> "Colorizer":
+    """The same model with other colour controls, sharing this one's compiled functions."""
+    other = copy.copy(self)
+    other.saturation, other.reference = _controls(saturation, reference)
+    return other
 
   @classmethod
   def from_config(cls, config: Any, variables: dict[str, Any], **kwargs: Any) -> "Colorizer":
@@ -184,7 +202,9 @@ class Colorizer:
     reps = np.repeat(frames[-1:], self.batch_size - n, axis=0)
     return np.concatenate([frames, reps], axis=0)
 
-  def _generator(self, x: jax.Array, hint_batch: jax.Array | None) -> jax.Array:
+  def generate(self, x: jax.Array, hint_batch: jax.Array | None = None) -> jax.Array:
+    """The generator's chroma [B,r,r,2] for `prepare`'s input x with `hint_batch` (None: no
+    hints); `predict` without the prepare, for an input prepared once (the app's photo)."""
     if self.takes_hints:
       x = self._join(x, self._no_hints if hint_batch is None else hint_batch)
     return self._predict(self.variables, x)
@@ -198,7 +218,7 @@ class Colorizer:
     """The generator's chroma for up to batch_size equal-size frames (uint8 [n,H,W,3|1]);
     `hint_batch` from `hint_batch` (None: no hints). Does not block."""
     lightness, x = self.prepare(frames)
-    return Prediction(lightness, self._generator(x, hint_batch), x, len(frames))
+    return Prediction(lightness, self.generate(x, hint_batch), x, len(frames))
 
   def compose(self, lightness: jax.Array, ab: jax.Array) -> jax.Array:
     """Chroma ab [B,r,r,2] on lightness [B,H,W,1] with the colour controls -> uint8 [B,H,W,3]."""
@@ -245,7 +265,7 @@ class Colorizer:
       hint_batch = None
       if self.takes_hints:
         hint_batch = self.hint_batch(rasters[start : start + self.batch_size])
-      ab = np.asarray(self._generator(x, hint_batch))
+      ab = np.asarray(self.generate(x, hint_batch))
       for i, (lightness, _) in enumerate(group):
         outputs.append(np.asarray(self.compose(lightness, ab[i : i + 1]))[0])
     return outputs

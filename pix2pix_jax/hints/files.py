@@ -23,7 +23,12 @@ class Hints(NamedTuple):
 
 
 def _ab_of_rgb(rgb: np.ndarray) -> np.ndarray:
-  return np.asarray(color.rgb_to_lab(color.uint8_to_float(rgb))[..., 1:], np.float32)
+  """uint8 [n, 3] -> Lab ab float32 [n, 2]; n is padded to a power of two, so that a new number
+  of hint pixels rarely compiles the conversion again."""
+  n = len(rgb)
+  padded = np.zeros((max(8, 1 << (n - 1).bit_length()), 3), np.uint8)
+  padded[:n] = rgb
+  return np.asarray(color.rgb_to_lab(color.uint8_to_float(padded))[:n, 1:], np.float32)
 
 
 def from_rgba(rgba: np.ndarray) -> Hints:

@@ -1,6 +1,6 @@
-"""Full-resolution hints -> the generator's hint channels at the render size, on the host (numpy
-sums, then `device.encode`): a render pixel whose footprint holds any hint pixel is a hint, so no
-hint is lost in the resize however small it is."""
+"""Full-resolution hints -> the generator's hint channels at the render size, on the host (sums
+over the hint pixels alone, then `device.encode`): a render pixel whose footprint holds any hint
+pixel is a hint, so no hint is lost in the resize however small it is."""
 
 import numpy as np
 
@@ -17,26 +17,6 @@ def _footprints(n: int, size: int) -> tuple[np.ndarray, np.ndarray]:
   return start, end
 
 
-def rasterize(hints: files.Hints, size: int) -> np.ndarray:
-  """Full-resolution hints -> the encoded hint channels float32 [size, size, 3] at the render
-  size (the photo is squeezed to a square there, as its luminance is). A render pixel is a hint
-  if its footprint holds any hint pixel; its ab is their mean (`device.encode`)."""
-  mask = hints.mask.astype(np.float64)
-  weighted = hints.ab.astype(np.float64) * mask[..., None]
-  stack = np.concatenate([weighted, mask[..., None]], axis=-1)  # [H, W, 3]
-  integral = np.zeros((stack.shape[0] + 1, stack.shape[1] + 1, 3))
-  integral[1:, 1:] = stack.cumsum(0).cumsum(1)
-  y0, y1 = _footprints(stack.shape[0], size)
-  x0, x1 = _footprints(stack.shape[1], size)
-  sums = (
-    integral[y1][:, x1] - integral[y0][:, x1] - integral[y1][:, x0] + integral[y0][:, x0]
-  )  # [size, size, 3]
-  count = sums[..., 2]
-  out_mask = count > 0
-  ab = np.where(out_mask[..., None], sums[..., :2] / np.maximum(count, 1e-12)[..., None], 0.0)
-  return np.asarray(device.encode(ab.astype(np.float32), out_mask))
-
-
 def _spans(coords: np.ndarray, n: int, size: int) -> tuple[np.ndarray, np.ndarray]:
   """For source indices `coords` along an axis of n pixels: the render pixels [lo, hi] whose
   footprints hold each (contiguous, as the footprints' ends never decrease)."""
@@ -49,8 +29,8 @@ def _spans(coords: np.ndarray, n: int, size: int) -> tuple[np.ndarray, np.ndarra
 def rasterize_points(
   yx: np.ndarray, ab: np.ndarray, shape: tuple[int, int], size: int
 ) -> np.ndarray:
-  """`rasterize` of sparse hints: pixels (y, x) int [k, 2] (distinct) with ab [k, 2] on a
-  height x width image, without building the full-size arrays (a clip's per-frame hints)."""
+  """`rasterize` of hint pixels (y, x) int [k, 2] (distinct) with ab [k, 2] on a height x width
+  image (a clip's per-frame hints come so; no full-size array is needed)."""
   (height, width), k = shape, len(yx)
   ylo, yhi = _spans(yx[:, 0], height, size)
   xlo, xhi = _spans(yx[:, 1], width, size)
@@ -69,3 +49,11 @@ def rasterize_points(
   out_mask = count > 0
   out = np.where(out_mask[..., None], sums[..., :2] / np.maximum(count, 1e-12)[..., None], 0.0)
   return np.asarray(device.encode(out.astype(np.float32), out_mask))
+
+
+def rasterize(hints: files.Hints, size: int) -> np.ndarray:
+  """Full-resolution hints -> the encoded hint channels float32 [size, size, 3] at the render
+  size (the photo is squeezed to a square there, as its luminance is). A render pixel is a hint
+  if its footprint holds any hint pixel; its ab is their mean (`device.encode`)."""
+  ys, xs = np.nonzero(hints.mask)
+  return rasterize_points(np.stack([ys, xs], axis=1), hints.ab[ys, xs], hints.shape, size)

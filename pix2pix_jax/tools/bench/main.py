@@ -1,7 +1,8 @@
 """pix2pix-benchmark: speed and memory benchmarks printing one JSON line per measurement.
 
-Subcommands train, infer, input, video, compare, accelerator-report and memory (speed.py, video.py,
-host.py, accelerator_report.py, memory.py); how to run and read them: docs/performance.md.
+Subcommands train, infer, input, video, compare, accelerator-report, memory and app (speed.py,
+video.py, host.py, accelerator_report.py, memory.py, app.py); how to run and read them:
+docs/performance.md (app: docs/app.md).
 """
 
 import argparse
@@ -55,6 +56,12 @@ def bench_memory(args) -> list[dict]:
   return memory_benchmark.run(args)
 
 
+def bench_app(args) -> list[dict]:
+  from pix2pix_jax.tools.bench import app as app_benchmark
+
+  return app_benchmark.run(args)
+
+
 def bench_accelerator_report(args) -> list[dict]:
   from pix2pix_jax.tools.bench import accelerator_report
 
@@ -101,6 +108,7 @@ RUNNERS = {
   "compare": bench_compare,
   "accelerator-report": bench_accelerator_report,
   "memory": bench_memory,
+  "app": bench_app,
 }
 
 
@@ -145,6 +153,10 @@ def build_parser() -> argparse.ArgumentParser:
   text = "train, infer and video rates, the PyTorch peer, versions: a markdown report"
   report = kinds.add_parser("accelerator-report", help=text, description=text)
   accelerator_report.add_arguments(report)
+  from pix2pix_jax.tools.bench import app as app_benchmark
+
+  text = "pix2pix-app: an edit's round trip to a refreshed result, p50 and p95"
+  app_benchmark.add_arguments(kinds.add_parser("app", help=text, description=text))
   return parser
 
 

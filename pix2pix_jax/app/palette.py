@@ -1,0 +1,57 @@
+"""The in-gamut ab plane at a lightness (as ideepcolor's palette): the colours that exist in sRGB
+at that L, laid out by Lab a (left to right) and b (bottom to top)."""
+
+import numpy as np
+
+from pix2pix_jax import color
+
+SIZE = 200  # the palette image's side in pixels
+AB_RANGE = 110.0  # a and b span [-AB_RANGE, AB_RANGE]
+# A Lab colour is in gamut if sRGB clipping moves it by less than this (CIE76 units).
+_GAMUT_TOLERANCE = 1.0
+_OUTSIDE = 238  # the page's background gray, where no colour exists at this L
+
+
+def _ab_grid(size: int) -> np.ndarray:
+  """The ab of each palette pixel, float32 [size, size, 2]: a rightwards, b upwards."""
+  values = np.linspace(-AB_RANGE, AB_RANGE, size, dtype=np.float32)
+  a, b = np.meshgrid(values, values[::-1])
+  return np.stack([a, b], axis=-1)
+
+
+def ab_at(x: float, y: float, size: int = SIZE) -> tuple[float, float]:
+  """A palette pixel's (a, b)."""
+  step = 2 * AB_RANGE / (size - 1)
+  return -AB_RANGE + x * step, AB_RANGE - y * step
+
+
+def rgb_of_lab(lightness: float, a: float, b: float) -> tuple[int, int, int]:
+  """Lab -> uint8 sRGB (clipped to the gamut)."""
+  lab = np.array([[lightness, a, b]], np.float32)
+  return tuple(int(v) for v in np.asarray(color.float_to_uint8(color.lab_to_rgb(lab)))[0])
+
+
+def _in_gamut(lab: np.ndarray) -> np.ndarray:
+  """Whether each Lab colour [..., 3] exists in sRGB (clipping barely moves it)."""
+  back = np.asarray(color.rgb_to_lab(color.lab_to_rgb(lab)))
+  return np.linalg.norm(back - lab, axis=-1) < _GAMUT_TOLERANCE
+
+
+def plane(lightness: float, size: int = SIZE) -> np.ndarray:
+  """uint8 [size, size, 3]: every ab at `lightness` (0..100) in sRGB, gray where it is out of
+  gamut; a dotted cross marks a = b = 0."""
+  ab = _ab_grid(size)
+  lab = np.concatenate([np.full(ab.shape[:2] + (1,), lightness, np.float32), ab], axis=-1)
+  image = np.asarray(color.float_to_uint8(color.lab_to_rgb(lab)))
+  image = np.where(_in_gamut(lab)[..., None], image, np.uint8(_OUTSIDE))
+  mid = size // 2
+  image[mid, ::4] = image[::4, mid] = 128
+  return image
+
+
+def pick(lightness: float, x: float, y: float, size: int = SIZE) -> tuple[int, int, int] | None:
+  """The uint8 sRGB of palette pixel (x, y) at `lightness`, or None where it is out of gamut."""
+  a, b = ab_at(x, y, size)
+  if not _in_gamut(np.array([lightness, a, b], np.float32)):
+    return None
+  return rgb_of_lab(lightness, a, b)

@@ -1,0 +1,277 @@
+"""pix2pix-app in a real browser: Debian's headless Chromium driven by Selenium uploads a photo,
+puts a red point and a blue one (from the ab palette), paints a stroke, checks the result's hue
+near each, saves the hints and compares them with the clicks; closing the tab removes the
+session's files. Where chromium is missing the test skips, except under CI (.ci/run installs it).
+
+The screenshot docs/app.md shows: PIX2PIX_APP_SCREENSHOT=docs/images/app.png
+PIX2PIX_APP_WORKDIR=runs/hints .venv/bin/python -m pytest tests/app_browser_test.py -k docs
+"""
+
+import glob
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+
+pytest.importorskip("gradio", reason="the app extra is not installed (pip install -e '.[app]')")
+pytest.importorskip("selenium", reason="the app extra is not installed (pip install -e '.[app]')")
+
+import io  # noqa: E402
+
+from helpers import REPO, hint_generator_workdir, subprocess_env  # noqa: E402
+from PIL import Image  # noqa: E402
+from selenium import webdriver  # noqa: E402
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+from pix2pix_jax import color  # noqa: E402
+from pix2pix_jax.app import palette  # noqa: E402
+
+pytestmark = pytest.mark.integration
+
+W, H = 320, 240
+DEFAULT_RGB = (200, 30, 40)  # the page's first colour
+
+
+def _browser_paths():
+  chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+  if not (chromium and driver):
+    reason = "Debian's chromium and chromium-driver are not installed (apt-get install ...)"
+    if os.environ.get("CI"):
+      pytest.fail(f"CI is set but {reason}")
+    pytest.skip(reason)
+  return chromium, driver
+
+
+def start_app(workdir, tmp, timeout=180):
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+  cmd = [sys.executable, "-m", "pix2pix_jax.app.main", "--workdir", str(workdir)]
+  env = subprocess_env(TMPDIR=str(tmp), GRADIO_ANALYTICS_ENABLED="False")
+  proc = subprocess.Popen(
+    [*cmd, "--port", str(port)],
+    cwd=REPO,
+    env=env,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.STDOUT,
+    text=True,
+  )
+  deadline, lines = time.monotonic() + timeout, []
+  while time.monotonic() < deadline:
+    line = proc.stdout.readline()
+    if not line and proc.poll() is not None:
+      break
+    lines.append(line)
+    if found := re.search(r"serving on (http://\S+)", line):
+      return proc, found.group(1)
+  proc.kill()
+  pytest.fail("pix2pix-app did not start:\n" + "".join(lines))
+
+
+def chrome(chromium, driver):
+  options = webdriver.ChromeOptions()
+  options.binary_location = chromium
+  for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
+    options.add_argument(arg)
+  options.add_argument("--window-size=1500,1250")
+  return webdriver.Chrome(service=Service(driver), options=options)
+
+
+class Page:
+  """The page in a browser: its status line, images and clicks in image pixels."""
+
+  def __init__(self, driver, url):
+    self.d = driver
+    driver.get(url)
+    self.wait(lambda: driver.find_elements(By.CSS_SELECTOR, "input[type=file]"))
+
+  def wait(self, condition, timeout=180):
+    return WebDriverWait(self.d, timeout, poll_frequency=0.02).until(lambda _: condition())
+
+  def status(self) -> str:
+    found = self.d.find_elements(By.CSS_SELECTOR, "#p2p-status")
+    return found[0].text if found else ""
+
+  def wait_status(self, text, timeout=180):
+    self.wait(lambda: text in self.status(), timeout)
+
+  def image(self, selector):
+    return self.d.find_element(By.CSS_SELECTOR, f"{selector} img")
+
+  def src(self, selector):
+    images = self.d.find_elements(By.CSS_SELECTOR, f"{selector} img")
+    return images[0].get_attribute("src") if images else None
+
+  def fetch(self, url) -> bytes:
+    with urllib.request.urlopen(url, timeout=30) as response:
+      return response.read()
+
+  def click_at(self, selector, x, y):
+    """Clicks pixel (x, y) of the image shown in `selector` (object-fit: contain)."""
+    img = self.image(selector)
+    natural = self.d.execute_script(
+      "return [arguments[0].naturalWidth, arguments[0].naturalHeight]", img
+    )
+    w, h = img.size["width"], img.size["height"]
+    scale = min(w / natural[0], h / natural[1])
+    dx = (x + 0.5 - natural[0] / 2) * scale
+    dy = (y + 0.5 - natural[1] / 2) * scale
+    ActionChains(self.d).move_to_element_with_offset(img, round(dx), round(dy)).click().perform()
+
+  def drag(self, selector, path):
+    img = self.image(selector)
+    natural = self.d.execute_script(
+      "return [arguments[0].naturalWidth, arguments[0].naturalHeight]", img
+    )
+    scale = min(img.size["width"] / natural[0], img.size["height"] / natural[1])
+    (x0, y0), rest = path[0], path[1:]
+    chain = ActionChains(self.d).move_to_element_with_offset(
+      img, round((x0 - natural[0] / 2) * scale), round((y0 - natural[1] / 2) * scale)
+    )
+    chain.click_and_hold()
+    last = (x0, y0)
+    for x, y in rest:
+      chain.move_by_offset(round((x - last[0]) * scale), round((y - last[1]) * scale))
+      last = (x, y)
+    chain.release().perform()
+
+
+def _photo(path):
+  yy, xx = np.mgrid[0:H, 0:W]
+  gray = (70 + 0.3 * xx + 0.1 * yy).clip(0, 255).astype(np.uint8)
+  Image.fromarray(gray).save(path)
+  return gray
+
+
+def _lab_near(rgb, x, y, r=6):
+  patch = rgb[y - r : y + r + 1, x - r : x + r + 1] / 255.0
+  lab = np.asarray(color.rgb_to_lab(patch)).reshape(-1, 3).mean(0)
+  return lab
+
+
+def test_colouring_a_photo_in_the_browser(tmp_path):
+  chromium, driver_path = _browser_paths()
+  gray = _photo(tmp_path / "photo.png")
+  proc, url = start_app(hint_generator_workdir(tmp_path / "hinted"), tmp_path)
+  try:
+    _colour_in_the_browser(chrome(chromium, driver_path), url, gray, tmp_path)
+  finally:
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def _colour_in_the_browser(driver, url, gray, tmp_path):
+  try:
+    page = Page(driver, url)
+    driver.find_elements(By.CSS_SELECTOR, "input[type=file]")[0].send_keys(
+      str(tmp_path / "photo.png")
+    )
+    page.wait_status("0 hints")
+    times = []
+    start = time.perf_counter()
+    page.click_at("#p2p-canvas", 60, 120)
+    page.wait_status("1 hints")
+    times.append(time.perf_counter() - start)
+    red = np.asarray(Image.open(io.BytesIO(page.fetch(page.src("#p2p-result")))))
+    lab = _lab_near(red, 60, 120)
+    assert lab[1] > 20 and abs(np.degrees(np.arctan2(lab[2], lab[1])) - 40) < 45, lab
+    # A second point, turned blue from the palette at its lightness.
+    start = time.perf_counter()
+    page.click_at("#p2p-canvas", 260, 120)
+    page.wait_status("2 hints")
+    times.append(time.perf_counter() - start)
+    lightness = float(np.asarray(color.luminance(gray[120, 260] / 255.0 * np.ones(3)))[0])
+    plane = palette.plane(lightness)
+    inside = (plane != 238).any(-1) & (plane != 128).any(-1)  # in gamut, off the axes
+    inside &= np.arange(palette.SIZE)[:, None] > palette.SIZE * 0.65  # b < 0: blue
+    ys, xs = np.nonzero(inside)
+    px, py = int(xs[len(xs) // 2]), int(ys[len(ys) // 2])
+    blue = palette.pick(lightness, px, py)
+    before = page.src("#p2p-result")
+    page.click_at("#p2p-palette", px, py)
+    page.wait(lambda: page.src("#p2p-result") != before)
+    result = np.asarray(Image.open(io.BytesIO(page.fetch(page.src("#p2p-result")))))
+    near, far = _lab_near(result, 60, 120), _lab_near(result, 260, 120)
+    hue_gap = abs(np.degrees(np.arctan2(far[2], far[1]) - np.arctan2(near[2], near[1])))
+    assert near[1] > 20 and far[1] < near[1] - 20 and min(hue_gap, 360 - hue_gap) > 90, (near, far)
+    # A stroke painted by dragging.
+    page.drag("#p2p-canvas", [(100, 200), (140, 205), (180, 210)])
+    page.wait_status("3 hints")
+    # The saved hints are the clicks (a pixel each, within a pixel of the click) and the stroke.
+    driver.find_element(By.XPATH, "//button[contains(., 'Save result and hints')]").click()
+    page.wait(lambda: driver.find_elements(By.CSS_SELECTOR, "a[href*='photo_hints.json']"))
+    link = driver.find_element(By.CSS_SELECTOR, "a[href*='photo_hints.json']")
+    points = json.loads(page.fetch(link.get_attribute("href")))
+    by_colour = {}
+    for p in points:
+      by_colour.setdefault(tuple(p["rgb"]), []).append((p["x"], p["y"]))
+    (red_point,) = by_colour[DEFAULT_RGB]
+    assert abs(red_point[0] - 60) <= 1 and abs(red_point[1] - 120) <= 1, red_point
+    blue_points = by_colour[blue]  # the second point, then the stroke in the colour last chosen
+    assert sum(abs(x - 260) <= 1 and abs(y - 120) <= 1 for x, y in blue_points) == 1
+    stroke = [(x, y) for x, y in blue_points if y > 150]
+    assert len(stroke) > 100 and all(95 <= x <= 185 and 190 <= y <= 220 for x, y in stroke)
+    shot = tmp_path / "app.png"
+    driver.save_screenshot(str(shot))
+    assert Image.open(shot).size[0] > 1000
+    p50, p95 = np.percentile(times, [50, 95]) * 1000
+    print(f"browser: click -> refreshed page, p50 {p50:.0f} ms, p95 {p95:.0f} ms")
+  finally:
+    driver.save_screenshot(str(tmp_path / "last.png"))
+    print("page at the end:", tmp_path / "last.png")
+    driver.quit()
+  # The closed tab's session files go (Gradio notices the closed page within seconds).
+  roots = glob.glob(str(tmp_path / "pix2pix-app-*"))
+  assert len(roots) == 1
+  deadline = time.monotonic() + 60
+  while os.listdir(roots[0]) and time.monotonic() < deadline:
+    time.sleep(0.5)
+  assert not os.listdir(roots[0])
+
+
+def test_screenshot_for_the_docs(tmp_path):
+  """docs/images/app.png, made only when PIX2PIX_APP_SCREENSHOT names it (the command is in
+  this file's docstring): the quickstart hint model on a sample photo with a few hints."""
+  target = os.environ.get("PIX2PIX_APP_SCREENSHOT")
+  if not target:
+    pytest.skip("set PIX2PIX_APP_SCREENSHOT=docs/images/app.png to make the docs' screenshot")
+  chromium, driver_path = _browser_paths()
+  workdir = os.environ.get("PIX2PIX_APP_WORKDIR", os.path.join(REPO, "runs", "hints"))
+  proc, url = start_app(workdir, tmp_path)
+  driver = None
+  try:
+    driver = chrome(chromium, driver_path)
+    driver.set_window_size(1400, 900)
+    page = Page(driver, url)
+    sample = os.path.join(REPO, "pix2pix_jax", "data", "samples", "eval", "skimage_chelsea.jpg")
+    driver.find_elements(By.CSS_SELECTOR, "input[type=file]")[0].send_keys(sample)
+    page.wait_status("0 hints")
+    # (x, y) on the photo, then the colour's (a, b) picked from the palette at its lightness.
+    for i, ((x, y), (a, b)) in enumerate(
+      [((150, 120), (25, 45)), ((380, 60), (-5, -30)), ((220, 250), (20, 35))]
+    ):
+      page.click_at("#p2p-canvas", x, y)
+      page.wait_status(f"{i + 1} hints")
+      before = page.src("#p2p-result")
+      step = (palette.SIZE - 1) / (2 * palette.AB_RANGE)
+      page.click_at("#p2p-palette", (a + palette.AB_RANGE) * step, (palette.AB_RANGE - b) * step)
+      page.wait(lambda: page.src("#p2p-result") != before)  # noqa: B023
+    time.sleep(1)
+    driver.save_screenshot(str(tmp_path / "app.png"))
+    shutil.copy(tmp_path / "app.png", target)
+  finally:
+    if driver is not None:
+      driver.quit()
+    proc.terminate()
+    proc.wait(timeout=30)

@@ -1,0 +1,151 @@
+"""pix2pix-app served in its own process, driven through its API (gradio_client): edits and
+saved files, sessions that never see each other's hints, bad uploads answered with a message
+while the server keeps serving, and 20 requests at once all answered (p95 printed)."""
+
+import concurrent.futures
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("gradio", reason="the app extra is not installed (pip install -e '.[app]')")
+
+from gradio_client import Client, handle_file  # noqa: E402
+from helpers import REPO, hint_generator_workdir, subprocess_env  # noqa: E402
+from PIL import Image  # noqa: E402
+
+pytestmark = pytest.mark.integration
+
+W, H = 160, 120
+
+
+def free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def start_app(workdir, tmp, *extra, timeout=180):
+  """pix2pix-app in a new process with its temporary files under `tmp`; returns (process,
+  address) once it serves."""
+  cmd = [sys.executable, "-m", "pix2pix_jax.app.main", "--workdir", str(workdir)]
+  cmd += ["--port", str(free_port()), *map(str, extra)]
+  env = subprocess_env(TMPDIR=str(tmp), GRADIO_ANALYTICS_ENABLED="False")
+  proc = subprocess.Popen(
+    cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+  )
+  deadline = time.monotonic() + timeout
+  lines = []
+  while time.monotonic() < deadline:
+    line = proc.stdout.readline()
+    if not line and proc.poll() is not None:
+      break
+    lines.append(line)
+    found = re.search(r"serving on (http://\S+)", line)
+    if found:
+      return proc, found.group(1)
+  proc.kill()
+  pytest.fail("pix2pix-app did not start:\n" + "".join(lines))
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+  tmp = tmp_path_factory.mktemp("app")
+  workdir = hint_generator_workdir(tmp / "hinted")
+  proc, url = start_app(workdir, tmp, "--max-megapixels", "5", "--max-file-size", "1mb")
+  yield url, tmp
+  proc.terminate()
+  proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def photo(tmp_path_factory):
+  yy, xx = np.mgrid[0:H, 0:W]
+  gray = (70 + 0.6 * xx + 0.2 * yy).clip(0, 255).astype(np.uint8)
+  path = tmp_path_factory.mktemp("photo") / "photo.png"
+  Image.fromarray(gray).save(path)
+  return str(path)
+
+
+def click(client, x, y):
+  """A click at photo pixel (x, y) through the gesture endpoint; returns the outputs."""
+  return client.predict(json.dumps({"path": [[x, y]]}), 8, "Result", api_name="/gesture")
+
+
+def test_edits_and_saved_files_through_the_api(server, photo):
+  url, _ = server
+  client = Client(url, verbose=False)
+  outputs = client.predict(handle_file(photo), "Result", api_name="/upload")
+  assert "photo.png" in outputs[-1] and "0 hints" in outputs[-1]
+  assert np.asarray(Image.open(outputs[1])).shape == (H, W, 3)
+  outputs = click(client, 30, 60)
+  assert "1 hints" in outputs[-1]
+  files, command = client.predict(api_name="/save")
+  assert sorted(os.path.basename(f) for f in files) == [
+    "photo_color.png",
+    "photo_hints.json",
+    "photo_hints.png",
+  ]
+  (points,) = [f for f in files if f.endswith(".json")]
+  assert json.load(open(points)) == [{"x": 30, "y": 60, "rgb": [200, 30, 40]}]
+  assert "--hints photo_hints.png" in command
+
+
+def test_sessions_never_see_each_others_hints(server, photo):
+  url, _ = server
+  a, b = Client(url, verbose=False), Client(url, verbose=False)
+  a.predict(handle_file(photo), "Result", api_name="/upload")
+  b.predict(handle_file(photo), "Result", api_name="/upload")
+  click(a, 20, 20)
+  click(a, 40, 40)
+  assert "1 hints" in click(b, 100, 100)[-1]
+  assert "3 hints" in click(a, 60, 60)[-1]
+  files, _ = b.predict(api_name="/save")
+  (points,) = [f for f in files if str(f).endswith(".json")]
+  assert [(p["x"], p["y"]) for p in json.load(open(points))] == [(100, 100)]
+
+
+def test_bad_uploads_are_messages_and_the_server_keeps_serving(server, photo, tmp_path):
+  url, _ = server
+  client = Client(url, verbose=False)
+  client.predict(handle_file(photo), "Result", api_name="/upload")
+  text = tmp_path / "letter.png"
+  text.write_text("not an image")
+  huge = tmp_path / "huge.png"
+  Image.new("1", (10_000, 10_000)).save(huge)  # 100 megapixels in a few kB
+  big = tmp_path / "big.png"
+  big.write_bytes(os.urandom(1_500_000))  # over --max-file-size 1mb
+  for path, message in [
+    (text, "letter.png: not a readable image"),
+    (huge, "huge.png: 10000x10000 is 100 megapixels, above this page&#x27;s limit of 5"),
+    (big, ""),
+  ]:
+    with pytest.raises(Exception) as info:
+      client.predict(handle_file(str(path)), "Result", api_name="/upload")
+    assert message in str(info.value), str(info.value)
+  # The session still has its photo, and the server answers.
+  assert "1 hints" in click(client, 10, 10)[-1] and "photo.png" in click(client, 11, 90)[-1]
+
+
+def test_twenty_requests_at_once_are_all_answered(server, photo):
+  url, _ = server
+
+  def one(i):
+    client = Client(url, verbose=False)
+    client.predict(handle_file(photo), "Result", api_name="/upload")
+    start = time.perf_counter()
+    outputs = click(client, 5 + i * 7, 60)
+    return time.perf_counter() - start, outputs[-1]
+
+  with concurrent.futures.ThreadPoolExecutor(20) as pool:
+    answers = list(pool.map(one, range(20)))
+  assert all("1 hints" in text for _, text in answers), answers
+  seconds = np.array([s for s, _ in answers])
+  p50, p95 = np.percentile(seconds, [50, 95]) * 1000
+  print(f"20 concurrent edits through gradio_client: p50 {p50:.0f} ms, p95 {p95:.0f} ms")
