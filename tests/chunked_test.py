@@ -273,12 +273,18 @@ def test_host_benchmark_prints_stages_projection_chunked_and_memory(capsys):
   assert stages["decode"]["frames"] == stages["pipeline_veryfast"]["frames"] == 50
   for name in ("decode", "pipeline_veryfast", "encode_veryfast"):
     assert stages[name]["fps_per_core"] > 0
-  projection = {r["preset"]: r for r in records if r["bench"] == "host_projection"}
-  veryfast = projection["veryfast"]
-  assert veryfast["fps"] == pytest.approx(
-    16 * 1000 / stages["pipeline_veryfast"]["cpu_ms_per_frame"]
-  )
+  projection = {
+    (r["preset"], r["hints_tracked"]): r for r in records if r["bench"] == "host_projection"
+  }
+  veryfast = projection["veryfast", False]
+  pipeline_ms = stages["pipeline_veryfast"]["cpu_ms_per_frame"]
+  assert veryfast["fps"] == pytest.approx(16 * 1000 / pipeline_ms)
   assert veryfast["limit"] in ("decode", "encode")
+  # Keyframe hints moved through the clip: the first pass's cost comes on top.
+  assert stages["hint_track"]["frames"] == 50
+  tracked = projection["veryfast", True]
+  track_ms = stages["hint_track"]["cpu_ms_per_frame"]
+  assert tracked["fps"] == pytest.approx(16 * 1000 / (pipeline_ms + track_ms))
   (compare,) = [r for r in records if r["bench"] == "host_serial_vs_chunked"]
   assert compare["chunked_over_serial"] == pytest.approx(
     compare["chunked_fps"] / compare["serial_fps"]

@@ -19,7 +19,15 @@ import numpy as np
 
 from pix2pix_jax import cli, parallel
 from pix2pix_jax.colorize import colorizer as colorizer_lib
-from pix2pix_jax.colorize.video import chunk_plan, memory, probe, sample_clip, source, writer
+from pix2pix_jax.colorize.video import (
+  chunk_plan,
+  hint_track,
+  memory,
+  probe,
+  sample_clip,
+  source,
+  writer,
+)
 from pix2pix_jax.colorize.video import clip as clip_lib
 from pix2pix_jax.tools import shapes
 from pix2pix_jax.tools.bench import video
@@ -77,6 +85,14 @@ def _prepare_compose(colorizer: colorizer_lib.Colorizer, width: int, height: int
     return max(1, n // colorizer.batch_size) * colorizer.batch_size
 
   return run
+
+
+def _hint_track(clip: str) -> int:
+  """The keyframe hints' first pass (its own decode, cuts, the track of a two-stroke scribble
+  on frame 0 through its shot); returns the frames it passed over."""
+  info = probe.probe(clip)
+  keys = [video.scribble_keyframe(info.height, info.width)]
+  return hint_track.first_pass(clip, info, keys, cut_threshold=0.3, progress=False).frames
 
 
 def _free_model_pipeline(clip: str, batch: int, preset: str) -> int:
@@ -189,6 +205,7 @@ def run(args: Any) -> list[dict]:
     stages = {"decode": measured(lambda: _decode(clip, batch))}
     few = max(2 * batch, min(frames, 4 * batch))  # the model stages are slow on a CPU
     stages["prepare_compose"] = measured(_prepare_compose(colorizer, width, height, few))
+    stages["hint_track"] = measured(lambda: _hint_track(clip))
     model = video.time_model(colorizer, height, width, batches=few // batch)
     stages["model"] = {"frames": model["frames"], "fps": model["fps"]}
     # Encoding real frames (the sample clip's, through the reader and writer threads with a
@@ -208,20 +225,24 @@ def run(args: Any) -> list[dict]:
       records.append({"bench": "host_stage", "stage": name, **shape, **rec})
 
     for preset in PRESETS:
-      parts = {"decode": ms["decode"], "encode": stages[f"encode_{preset}"]["cpu_ms_per_frame"]}
-      per_frame = ms[f"pipeline_{preset}"]
-      records.append(
-        {
-          "bench": "host_projection",
-          **shape,
-          "cores": args.project_cores,
-          "preset": preset,
-          "cpu_ms_per_frame": per_frame,
-          "fps": args.project_cores * 1000 / per_frame,
-          "limit": max(parts, key=parts.get),
-          "shares": {k: round(v / per_frame, 3) for k, v in parts.items()},
-        }
-      )
+      for tracked in (False, True):
+        parts = {"decode": ms["decode"], "encode": stages[f"encode_{preset}"]["cpu_ms_per_frame"]}
+        if tracked:  # keyframe hints moved: the first pass over the clip comes first
+          parts["hint_track"] = ms["hint_track"]
+        per_frame = sum(parts.values())
+        records.append(
+          {
+            "bench": "host_projection",
+            **shape,
+            "cores": args.project_cores,
+            "preset": preset,
+            "hints_tracked": tracked,
+            "cpu_ms_per_frame": per_frame,
+            "fps": args.project_cores * 1000 / per_frame,
+            "limit": max(parts, key=parts.get),
+            "shares": {k: round(v / per_frame, 3) for k, v in parts.items()},
+          }
+        )
 
     encode = writer.EncodeOptions(preset=args.preset)
     chunk_seconds = args.chunk_seconds or comparison_chunk_seconds(args.seconds, workers)

@@ -218,17 +218,22 @@ def measure_rates(
   return {"decode": decode, "model": model, "encode": enc, "end_to_end": e2e}
 
 
+def scribble_keyframe(height: int, width: int) -> keyframes.Keyframe:
+  """A keyframe at frame 0: two strokes, red and blue, each a twentieth of the height thick."""
+  rgba = np.zeros((height, width, 4), np.uint8)
+  h, w, thick = height, width, max(1, height // 20)
+  rgba[h // 3 : h // 3 + thick, w // 4 : w // 2] = (200, 40, 40, 255)
+  rgba[2 * h // 3 : 2 * h // 3 + thick, w // 2 : 3 * w // 4] = (40, 60, 200, 255)
+  return keyframes.Keyframe(0, hint_files.from_rgba(rgba))
+
+
 def measure_hints(
   colorizer: colorizer_lib.Colorizer, clip: str, encode: writer.EncodeOptions, repeats: int
 ) -> dict[str, float]:
   """End-to-end frames/s with a keyframe's hints held fixed and tracked through the clip (a
   scribble of two strokes on frame 0), and the tracking first pass's milliseconds a frame."""
   info = probe.probe(clip)
-  rgba = np.zeros((info.height, info.width, 4), np.uint8)
-  h, w = info.height, info.width
-  rgba[h // 3 : h // 3 + max(1, h // 20), w // 4 : w // 2] = (200, 40, 40, 255)
-  rgba[2 * h // 3 : 2 * h // 3 + max(1, h // 20), w // 2 : 3 * w // 4] = (40, 60, 200, 255)
-  keys = [keyframes.Keyframe(0, hint_files.from_rgba(rgba))]
+  keys = [scribble_keyframe(info.height, info.width)]
   fps = {}
   for motion in ("fixed", "track"):
     run = lambda m=motion: time_end_to_end(
