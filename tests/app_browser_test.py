@@ -1,10 +1,13 @@
 """pix2pix-app in a real browser: Debian's headless Chromium driven by Selenium uploads a photo,
 puts a red point and a blue one (from the ab palette), paints a stroke, checks the result's hue
-near each, saves the hints and compares them with the clicks; closing the tab removes the
-session's files. Where chromium is missing the test skips, except under CI (.ci/run installs it).
+near each, saves the hints and compares them with the clicks; in the Clip tab it uploads a
+two-shot clip, sees its two shots, hints the second, previews it and colourises the clip; closing
+the tab removes the session's files. Where chromium is missing the test skips, except under CI
+(.ci/run installs it).
 
-The screenshot docs/app.md shows: PIX2PIX_APP_SCREENSHOT=docs/images/app.png
-PIX2PIX_APP_WORKDIR=runs/hints .venv/bin/python -m pytest tests/app_browser_test.py -k docs
+The screenshots docs/app.md shows (the Clip tab's beside it, as app_clip.png):
+PIX2PIX_APP_SCREENSHOT=docs/images/app.png PIX2PIX_APP_WORKDIR=runs/hints \
+  .venv/bin/python -m pytest tests/app_browser_test.py -k docs
 """
 
 import glob
@@ -26,6 +29,7 @@ pytest.importorskip("selenium", reason="the app extra is not installed (pip inst
 
 import io  # noqa: E402
 
+from app_clip_test import two_shot_clip  # noqa: E402
 from helpers import REPO, hint_generator_workdir, subprocess_env  # noqa: E402
 from PIL import Image  # noqa: E402
 from selenium import webdriver  # noqa: E402
@@ -36,6 +40,7 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 from pix2pix_jax import color  # noqa: E402
 from pix2pix_jax.app import palette  # noqa: E402
+from pix2pix_jax.colorize.video import sample_clip  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -99,12 +104,20 @@ class Page:
   def wait(self, condition, timeout=180):
     return WebDriverWait(self.d, timeout, poll_frequency=0.02).until(lambda _: condition())
 
-  def status(self) -> str:
-    found = self.d.find_elements(By.CSS_SELECTOR, "#p2p-status")
+  def status(self, selector="#p2p-status") -> str:
+    found = self.d.find_elements(By.CSS_SELECTOR, selector)
     return found[0].text if found else ""
 
-  def wait_status(self, text, timeout=180):
-    self.wait(lambda: text in self.status(), timeout)
+  def wait_status(self, text, timeout=180, selector="#p2p-status"):
+    self.wait(lambda: text in self.status(selector), timeout)
+
+  def open_tab(self, name):
+    self.d.find_element(By.XPATH, f"//button[@role='tab' and contains(., '{name}')]").click()
+
+  def upload(self, accepting, path):
+    """Sends `path` to the (visible tab's) file input whose accepted types include `accepting`."""
+    inputs = self.d.find_elements(By.CSS_SELECTOR, f"input[type=file][accept*='{accepting}']")
+    inputs[0].send_keys(str(path))
 
   def image(self, selector):
     return self.d.find_element(By.CSS_SELECTOR, f"{selector} img")
@@ -118,11 +131,11 @@ class Page:
       return response.read()
 
   def click_at(self, selector, x, y):
-    """Clicks pixel (x, y) of the image shown in `selector` (object-fit: contain)."""
+    """Clicks pixel (x, y) of the image shown in `selector` (object-fit: contain), once loaded."""
+    size = "return [arguments[0].naturalWidth, arguments[0].naturalHeight]"
+    self.wait(lambda: self.d.execute_script(size, self.image(selector))[0] > 0)
     img = self.image(selector)
-    natural = self.d.execute_script(
-      "return [arguments[0].naturalWidth, arguments[0].naturalHeight]", img
-    )
+    natural = self.d.execute_script(size, img)
     w, h = img.size["width"], img.size["height"]
     scale = min(w / natural[0], h / natural[1])
     dx = (x + 0.5 - natural[0] / 2) * scale
@@ -227,6 +240,7 @@ def _colour_in_the_browser(driver, url, gray, tmp_path):
     assert Image.open(shot).size[0] > 1000
     p50, p95 = np.percentile(times, [50, 95]) * 1000
     print(f"browser: click -> refreshed page, p50 {p50:.0f} ms, p95 {p95:.0f} ms")
+    _clip_in_the_browser(page, two_shot_clip(tmp_path / "pan.mkv"))
   finally:
     driver.save_screenshot(str(tmp_path / "last.png"))
     print("page at the end:", tmp_path / "last.png")
@@ -238,6 +252,44 @@ def _colour_in_the_browser(driver, url, gray, tmp_path):
   while os.listdir(roots[0]) and time.monotonic() < deadline:
     time.sleep(0.5)
   assert not os.listdir(roots[0])
+
+
+CLIP_STATUS = "#p2p-clip-status"
+
+
+def _clip_in_the_browser(page, clip):
+  """The Clip tab: the clip's two shots appear; the second's first frame takes a point; the
+  preview shows six frames; Colourise gives the video and its keyframe file."""
+  page.open_tab("Clip")
+  page.upload(".mkv", clip)
+  page.wait_status("shot 1 of 2", selector=CLIP_STATUS)
+  thumbs = page.d.find_elements(By.CSS_SELECTOR, "#p2p-shots img")
+  assert len(thumbs) == 2
+  thumbs[1].click()
+  page.wait_status("pan frame 12", selector=CLIP_STATUS)
+  page.click_at("#p2p-clip-canvas", 40, 30)
+  page.wait_status("keyframes with hints: 12", selector=CLIP_STATUS)
+  page.d.find_element(By.XPATH, "//button[contains(., 'Preview the shot')]").click()
+  page.wait(lambda: len(page.d.find_elements(By.CSS_SELECTOR, "#p2p-preview img")) == 6)
+  page.d.find_element(By.XPATH, "//button[contains(., 'Colourise the clip')]").click()
+  page.wait(lambda: page.d.find_elements(By.CSS_SELECTOR, "a[href*='keyframes.json']"))
+  link = page.d.find_element(By.CSS_SELECTOR, "a[href*='keyframes.json']")
+  listing = json.loads(page.fetch(link.get_attribute("href")))
+  assert listing == {"keyframes": [{"frame": 12, "scribble": "000012.png"}]}
+  assert page.d.find_elements(By.CSS_SELECTOR, "#p2p-video video")
+
+
+def _palette_points(page, ids, points):
+  """Puts points at (x, y) of the canvas of the elements with ids starting `ids`, each coloured
+  from the palette at (a, b) at its lightness."""
+  status = f"#{ids}status"
+  for i, ((x, y), (a, b)) in enumerate(points):
+    page.click_at(f"#{ids}canvas", x, y)
+    page.wait_status(f"{i + 1} hints", selector=status)
+    before = page.src(f"#{ids}result")
+    step = (palette.SIZE - 1) / (2 * palette.AB_RANGE)
+    page.click_at(f"#{ids}palette", (a + palette.AB_RANGE) * step, (palette.AB_RANGE - b) * step)
+    page.wait(lambda: page.src(f"#{ids}result") != before)  # noqa: B023
 
 
 def test_screenshot_for_the_docs(tmp_path):
@@ -257,19 +309,28 @@ def test_screenshot_for_the_docs(tmp_path):
     sample = os.path.join(REPO, "pix2pix_jax", "data", "samples", "eval", "skimage_chelsea.jpg")
     driver.find_elements(By.CSS_SELECTOR, "input[type=file]")[0].send_keys(sample)
     page.wait_status("0 hints")
-    # (x, y) on the photo, then the colour's (a, b) picked from the palette at its lightness.
-    for i, ((x, y), (a, b)) in enumerate(
-      [((150, 120), (25, 45)), ((380, 60), (-5, -30)), ((220, 250), (20, 35))]
-    ):
-      page.click_at("#p2p-canvas", x, y)
-      page.wait_status(f"{i + 1} hints")
-      before = page.src("#p2p-result")
-      step = (palette.SIZE - 1) / (2 * palette.AB_RANGE)
-      page.click_at("#p2p-palette", (a + palette.AB_RANGE) * step, (palette.AB_RANGE - b) * step)
-      page.wait(lambda: page.src("#p2p-result") != before)  # noqa: B023
+    _palette_points(
+      page, "p2p-", [((150, 120), (25, 45)), ((380, 60), (-5, -30)), ((220, 250), (20, 35))]
+    )
     time.sleep(1)
     driver.save_screenshot(str(tmp_path / "app.png"))
     shutil.copy(tmp_path / "app.png", target)
+    # The Clip tab: a sample clip (three photos panned, cut), its second shot hinted, previewed.
+    clip = sample_clip.make_sample_clip(str(tmp_path / "sample.mp4"), seconds=3, audio=False)
+    page.open_tab("Clip")
+    page.upload(".mp4", clip)
+    page.wait_status("shot 1 of 3", selector=CLIP_STATUS)
+    driver.find_elements(By.CSS_SELECTOR, "#p2p-shots img")[1].click()
+    page.wait_status("shot 2 of 3", selector=CLIP_STATUS)
+    _palette_points(page, "p2p-clip-", [((120, 60), (-5, -30)), ((200, 200), (-20, 25))])
+    driver.find_element(By.XPATH, "//button[contains(., 'Preview the shot')]").click()
+    page.wait(lambda: len(driver.find_elements(By.CSS_SELECTOR, "#p2p-preview img")) == 6)
+    time.sleep(1)
+    driver.execute_script("window.scrollTo(0, 0)")
+    driver.set_window_size(1400, 1300)
+    time.sleep(1)
+    driver.save_screenshot(str(tmp_path / "app_clip.png"))
+    shutil.copy(tmp_path / "app_clip.png", os.path.join(os.path.dirname(target), "app_clip.png"))
   finally:
     if driver is not None:
       driver.quit()

@@ -1,6 +1,7 @@
 """pix2pix-app served in its own process, driven through its API (gradio_client): edits and
-saved files, sessions that never see each other's hints, bad uploads answered with a message
-while the server keeps serving, and 20 requests at once all answered (p95 printed)."""
+saved files, sessions that never see each other's hints, bad uploads (photos and clips) answered
+with a message while the server keeps serving, and 20 requests at once all answered (p95
+printed)."""
 
 import concurrent.futures
 import json
@@ -16,6 +17,7 @@ import pytest
 
 pytest.importorskip("gradio", reason="the app extra is not installed (pip install -e '.[app]')")
 
+from app_clip_test import two_shot_clip  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
 from helpers import REPO, hint_generator_workdir, subprocess_env  # noqa: E402
 from PIL import Image  # noqa: E402
@@ -149,3 +151,20 @@ def test_twenty_requests_at_once_are_all_answered(server, photo):
   seconds = np.array([s for s, _ in answers])
   p50, p95 = np.percentile(seconds, [50, 95]) * 1000
   print(f"20 concurrent edits through gradio_client: p50 {p50:.0f} ms, p95 {p95:.0f} ms")
+
+
+def test_clips_through_the_api_and_bad_ones_are_messages(server, tmp_path):
+  url, _ = server
+  client = Client(url, verbose=False)
+  clip = two_shot_clip(tmp_path / "pan.mkv")
+  for name, content, message in [
+    ("notes.mp4", b"not a video", "notes.mp4: not a readable media file"),
+    ("cut.mkv", open(clip, "rb").read()[:300], "cut.mkv: not a readable media file"),
+  ]:
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(Exception) as info:
+      client.predict(handle_file(str(tmp_path / name)), "Result", api_name="/clip_upload")
+    assert message in str(info.value), str(info.value)
+  outputs = client.predict(handle_file(clip), "Result", api_name="/clip_upload")
+  status, shots = outputs[7], outputs[8]
+  assert "pan frame 0" in status and "24 frames, shot 1 of 2" in status and len(shots) == 2

@@ -24,9 +24,9 @@ def pick_frames(
   every: float | None = None,
   cut_threshold: float = temporal.DEFAULT_CUT_THRESHOLD,
   progress: bool = True,
-) -> list[tuple[int, np.ndarray]]:
-  """[(frame index, its gray uint8 [H, W, 3])] of each shot's first frame, and of every
-  `every` seconds within a shot."""
+) -> tuple[list[tuple[int, np.ndarray]], int]:
+  """([(frame index, its gray uint8 [H, W, 3])] of each shot's first frame, and of every
+  `every` seconds within a shot; the clip's frame count)."""
   info = probe.probe(src)
   backend, reader = source.choose_backend(src, info)
   batches = source.iter_chunks(src, 16, reader=reader, backend=backend, info=info)
@@ -46,7 +46,7 @@ def pick_frames(
       bar.update(len(frames))
   if not picked:
     raise files.MediaError(f"{src}: video has no frames")
-  return picked
+  return picked, t
 
 
 def write(folder: str, picked: list[tuple[int, np.ndarray]]) -> None:
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     raise files.MediaError(f"{args.clip}: no such file")
   if os.path.isdir(args.output) and os.listdir(args.output):
     raise files.MediaError(f"{args.output}: folder exists and is not empty")
-  picked = pick_frames(
+  picked, _ = pick_frames(
     args.clip, every=args.every, cut_threshold=args.cut_threshold, progress=not args.quiet
   )
   write(args.output, picked)
