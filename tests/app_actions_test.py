@@ -31,7 +31,7 @@ def workdir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def engine(workdir):
   colorizer = colorizer_lib.Colorizer.from_workdir(workdir, batch_size=1)
-  return engine_lib.Engine(colorizer, model_flags=("--workdir", workdir))
+  return engine_lib.Engine(colorizer, model_flags=("--workdir", workdir, "--batch-size", "1"))
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +49,9 @@ def _ab(rgb, x, y, r=3):
 
 
 def _colorize(workdir, *argv):
-  """pix2pix-colorize with its default batch size, in a new process (one CPU device)."""
+  """pix2pix-colorize as the page's command runs it (one image a call), in a new process."""
   cmd = [sys.executable, "-m", "pix2pix_jax.colorize.main", "--workdir", workdir, "--quiet"]
+  cmd += ["--batch-size", "1"]
   proc = start_process([*cmd, *map(str, argv)])
   out, err = proc.communicate(timeout=300)
   assert proc.returncode == 0, err
@@ -148,7 +149,7 @@ def test_bad_photos_are_one_line_messages_naming_the_file(engine, tmp_path):
 def test_a_model_without_hints_gives_automatic_colours_with_the_controls(photo, tmp_path):
   workdir = tiny_generator_workdir(tmp_path / "plain")
   colorizer = colorizer_lib.Colorizer.from_workdir(workdir, batch_size=1)
-  engine = engine_lib.Engine(colorizer, model_flags=("--workdir", workdir))
+  engine = engine_lib.Engine(colorizer, model_flags=("--workdir", workdir, "--batch-size", "1"))
   assert not engine.takes_hints and "trained without colour hints" in engine.hints_off_reason
   s = actions.open_photo(engine, session.Session(), photo)
   with pytest.raises(hints.HintsError, match="trained without colour hints"):

@@ -60,7 +60,7 @@ def workdir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def engine(workdir):
   colorizer = colorizer_lib.Colorizer.from_workdir(workdir, batch_size=1)
-  return engine_lib.Engine(colorizer, model_flags=("--workdir", workdir))
+  return engine_lib.Engine(colorizer, model_flags=("--workdir", workdir, "--batch-size", "1"))
 
 
 def _a(rgb, x, y, r=3):
@@ -135,7 +135,7 @@ def test_colourise_is_what_the_command_makes_of_the_keyframe_file(engine, workdi
   assert command.endswith("pan.mkv --hints keyframes.json -o pan_color.mp4")
   out = tmp_path / "cli.mp4"
   cmd = [sys.executable, "-m", "pix2pix_jax.colorize.main", "--workdir", workdir, "--quiet"]
-  proc = start_process([*cmd, clip, "--hints", paths[1], "-o", str(out)])
+  proc = start_process([*cmd, "--batch-size", "1", clip, "--hints", paths[1], "-o", str(out)])
   _, err = proc.communicate(timeout=300)
   assert proc.returncode == 0, err
   ours, theirs = decode(dst), decode(str(out))
@@ -147,7 +147,7 @@ def test_colourise_is_what_the_command_makes_of_the_keyframe_file(engine, workdi
 def test_a_model_without_hints_colourises_the_clip(clip, tmp_path):
   workdir = tiny_generator_workdir(tmp_path / "plain")
   colorizer = colorizer_lib.Colorizer.from_workdir(workdir, batch_size=1)
-  engine = engine_lib.Engine(colorizer, model_flags=("--workdir", workdir))
+  engine = engine_lib.Engine(colorizer, model_flags=("--workdir", workdir, "--batch-size", "1"))
   s = clip_actions.open_clip(engine, ClipState(), clip)
   with pytest.raises(hints.HintsError, match="trained without colour hints"):
     actions.click(engine, clip_actions.current(s), 10, 10, (W, H))

@@ -60,7 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     colorizer = colorizer_lib.Colorizer.from_workdir(
       args.workdir, step=args.step, render_size=args.render_size, batch_size=1
     )
-    flags = ("--workdir", args.workdir)
+    # The page colourises one image at a time; the command it prints must use the same batch
+    # size for the same result to the bit (XLA's batch-8 program can differ by a level).
+    flags = ("--workdir", args.workdir, "--batch-size", "1")
     if args.step is not None:
       flags += ("--step", str(args.step))
   if args.render_size is not None:
