@@ -35,7 +35,7 @@ from pix2pix_jax import (
   xla_flags,
 )
 from pix2pix_jax.colorize import colorizer as colorizer_lib
-from pix2pix_jax.evaluate import common, evaluator
+from pix2pix_jax.evaluate import common, evaluator, hint_policy
 from pix2pix_jax.evaluate import video as video_eval
 from pix2pix_jax.hints import device as hint_ops
 
@@ -58,6 +58,7 @@ class EvalResult:
   thumbnails: list[dict[str, bytes]]  # JPEGs of "input", "model", "target", first images only
   mean_ab: tuple[float, float]  # the chroma of the mean-chroma baseline (eval-set mean)
   info: dict[str, Any]  # workdir, step, data, crop size, ...
+  curve: hint_policy.HintCurve | None = None  # --hint-policy error
 
 
 def data_overrides(data: str, config: ml_collections.ConfigDict) -> tuple[str, dict[str, Any]]:
@@ -124,6 +125,7 @@ def evaluate_workdir(
   num_hints: int | None = None,
   hint_patch: int = 1,
   hint_seed: int = 0,
+  hint_policy_name: str = "random",
 ) -> EvalResult:
   """Per-image metrics of the workdir's generator (latest checkpoint, or `step`) and of the
   baselines on `data`, resized to the model's training crop size as in training's evaluation.
@@ -131,6 +133,8 @@ def evaluate_workdir(
   show_progress: a progress bar over the images (a summary line where stderr is not a terminal).
   num_hints: also colourise with this many hints sampled from each ground truth (a hint model
   only), beside the nearest-hint and luminance fills (`_predictors`).
+  hint_policy_name: "error" also runs the simulated user (`hint_policy`): CIEDE2000 after 0..N
+  points placed where the result is most wrong, beside the first k of the N random points.
   """
   if not os.path.isdir(workdir):
     raise EvaluationError(f"{workdir}: workdir does not exist")
@@ -142,7 +146,8 @@ def evaluate_workdir(
   mesh = parallel.make_mesh()
   variables = jax.device_put(variables, parallel.replicated(mesh))
   mean_ab, count = mean_chroma(config, mesh, data)
-  predict = predict_fn(models.make_generator(config), config.color_space, mean_ab, mesh, hint)
+  generator = models.make_generator(config)
+  predict = predict_fn(generator, config.color_space, mean_ab, mesh, hint)
   bar = progress.Progress(
     f"evaluate {data}", count, unit="images", enabled=show_progress and jax.process_index() == 0
   )
@@ -164,7 +169,21 @@ def evaluate_workdir(
   }
   if hint is not None:
     info.update(hints=hint.count, hint_patch=hint.patch, hint_seed=hint.seed)
-  return EvalResult(values, image_labels(config, count), thumbnails, tuple(mean_ab), info)
+  curve = None
+  if hint is not None and hint_policy_name == "error":
+    user = hint_policy.SimulatedUser(generator, config.color_space, mesh)
+    bar = progress.Progress(f"simulated user {data}", count, unit="images", enabled=show_progress)
+    with bar:
+      curve = user.curve(
+        variables,
+        _eval_batches(config),
+        count=hint.count,
+        patch=hint.patch,
+        seed=hint.seed,
+        bar=bar,
+      )
+    info.update(hint_policy="error", error_points_reach_random_at=curve.reached())
+  return EvalResult(values, image_labels(config, count), thumbnails, tuple(mean_ab), info, curve)
 
 
 def _check_hints(workdir: str, config: ml_collections.ConfigDict, hint: HintSampling) -> None:
@@ -328,6 +347,11 @@ def write_outputs(result: EvalResult, output_dir: str) -> dict[str, str]:
     "csv": per_image_csv(result),
     "gallery": html,
   }
+  if result.curve is not None:
+    paths["curve"] = os.path.join(output_dir, "hint_curve.csv")
+    paths["curve_plot"] = os.path.join(output_dir, "hint_curve.png")
+    contents["curve"] = hint_policy.curve_csv(result.curve)
+    contents["curve_plot"] = hint_policy.curve_png(result.curve)
   for name, path in paths.items():
     try:
       files.write_atomic(path, contents[name])
@@ -350,8 +374,7 @@ def format_summary(summary: dict[str, Any]) -> str:
   return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-  """`pix2pix-evaluate`: metrics.json, per_image.csv and gallery.html for a workdir on data."""
+def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
     prog="pix2pix-evaluate",
     description="Evaluate a trained workdir against gray and mean-chroma baselines.",
@@ -384,6 +407,14 @@ def main(argv: list[str] | None = None) -> int:
   )
   parser.add_argument("--hint-seed", type=int, default=0, help="seed of the sampled hints")
   parser.add_argument(
+    "--hint-policy",
+    choices=hint_policy.POLICIES,
+    default="random",
+    help="with --hints N: 'error' also simulates a user who puts each next point where the "
+    "result is most wrong and writes CIEDE2000 after 1..N points beside random ones "
+    "(hint_curve.csv, hint_curve.png)",
+  )
+  parser.add_argument(
     "--keyframe-every",
     type=int,
     default=None,
@@ -398,10 +429,21 @@ def main(argv: list[str] | None = None) -> int:
   )
   progress.add_quiet_flag(parser)
   cli.add_verbose_flag(parser)
+  return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+  """`pix2pix-evaluate`: metrics.json, per_image.csv and gallery.html for a workdir on data
+  (with --video: the clip evaluation's files)."""
+  parser = build_parser()
   args = parser.parse_args(argv)
   cli.configure(verbose=args.verbose)
   if args.video:
     return _evaluate_video(parser, args)
+  if args.hint_policy == "error" and (args.hints is None or args.hints < 1):
+    parser.error("--hint-policy error needs --hints N (N >= 1)")
+  if args.hint_policy == "error" and jax.process_count() > 1:
+    parser.error("--hint-policy error runs in one process")
   result = evaluate_workdir(
     args.workdir,
     args.data,
@@ -413,11 +455,14 @@ def main(argv: list[str] | None = None) -> int:
     num_hints=args.hints,
     hint_patch=args.hint_patch,
     hint_seed=args.hint_seed,
+    hint_policy_name=args.hint_policy,
   )
   name = result.info["data_name"] + ("" if args.hints is None else f"_hints{args.hints}")
   output = args.output or os.path.join(args.workdir, "eval", name)
   paths = write_outputs(result, output)
   print(format_summary(summary_json(result)))
+  if result.curve is not None:
+    print(hint_policy.format_curve(result.curve))
   for path in paths.values():
     print(f"wrote {path}")
   return 0
@@ -426,6 +471,8 @@ def main(argv: list[str] | None = None) -> int:
 def _evaluate_video(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
   if args.hints is None or args.hints < 1:
     parser.error("--video needs --hints N (N >= 1)")
+  if args.hint_policy != "random":
+    parser.error("--hint-policy error is for --data, not --video")
   if args.keyframe_every is not None and args.keyframe_every < 1:
     parser.error("--keyframe-every must be >= 1")
   settings = video_eval.Settings(

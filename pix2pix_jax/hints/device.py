@@ -101,6 +101,22 @@ def simulate(
   return hint_ab, mask
 
 
+def sample_places(
+  keys: jax.Array, height: int, width: int, num_points: int
+) -> tuple[jax.Array, jax.Array]:
+  """`sample_points`' places: (y, x), each int [B, num_points], uniform over a height x width
+  image, from each image's own key."""
+
+  def draw(key):
+    k_y, k_x = jax.random.split(key)
+    return (
+      jax.random.randint(k_y, (num_points,), 0, height),
+      jax.random.randint(k_x, (num_points,), 0, width),
+    )
+
+  return jax.vmap(draw)(keys)
+
+
 def sample_points(
   keys: jax.Array, ab: jax.Array, num_points: int, patch: int = 1
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -113,15 +129,7 @@ def sample_points(
   if patch < 1 or patch % 2 == 0:
     raise ValueError(f"hint patch must be a positive odd number of pixels, got {patch}")
   b, h, w = ab.shape[0], ab.shape[-3], ab.shape[-2]
-
-  def draw(key):
-    k_y, k_x = jax.random.split(key)
-    return (
-      jax.random.randint(k_y, (num_points,), 0, h),
-      jax.random.randint(k_x, (num_points,), 0, w),
-    )
-
-  y, x = jax.vmap(draw)(keys)
+  y, x = sample_places(keys, h, w, num_points)
   half = jnp.full((b, num_points), patch // 2)
   hint_ab, mask, means = _reveal(ab, y, x, half, jnp.ones((b, num_points), bool))
   return hint_ab, mask, nearest_fill(means, jnp.stack([y, x], -1), h, w)
