@@ -11,7 +11,13 @@ import pytest
 
 pytest.importorskip("gradio", reason="the app extra is not installed (pip install -e '.[app]')")
 
-from helpers import hint_generator_workdir, start_process, tiny_generator_workdir  # noqa: E402
+from helpers import (  # noqa: E402
+  app_engine,
+  gradient_photo,
+  hint_generator_workdir,
+  start_process,
+  tiny_generator_workdir,
+)
 from PIL import Image  # noqa: E402
 
 from pix2pix_jax import color, errors, hints  # noqa: E402
@@ -30,17 +36,12 @@ def workdir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def engine(workdir):
-  colorizer = colorizer_lib.Colorizer.from_workdir(workdir, batch_size=1)
-  return engine_lib.Engine(colorizer, model_flags=("--workdir", workdir, "--batch-size", "1"))
+  return app_engine(workdir)
 
 
 @pytest.fixture(scope="module")
 def photo(tmp_path_factory):
-  yy, xx = np.mgrid[0:H, 0:W]
-  gray = (70 + 0.6 * xx + 0.2 * yy).clip(0, 255).astype(np.uint8)
-  path = tmp_path_factory.mktemp("photo") / "photo.png"
-  Image.fromarray(gray).save(path)
-  return str(path)
+  return gradient_photo(tmp_path_factory.mktemp("photo"), W, H)
 
 
 def _ab(rgb, x, y, r=3):

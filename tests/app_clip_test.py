@@ -15,6 +15,7 @@ pytest.importorskip("gradio", reason="the app extra is not installed (pip instal
 
 import cv2  # noqa: E402
 from helpers import (  # noqa: E402
+  app_engine,
   decode,
   hint_generator_workdir,
   start_process,
@@ -59,8 +60,7 @@ def workdir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def engine(workdir):
-  colorizer = colorizer_lib.Colorizer.from_workdir(workdir, batch_size=1)
-  return engine_lib.Engine(colorizer, model_flags=("--workdir", workdir, "--batch-size", "1"))
+  return app_engine(workdir)
 
 
 def _a(rgb, x, y, r=3):

@@ -19,7 +19,7 @@ pytest.importorskip("gradio", reason="the app extra is not installed (pip instal
 
 from app_clip_test import two_shot_clip  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
-from helpers import REPO, hint_generator_workdir, subprocess_env  # noqa: E402
+from helpers import REPO, gradient_photo, hint_generator_workdir, subprocess_env  # noqa: E402
 from PIL import Image  # noqa: E402
 
 pytestmark = pytest.mark.integration
@@ -68,11 +68,7 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def photo(tmp_path_factory):
-  yy, xx = np.mgrid[0:H, 0:W]
-  gray = (70 + 0.6 * xx + 0.2 * yy).clip(0, 255).astype(np.uint8)
-  path = tmp_path_factory.mktemp("photo") / "photo.png"
-  Image.fromarray(gray).save(path)
-  return str(path)
+  return gradient_photo(tmp_path_factory.mktemp("photo"), W, H)
 
 
 def click(client, x, y):

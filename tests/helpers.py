@@ -205,6 +205,27 @@ def fill_generator_workdir(path):
   return str(path)
 
 
+def app_engine(workdir):
+  """The page's Engine over a workdir's generator, one image a call as pix2pix-app runs it."""
+  from pix2pix_jax.app import engine as engine_lib
+  from pix2pix_jax.colorize import colorizer as colorizer_lib
+
+  colorizer = colorizer_lib.Colorizer.from_workdir(workdir, batch_size=1)
+  return engine_lib.Engine(colorizer, model_flags=("--workdir", workdir, "--batch-size", "1"))
+
+
+def gradient_photo(folder, width, height):
+  """A gray PNG of a smooth gradient at folder/photo.png; returns its path."""
+  import numpy as np
+  from PIL import Image
+
+  yy, xx = np.mgrid[0:height, 0:width]
+  gray = (70 + 0.6 * xx + 0.2 * yy).clip(0, 255).astype(np.uint8)
+  path = os.path.join(folder, "photo.png")
+  Image.fromarray(gray).save(path)
+  return str(path)
+
+
 def write_photo_folder(root, n=16, size=(40, 40)):
   """`n` random RGB PNGs in `root` (created)."""
   import numpy as np
