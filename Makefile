@@ -44,11 +44,11 @@ $(HINTS_WORKDIR)/.trained: | install
 	touch $@
 
 test: install lint
-	$(BIN)/python -m pytest -n 3 --dist loadgroup --durations=25
+	$(BIN)/python -m pytest -n 3 --durations=25
 
 # The edit loop's tier: every module's logic, without the slow and process-starting tests.
 test-quick: install lint
-	$(BIN)/python -m pytest -n 3 --dist loadgroup -m "not slow and not integration" --durations=15
+	$(BIN)/python -m pytest -n 3 -m "not slow and not integration" --durations=15
 
 lint: install
 	$(BIN)/ruff check pix2pix_jax configs experiments tests

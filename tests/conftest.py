@@ -40,18 +40,3 @@ def colorizer():
   another define their own."""
   return make_colorizer(tiny_config(), batch_size=4)
 
-
-# Module fixtures that train or install for a minute: the tests that use one run on one
-# pytest-xdist worker (`--dist loadgroup`), so that it is built once, not once per worker.
-_COSTLY_FIXTURES = ("runs", "straight_run", "installed", "trained", "two_checkpoints")
-
-
-def pytest_collection_modifyitems(config, items):
-  for item in items:
-    used = [name for name in _COSTLY_FIXTURES if name in getattr(item, "fixturenames", ())]
-    if used:
-      item.add_marker(pytest.mark.xdist_group(f"{item.module.__name__}.{used[0]}"))
-  # The long tests first, so that none of them starts last and holds up the end of the run.
-  items.sort(
-    key=lambda item: not (item.get_closest_marker("slow") or item.get_closest_marker("integration"))
-  )
