@@ -39,4 +39,3 @@ def colorizer():
   """A Colorizer of a random tiny generator, batches of 4 (the video tests'); files that need
   another define their own."""
   return make_colorizer(tiny_config(), batch_size=4)
-
