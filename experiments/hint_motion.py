@@ -34,7 +34,7 @@ def make_clip(path: str, zoompan: str) -> str:
 
 def fill_errors(clip: str, seeds: int) -> dict[str, float]:
   truth, _ = video_eval.read_clip(clip)
-  gray = video_eval.to_gray(truth)
+  gray = track_lib.model_gray(truth)
   luma = track_lib.small_luma(gray)
   cuts = np.r_[True, np.zeros(len(luma) - 1, bool)]
   out: dict[str, list[float]] = {"fixed": [], "track": []}

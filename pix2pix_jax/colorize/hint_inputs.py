@@ -2,11 +2,9 @@
 folder holding a hint file per input, found by the input's name (README.md, "Colour hints")."""
 
 import os
-import re
 
 from pix2pix_jax.colorize.jobs import Job
-
-_FRAME_NAME = re.compile(r"[0-9]+")
+from pix2pix_jax.hints import keyframes
 
 
 def _stem(path: str) -> str:
@@ -29,7 +27,7 @@ def per_input(folder: str, jobs: list[Job]) -> bool:
   entries = _entries(folder)
   if any(_stem(job.src) in entries for job in jobs):
     return True
-  return not any(_FRAME_NAME.fullmatch(stem) for stem in entries)
+  return not any(keyframes.FRAME_NAME.fullmatch(stem) for stem in entries)
 
 
 def assign(jobs: list[Job], hints: str | None, every: list[Job] | None = None) -> int:

@@ -30,8 +30,7 @@ def pick_frames(
   info = probe.probe(src)
   backend, reader = source.choose_backend(src, info)
   batches = source.iter_chunks(src, 16, reader=reader, backend=backend, info=info)
-  fps = float(source.average_fps(reader)) if reader is not None else info.fps
-  step = max(1, round(every * (fps or 25.0))) if every else None
+  step = max(1, round(every * float(source.frame_rate(info, reader)))) if every else None
   is_cut, picked, shot_start, t = hint_track.CutDetector(cut_threshold), [], 0, 0
   total = len(reader) if reader is not None else None
   with progress_lib.Progress(os.path.basename(src), total, unit="frames", enabled=progress) as bar:
@@ -40,8 +39,7 @@ def pick_frames(
         if is_cut(small):
           shot_start = t
         if t == shot_start or (step and (t - shot_start) % step == 0):
-          gray = np.rint(frame.astype(np.float32) @ np.array([0.3, 0.59, 0.11], np.float32))
-          picked.append((t, np.repeat(gray.clip(0, 255).astype(np.uint8)[..., None], 3, -1)))
+          picked.append((t, track_lib.model_gray(frame)))
         t += 1
       bar.update(len(frames))
   if not picked:

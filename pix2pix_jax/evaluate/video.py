@@ -27,7 +27,6 @@ from pix2pix_jax.hints import track as track_lib
 MODES = ("fixed", "track", "oracle")
 METHODS = ("model", "nearest_hint")
 _LOSSLESS = writer.EncodeOptions(codec="ffv1", pix_fmt="gbrp")
-_GRAY = np.array([0.3, 0.59, 0.11], np.float32)  # the model's gray (color.rgb_to_gray)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,20 +43,11 @@ def read_clip(path: str) -> tuple[np.ndarray, fractions.Fraction]:
   """All frames of `path` (uint8 [T, H, W, 3]) and its frame rate."""
   info = probe.probe(path)
   backend, reader = source.choose_backend(path, info)
-  if reader is not None:
-    fps = source.average_fps(reader)
-  else:
-    fps = fractions.Fraction(info.fps or 25.0).limit_denominator(1001)
+  fps = source.frame_rate(info, reader)
   frames = list(source.iter_chunks(path, 16, reader=reader, backend=backend, info=info))
   if not frames:
     raise files.MediaError(f"{path}: video has no frames")
   return np.concatenate(frames), fps
-
-
-def to_gray(frames: np.ndarray) -> np.ndarray:
-  """The model's gray of uint8 RGB frames, as 3 equal channels."""
-  gray = np.clip(np.rint(frames.astype(np.float32) @ _GRAY), 0, 255).astype(np.uint8)
-  return np.repeat(gray[..., None], 3, axis=-1)
 
 
 def shots(gray: np.ndarray, cut_threshold: float) -> list[tuple[int, int]]:
@@ -122,7 +112,7 @@ def evaluate_clip(
 ) -> tuple[list[dict], list[dict]]:
   """(per-frame rows, per-clip rows) of one clip for every mode and method."""
   truth, fps = read_clip(path)
-  gray = to_gray(truth)
+  gray = track_lib.model_gray(truth)
   name = os.path.basename(path)
   gray_path = os.path.join(tmp, "gray.mkv")
   encoder = writer.FrameWriter(gray_path, gray.shape[2], gray.shape[1], fps, _LOSSLESS)

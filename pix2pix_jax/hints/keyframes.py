@@ -23,7 +23,7 @@ _SOURCES = ("points", "scribble", "colour", "painted")
 # pix2pix-keyframes writes it is gray: chroma 0).
 PAINTED_MIN_CHROMA = 4.0
 _KEYS = ("frame", "time") + _SOURCES
-_FRAME_NAME = re.compile(r"[0-9]+")
+FRAME_NAME = re.compile(r"[0-9]+")  # a hint file's stem in a keyframe folder: a frame index
 
 
 class Keyframe(NamedTuple):
@@ -226,7 +226,7 @@ def _folder(path: str, clip: _Clip) -> list[Keyframe]:
   by_frame: dict[int, str] = {}
   for name in names:
     stem = os.path.splitext(name)[0]
-    if not _FRAME_NAME.fullmatch(stem):
+    if not FRAME_NAME.fullmatch(stem):
       raise HintsError(f"{path}: {name} is not named by a frame index (e.g. 000120.png)")
     frame = int(stem)
     if frame >= clip.frames:

@@ -64,6 +64,12 @@ def farneback_flow() -> Flow:
   return lambda a, b: cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 3, 15, 3, 5, 1.2, 0)
 
 
+def model_gray(frames: np.ndarray) -> np.ndarray:
+  """uint8 RGB [..., 3] -> the model's gray of each pixel, uint8, as 3 equal channels."""
+  gray = np.clip(np.rint(frames.astype(np.float32) @ _GRAY), 0, 255).astype(np.uint8)
+  return np.repeat(gray[..., None], 3, axis=-1)
+
+
 def reduced_size(height: int, width: int, max_side: int = DEFAULT_MAX_SIDE) -> tuple[int, int]:
   """(h, w) of a height x width frame with its longest side at most `max_side`."""
   scale = min(1.0, max_side / max(height, width))

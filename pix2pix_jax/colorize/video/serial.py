@@ -80,10 +80,10 @@ def _open(
   backend, reader = "ffmpeg", None
   if window is None:
     backend, reader = source.choose_backend(src, info, threads=settings.threads)
+  fps = source.frame_rate(info, reader)
   if reader is not None:
-    total, fps = len(reader), source.average_fps(reader)
+    total = len(reader)
   else:
-    fps = fractions.Fraction(info.fps or 25.0).limit_denominator(1001)
     seconds = info.duration or 0.0
     if window is not None:
       seconds = min(window[1], seconds - window[0]) if info.duration else 0.0

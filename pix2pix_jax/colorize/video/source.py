@@ -85,6 +85,14 @@ def average_fps(reader: "decord.VideoReader") -> fractions.Fraction:
   return fractions.Fraction(fps).limit_denominator(1001)
 
 
+def frame_rate(info: probe.VideoInfo, reader: "decord.VideoReader | None") -> fractions.Fraction:
+  """The clip's frame rate: decord's average where it reads the clip, else the stream's
+  nominal rate (25 where ffmpeg prints none)."""
+  if reader is not None:
+    return average_fps(reader)
+  return fractions.Fraction(info.fps or 25.0).limit_denominator(1001)
+
+
 def is_variable_rate(reader: "decord.VideoReader") -> bool:
   starts = reader.get_frame_timestamp(range(len(reader)))[:, 0]
   if len(starts) < 3:
