@@ -44,7 +44,7 @@ $(HINTS_WORKDIR)/.trained: | install
 	touch $@
 
 test: install lint
-	$(BIN)/python -m pytest -n 3 --durations=25
+	$(BIN)/python -m pytest -n 3 --dist loadfile --no-loadscope-reorder --durations=25
 
 # The edit loop's tier: every module's logic, without the slow and process-starting tests.
 test-quick: install lint

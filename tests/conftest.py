@@ -39,3 +39,35 @@ def colorizer():
   """A Colorizer of a random tiny generator, batches of 4 (the video tests'); files that need
   another define their own."""
   return make_colorizer(tiny_config(), batch_size=4)
+
+
+# `make test` sends whole files to the workers (`--dist loadfile`: a file's module fixtures are
+# built once), the costliest first so that no long file starts last. Seconds per file, measured
+# on 2 cores with 3 workers (docs/performance.md); files not listed follow in collection order.
+FILE_SECONDS = {
+  "reliability_test.py": 320,
+  "slurm_test.py": 260,
+  "train_test.py": 200,
+  "distributed_test.py": 140,
+  "hints_test.py": 140,
+  "models_test.py": 125,
+  "accelerator_test.py": 110,
+  "chunked_test.py": 105,
+  "install_test.py": 105,
+  "train_cli_test.py": 100,
+  "learning_test.py": 90,
+  "benchmark_test.py": 85,
+  "package_test.py": 80,
+  "hints_evaluate_test.py": 75,
+  "video_test.py": 75,
+  "sweep_test.py": 70,
+  "accelerator_report_test.py": 60,
+  "workdir_lock_test.py": 55,
+  "checkpoint_test.py": 50,
+  "evaluate_test.py": 50,
+  "hint_policy_test.py": 45,
+}
+
+
+def pytest_collection_modifyitems(items):
+  items.sort(key=lambda item: -FILE_SECONDS.get(item.path.name, 0))

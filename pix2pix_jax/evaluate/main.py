@@ -27,7 +27,6 @@ from pix2pix_jax import (
   files,
   hints,
   images,
-  input_pipeline,
   metrics,
   models,
   parallel,
@@ -90,6 +89,8 @@ def image_labels(config: ml_collections.ConfigDict, count: int) -> list[str]:
   """What each evaluated image is called in the CSV and gallery, in iteration order."""
   if config.data.source == "tfds":
     return [f"{config.data.eval_split}[{i}]" for i in range(count)]
+  from pix2pix_jax import input_pipeline  # TensorFlow: after cli.configure
+
   folder = images.SAMPLES_DIR if config.data.source == "samples" else config.data.folder
   listing = input_pipeline.list_images(folder, "eval", float(config.data.eval_fraction))
   return [os.path.relpath(p, listing.folder) for p in listing.files[:count]]
@@ -210,6 +211,8 @@ def _eval_config(
 
 def _eval_batches(config: ml_collections.ConfigDict):
   """The eval split's padded batches; bad data is an EvaluationError."""
+  from pix2pix_jax import input_pipeline  # TensorFlow: after cli.configure
+
   try:
     yield from input_pipeline.create_eval_iterator(config)
   except ValueError as e:

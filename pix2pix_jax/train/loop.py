@@ -96,13 +96,16 @@ def format_progress(
   )
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train_step.TrainState:
-  """Trains (resuming from `workdir` if it holds a checkpoint), logs, samples, evaluates."""
+def train_and_evaluate(
+  config: ml_collections.ConfigDict, workdir: str, *, workdir_held: bool = False
+) -> train_step.TrainState:
+  """Trains (resuming from `workdir` if it holds a checkpoint), logs, samples, evaluates.
+  `workdir_held`: the caller holds `workdir_lock.hold(workdir)` already (pix2pix-train)."""
   config_lib.validate(config)
   parallel.local_batch_size(config.batch_size)  # fails early on an indivisible batch
   try:
     # One run per workdir: a second one refuses at once, naming the owner.
-    with workdir_lock.hold(workdir):
+    with contextlib.nullcontext() if workdir_held else workdir_lock.hold(workdir):
       return _train_and_evaluate(config, workdir)
   except OSError as e:
     if isinstance(e, errors.UserError):

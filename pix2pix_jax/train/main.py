@@ -11,6 +11,7 @@ from absl import logging as absl_logging
 from ml_collections import config_flags
 
 from pix2pix_jax import cli, config_lib, distributed, errors
+from pix2pix_jax.train import workdir_lock
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Training config file.", lock_config=True)
@@ -52,12 +53,14 @@ def main(argv):
   if FLAGS["verbosity"].present:  # -v N / --verbosity=N: absl's (and orbax's) log lines too
     absl_logging.set_verbosity(FLAGS.verbosity)
   distributed.initialize_from_flags()
-  # Imported after jax.distributed is initialised.
-  from pix2pix_jax import input_pipeline
-  from pix2pix_jax.train import loop as train_loop
+  # One run per workdir: a second one is refused before TensorFlow and the model load.
+  with workdir_lock.hold(FLAGS.workdir):
+    # Imported after jax.distributed is initialised.
+    from pix2pix_jax import input_pipeline
+    from pix2pix_jax.train import loop as train_loop
 
-  input_pipeline.hide_accelerators_from_tf()
-  train_loop.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    input_pipeline.hide_accelerators_from_tf()
+    train_loop.train_and_evaluate(FLAGS.config, FLAGS.workdir, workdir_held=True)
 
 
 def run():

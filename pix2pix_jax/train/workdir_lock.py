@@ -22,6 +22,10 @@ class WorkdirLockedError(errors.UserError):
   """Another live run holds the workdir."""
 
 
+class UnusableWorkdirError(errors.UserError):
+  """The workdir cannot be created or locked (a file in the way, no permission, ...)."""
+
+
 def _refusal(workdir: str, holder: str) -> WorkdirLockedError:
   return WorkdirLockedError(
     f"{workdir} is being trained by {holder}; wait for it to finish, stop it, "
@@ -31,17 +35,24 @@ def _refusal(workdir: str, holder: str) -> WorkdirLockedError:
 
 @contextlib.contextmanager
 def _flock(workdir: str) -> Iterator[None]:
-  os.makedirs(workdir, exist_ok=True)
   path = os.path.join(workdir, LOCK_FILE)
-  with locks.exclusive(
-    path, subject=workdir, refusal=functools.partial(_refusal, workdir), remove=False
-  ):
+  with contextlib.ExitStack() as stack:
+    try:
+      os.makedirs(workdir, exist_ok=True)
+      refusal = functools.partial(_refusal, workdir)
+      stack.enter_context(locks.exclusive(path, subject=workdir, refusal=refusal, remove=False))
+    except OSError as e:
+      if isinstance(e, errors.UserError):
+        raise
+      where = f" ({e.filename})" if e.filename else ""
+      raise UnusableWorkdirError(f"{workdir}: {e.strerror or e}{where}") from e
     yield
 
 
 @contextlib.contextmanager
 def hold(workdir: str) -> Iterator[None]:
-  """Holds the workdir for the body; raises WorkdirLockedError at once if a live run has it.
+  """Holds the workdir for the body; raises WorkdirLockedError at once if a live run has it,
+  UnusableWorkdirError if it cannot be made or locked.
 
   With several processes, process 0 takes the lock and tells the others whether it did
   (a collective: every process must call this).
