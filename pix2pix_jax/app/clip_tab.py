@@ -28,11 +28,11 @@ def describe(state: ClipState) -> str:
   )
 
 
-def build(engine: engine_lib.Engine, root: str) -> None:
+def build(engine: engine_lib.Engine, files: common.SessionFiles) -> None:
   """The clip tab's components and events, in the Blocks being built."""
   ed = editor.Editor(
     engine,
-    root,
+    files,
     prefix="clip_",
     get=clip_actions.current,
     put=clip_actions.put,
@@ -76,13 +76,13 @@ def build(engine: engine_lib.Engine, root: str) -> None:
       )
       downloads = gr.File(label="Downloads", file_count="multiple", interactive=False)
       command = gr.Code(label="The same video from the command line", language="shell")
-  _wire(engine, root, ed, state, upload, shots, frame, preview, previewed)
+  _wire(engine, files, ed, state, upload, shots, frame, preview, previewed)
   ed.wire(state)
-  colourised = _colouriser(engine, root)
+  colourised = _colouriser(engine, files)
   common.wire([video, downloads, command], run.click, colourised, [state], "clip_colourise")
 
 
-def _wire(engine, root, ed, state, upload, shots, frame, preview, previewed) -> None:
+def _wire(engine, files, ed, state, upload, shots, frame, preview, previewed) -> None:
   """The clip's own events: upload, a shot or a frame chosen, the preview."""
 
   def slider(s: ClipState):
@@ -92,10 +92,10 @@ def _wire(engine, root, ed, state, upload, shots, frame, preview, previewed) -> 
   def on_upload(s, path, mode, request: gr.Request):
     if path is None:
       return [*ed.show(s, mode, request), gr.skip(), gr.skip(), gr.skip()]
+    files.uploaded(request, path)
     s = clip_actions.open_clip(engine, s, path, os.path.basename(path))
-    folder = common.session_folder(root, request)
     strip = [
-      (common.write_image(folder, f"clip_shot{i}.jpg", thumb), f"frame {t}")
+      (files.show(request, f"clip_shot{i}.jpg", thumb), f"frame {t}")
       for i, (t, thumb) in enumerate(zip(s.clip.shots, s.clip.thumbs, strict=True))
     ]
     return [*ed.show(s, mode, request), strip, slider(s), []]
@@ -111,9 +111,8 @@ def _wire(engine, root, ed, state, upload, shots, frame, preview, previewed) -> 
 
   def on_preview(s, request: gr.Request):
     s = clip_actions.preview(engine, s)
-    folder = common.session_folder(root, request)
     shown = [
-      (common.write_image(folder, f"clip_preview{i}.jpg", rgb), f"frame {t}")
+      (files.show(request, f"clip_preview{i}.jpg", rgb), f"frame {t}")
       for i, (t, rgb) in enumerate(s.preview)
     ]
     return s, shown
@@ -132,14 +131,14 @@ def _wire(engine, root, ed, state, upload, shots, frame, preview, previewed) -> 
   common.wire([state, previewed], preview.click, on_preview, [state], "clip_preview")
 
 
-def _colouriser(engine: engine_lib.Engine, root: str):
+def _colouriser(engine: engine_lib.Engine, files: common.SessionFiles):
   """The Colourise handler: the run on a thread, its frames counted into the page's progress
   bar."""
 
   def on_colourise(s: ClipState, request: gr.Request, progress=gr.Progress()):  # noqa: B008
     if s.clip is None:
       raise gr.Error("No clip yet: upload one.", print_exception=False)
-    folder = os.path.join(common.session_folder(root, request), "clip")
+    folder = os.path.join(files.folder(request), "clip")
     done, outcome = [0], {}
 
     def count(n: int) -> None:

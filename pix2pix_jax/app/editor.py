@@ -2,6 +2,7 @@
 colour controls, bound to "the current Session" of a tab's state (`get` and `put`: the photo
 tab's state is its Session; the clip tab's holds one Session per keyframe)."""
 
+import functools
 import html
 import os
 from collections.abc import Callable
@@ -79,12 +80,6 @@ CSS = """
 """
 
 
-def gray_rgb(photo: engine_lib.Photo) -> np.ndarray:
-  """The photo's lightness as RGB at the preview size (what the slider compares with)."""
-  gray = np.asarray(photo.preview_lightness[0, ..., 0]) / 100.0
-  return np.repeat(np.round(gray * 255).astype(np.uint8)[..., None], 3, axis=-1)
-
-
 class Editor:
   """The editor's components (built by `tools` and `views` in the Blocks being built) and their
   events (`wire`). `prefix`: of the elements' ids, the image files' names and the API names."""
@@ -92,7 +87,7 @@ class Editor:
   def __init__(
     self,
     engine: engine_lib.Engine,
-    root: str,
+    files: common.SessionFiles,
     *,
     prefix: str = "",
     get: Callable[[Any], session.Session] = lambda state: state,
@@ -102,7 +97,7 @@ class Editor:
   ):
     """get: the state's current Session; put: the state with it replaced; idle: the status
     without a photo; describe: more status text for the state."""
-    self.engine, self.root, self.prefix = engine, root, prefix
+    self.engine, self.files, self.prefix = engine, files, prefix
     self.get, self.put, self.idle, self.describe = get, put, idle, describe
     self.ids = f"p2p-{prefix.replace('_', '-')}" if prefix else "p2p-"
 
@@ -179,16 +174,15 @@ class Editor:
   def show(self, state: Any, mode: str, request: gr.Request, *, both: bool = False) -> list:
     """The values of [state, *outputs, listed, status] for `state` in compare mode `mode`
     (`both`: the slider's value too when it is hidden). Images go as files of the session's
-    own folder: Gradio writes arrays to a cache shared by content, which two sessions' equal
-    images can race on."""
-    folder, name = common.session_folder(self.root, request), self.prefix + "{}"
+    own folder (`SessionFiles.show`)."""
+    show, name = functools.partial(self.files.show, request), self.prefix + "{}"
     s = self.get(state)
     photo, hints = s.photo, s.hints
     choices = [(f"{i + 1}: {h.describe()}", i) for i, h in enumerate(hints.hints)]
     recent = canvas.swatches(hints.recent)
     common_ = [
-      common.write_image(folder, name.format("palette.png"), self._plane(s)),
-      common.write_image(folder, name.format("recent.png"), recent),
+      show(name.format("palette.png"), self._plane(s)),
+      show(name.format("recent.png"), recent),
       session.hex_of(s.colour),
       gr.Dropdown(choices=choices, value=hints.selected),
     ]
@@ -196,13 +190,12 @@ class Editor:
       empty = None if both else gr.skip()
       return [state, None, None, empty, *common_, self.idle + self.describe(state)]
     preview = s.rendered.preview
-    source = gray_rgb(photo)
+    source = photo.preview_gray_rgb
     shown = colorizer_lib.side_by_side(source, preview) if mode == VIEWS[1] else preview
     pair = gr.skip()
     if both or mode == VIEWS[2]:
       pair = tuple(
-        common.write_image(folder, name.format(f), image)
-        for f, image in (("source.jpg", source), ("pair.jpg", preview))
+        show(name.format(f), image) for f, image in (("source.jpg", source), ("pair.jpg", preview))
       )
     width, height = photo.size
     text = (
@@ -214,8 +207,8 @@ class Editor:
     board = canvas.draw(photo.gray, hints, photo.size)
     return [
       state,
-      common.write_image(folder, name.format("hints.jpg"), board),
-      common.write_image(folder, name.format("result.jpg"), shown),
+      show(name.format("hints.jpg"), board),
+      show(name.format("result.jpg"), shown),
       pair,
       *common_,
       text + self.describe(state),
@@ -300,6 +293,7 @@ class Editor:
     return self.edited(state, s, mode, request)
 
   def on_reference(self, state, path, mode, request: gr.Request):
+    self.files.uploaded(request, path)
     name = None if path is None else os.path.basename(path)
     s = actions.set_reference(self.engine, self.get(state), path, name)
     return self.edited(state, s, mode, request)

@@ -6,6 +6,7 @@ One Engine serves every browser session and holds nothing of theirs: a session k
 """
 
 import dataclasses
+import functools
 import os
 import time
 import warnings
@@ -56,6 +57,13 @@ class Photo:
   @property
   def display_size(self) -> tuple[int, int]:
     return self.gray.shape[1], self.gray.shape[0]
+
+  @functools.cached_property
+  def preview_gray_rgb(self) -> np.ndarray:
+    """The lightness as uint8 RGB at the preview size (what the compare views set beside the
+    result)."""
+    gray = np.asarray(self.preview_lightness[0, ..., 0]) / 100.0
+    return np.repeat(np.round(gray * 255).astype(np.uint8)[..., None], 3, axis=-1)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

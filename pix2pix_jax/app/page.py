@@ -2,8 +2,8 @@
 both built on the hint editor (`editor`).
 
 Each browser tab's state is a gr.State per page tab (a `session.Session`, a
-`clip_actions.ClipState`); the Engine (the model) is shared and read-only. A session's own files
-(the images it is shown, its downloads) are removed when its browser tab closes.
+`clip_actions.ClipState`); the Engine (the model) is shared and read-only. A session's files (the
+images it is shown, its downloads, its uploads) are removed when its browser tab closes.
 """
 
 import html
@@ -15,28 +15,29 @@ from pix2pix_jax.app import clip_tab, common, editor, photo_tab
 from pix2pix_jax.app import engine as engine_lib
 
 __all__ = ["CSS", "DELETE_CACHE", "DRAG_SCRIPT", "VIEWS", "build", "new_root", "samples"]
-__all__ += ["session_folder", "write_image"]
+__all__ += ["write_image"]
 
-# Gradio's own cache (the images it serves): every 10 minutes, files older than an hour go.
+# Gradio's own cache (what it serves besides the sessions' folders, and the uploads of API clients,
+# whose sessions never end): every 10 minutes, files older than an hour go.
 DELETE_CACHE = (600, 3600)
 CSS, DRAG_SCRIPT, VIEWS = editor.CSS, editor.DRAG_SCRIPT, common.VIEWS
-samples, session_folder, write_image = common.samples, common.session_folder, common.write_image
+samples, write_image = common.samples, common.write_image
 
 
 def build(engine: engine_lib.Engine, root: str, *, title: str = "pix2pix_jax: colour by eye"):
   """The whole page; `root`: the folder under which each session keeps its files."""
+  files = common.SessionFiles(root)
+  # Served from there as they are: not copied into Gradio's cache, so they go with the session.
+  gr.set_static_paths([root])
   with gr.Blocks(title=title, delete_cache=DELETE_CACHE, analytics_enabled=False) as demo:
     gr.Markdown(f"## {html.escape(title)}\n{html.escape(engine.description)}")
     with gr.Tabs():
       with gr.Tab("Photo"):
-        photo_tab.build(engine, root)
+        photo_tab.build(engine, files)
       with gr.Tab("Clip"):
-        clip_tab.build(engine, root)
+        clip_tab.build(engine, files)
 
-    def on_unload(request: gr.Request):
-      common.remove_session_files(root, request)
-
-    demo.unload(on_unload)
+    demo.unload(files.end)
   return demo
 
 

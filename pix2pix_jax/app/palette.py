@@ -1,6 +1,8 @@
 """The in-gamut ab plane at a lightness (as ideepcolor's palette): the colours that exist in sRGB
 at that L, laid out by Lab a (left to right) and b (bottom to top)."""
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from pix2pix_jax import color
@@ -25,16 +27,13 @@ def ab_at(x: float, y: float, size: int = SIZE) -> tuple[float, float]:
   return -AB_RANGE + x * step, AB_RANGE - y * step
 
 
-def rgb_of_lab(lightness: float, a: float, b: float) -> tuple[int, int, int]:
-  """Lab -> uint8 sRGB (clipped to the gamut)."""
-  lab = np.array([[lightness, a, b]], np.float32)
-  return tuple(int(v) for v in np.asarray(color.float_to_uint8(color.lab_to_rgb(lab)))[0])
-
-
-def _in_gamut(lab: np.ndarray) -> np.ndarray:
-  """Whether each Lab colour [..., 3] exists in sRGB (clipping barely moves it)."""
-  back = np.asarray(color.rgb_to_lab(color.lab_to_rgb(lab)))
-  return np.linalg.norm(back - lab, axis=-1) < _GAMUT_TOLERANCE
+@jax.jit
+def _colours(lab: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Lab colours [..., 3] -> (their uint8 sRGB, clipped to the gamut; whether each exists in
+  sRGB: clipping barely moves it). One compiled program per shape (an edit's palette is one)."""
+  rgb = color.lab_to_rgb(lab)
+  inside = jnp.linalg.norm(color.rgb_to_lab(rgb) - lab, axis=-1) < _GAMUT_TOLERANCE
+  return color.float_to_uint8(rgb), inside
 
 
 def plane(lightness: float, size: int = SIZE) -> np.ndarray:
@@ -42,8 +41,8 @@ def plane(lightness: float, size: int = SIZE) -> np.ndarray:
   gamut; a dotted cross marks a = b = 0."""
   ab = _ab_grid(size)
   lab = np.concatenate([np.full(ab.shape[:2] + (1,), lightness, np.float32), ab], axis=-1)
-  image = np.asarray(color.float_to_uint8(color.lab_to_rgb(lab)))
-  image = np.where(_in_gamut(lab)[..., None], image, np.uint8(_OUTSIDE))
+  image, inside = (np.asarray(v) for v in _colours(lab))
+  image = np.where(inside[..., None], image, np.uint8(_OUTSIDE))
   mid = size // 2
   image[mid, ::4] = image[::4, mid] = 128
   return image
@@ -51,7 +50,5 @@ def plane(lightness: float, size: int = SIZE) -> np.ndarray:
 
 def pick(lightness: float, x: float, y: float, size: int = SIZE) -> tuple[int, int, int] | None:
   """The uint8 sRGB of palette pixel (x, y) at `lightness`, or None where it is out of gamut."""
-  a, b = ab_at(x, y, size)
-  if not _in_gamut(np.array([lightness, a, b], np.float32)):
-    return None
-  return rgb_of_lab(lightness, a, b)
+  rgb, inside = _colours(np.array([lightness, *ab_at(x, y, size)], np.float32))
+  return tuple(int(v) for v in np.asarray(rgb)) if bool(inside) else None

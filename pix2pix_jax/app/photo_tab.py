@@ -9,10 +9,9 @@ from pix2pix_jax.app import actions, common, editor, session
 from pix2pix_jax.app import engine as engine_lib
 
 
-def build(engine: engine_lib.Engine, root: str) -> None:
-  """The photo tab's components and events, in the Blocks being built. `root`: the folder of
-  the sessions' files."""
-  ed = editor.Editor(engine, root)
+def build(engine: engine_lib.Engine, files: common.SessionFiles) -> None:
+  """The photo tab's components and events, in the Blocks being built."""
+  ed = editor.Editor(engine, files)
   state = gr.State(session.Session())
   with gr.Row():
     with gr.Column(scale=1, min_width=260):
@@ -34,6 +33,7 @@ def build(engine: engine_lib.Engine, root: str) -> None:
   def on_upload(s, path, mode, request: gr.Request):
     if path is None:
       return ed.show(s, mode, request)
+    files.uploaded(request, path)
     return ed.show(actions.open_photo(engine, s, path, os.path.basename(path)), mode, request)
 
   def on_sample(s, name, mode, request: gr.Request):
@@ -42,7 +42,7 @@ def build(engine: engine_lib.Engine, root: str) -> None:
     return ed.show(actions.open_photo(engine, s, common.samples()[name]), mode, request)
 
   def on_save(s, request: gr.Request):
-    return actions.save(engine, s, common.session_folder(root, request))
+    return actions.save(engine, s, files.folder(request))
 
   outputs = [state, *ed.outputs, ed.listed, ed.status]
   common.wire(outputs, upload.upload, on_upload, [state, upload, ed.view], "upload")

@@ -23,12 +23,17 @@ class Hints(NamedTuple):
 
 
 def _ab_of_rgb(rgb: np.ndarray) -> np.ndarray:
-  """uint8 [n, 3] -> Lab ab float32 [n, 2]; n is padded to a power of two, so that a new number
-  of hint pixels rarely compiles the conversion again."""
-  n = len(rgb)
+  """uint8 [n, 3] -> Lab ab float32 [n, 2], converting each distinct colour once; their number
+  is padded to a power of two (at least 8), so that another hint rarely compiles the
+  conversion again."""
+  rgb = np.asarray(rgb, np.uint8)
+  keys = (rgb[:, 0].astype(np.uint32) << 16) | (rgb[:, 1].astype(np.uint32) << 8) | rgb[:, 2]
+  keys, inverse = np.unique(keys, return_inverse=True)
+  n = len(keys)
   padded = np.zeros((max(8, 1 << (n - 1).bit_length()), 3), np.uint8)
-  padded[:n] = rgb
-  return np.asarray(color.rgb_to_lab(color.uint8_to_float(padded))[:n, 1:], np.float32)
+  padded[:n] = np.stack([keys >> 16, (keys >> 8) & 255, keys & 255], axis=1)
+  ab = np.asarray(color.rgb_to_lab(color.uint8_to_float(padded))[:n, 1:], np.float32)
+  return ab[inverse.reshape(-1)]
 
 
 def from_rgba(rgba: np.ndarray) -> Hints:

@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--no-server", action="store_true", help="only the in-process path")
 
 
-def _photo(megapixels: float, folder: str) -> str:
+def gray_photo(megapixels: float, folder: str) -> str:
   """A 4:3 gray photo of about `megapixels` (an embedded sample, resized), saved as PNG."""
   from PIL import Image
 
@@ -64,7 +64,7 @@ def run(args) -> list[dict]:
   folder = tempfile.mkdtemp(prefix="pix2pix-bench-app-")
   records = []
   try:
-    path = _photo(args.megapixels, folder)
+    path = gray_photo(args.megapixels, folder)
     s = actions.open_photo(engine, session.Session(), path)
     width, height = s.photo.size
     common = {"bench": "app", "size": f"{width}x{height}", "render_size": colorizer.render_size}
