@@ -1,7 +1,7 @@
 """pix2pix-app served in its own process, driven through its API (gradio_client): edits and
 saved files, sessions that never see each other's hints, bad uploads (photos and clips) answered
-with a message while the server keeps serving, and 20 requests at once all answered (p95
-printed)."""
+with a message while the server keeps serving, 20 requests at once all answered (p95 printed),
+and `pix2pix-benchmark app`."""
 
 import concurrent.futures
 import json
@@ -164,3 +164,22 @@ def test_clips_through_the_api_and_bad_ones_are_messages(server, tmp_path):
   outputs = client.predict(handle_file(clip), "Result", api_name="/clip_upload")
   status, shots = outputs[7], outputs[8]
   assert "pan frame 0" in status and "24 frames, shot 1 of 2" in status and len(shots) == 2
+
+
+def test_the_app_benchmark_times_the_function_and_the_served_page(tmp_path):
+  workdir = hint_generator_workdir(tmp_path / "hinted")
+  cmd = [sys.executable, "-m", "pix2pix_jax.tools.bench.main", "app", "--workdir", str(workdir)]
+  result = subprocess.run(
+    [*cmd, "--megapixels", "0.05", "--edits", "3"],
+    cwd=REPO,
+    env=subprocess_env(GRADIO_ANALYTICS_ENABLED="False"),
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  assert result.returncode == 0, result.stderr[-3000:]
+  records = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+  assert [r["path"] for r in records] == ["function", "gradio_client"]
+  for r in records:
+    assert r["bench"] == "app" and r["size"] == "258x194" and r["edits"] == 3
+    assert 0 < r["p50_ms"] <= r["p95_ms"]
