@@ -113,13 +113,20 @@ class SessionFiles:
     else:
       write_image(folder, os.path.basename(path), image)
     shown = sorted(
-      glob.glob(os.path.join(glob.escape(folder), f"{glob.escape(stem)}-*{ext}")),
-      key=os.path.getmtime,
+      glob.glob(os.path.join(glob.escape(folder), f"{glob.escape(stem)}-*{ext}")), key=_mtime
     )
     for old in shown[:-2]:
       with contextlib.suppress(OSError):
         os.remove(old)
     return path
+
+
+def _mtime(path: str) -> float:
+  """The file's modification time; 0 if another request of the session just removed it."""
+  try:
+    return os.path.getmtime(path)
+  except OSError:
+    return 0.0
 
 
 def write_image(folder: str, name: str, image: np.ndarray) -> str:

@@ -17,8 +17,8 @@ from pix2pix_jax.app import engine as engine_lib
 __all__ = ["CSS", "DELETE_CACHE", "DRAG_SCRIPT", "VIEWS", "build", "new_root", "samples"]
 __all__ += ["write_image"]
 
-# Gradio's own cache (what it serves besides the sessions' folders, and the uploads of API clients,
-# whose sessions never end): every 10 minutes, files older than an hour go.
+# Gradio's own cache (what it serves besides the sessions' folders; the uploads of API clients,
+# whose sessions may never end): every 10 minutes, files older than an hour go.
 DELETE_CACHE = (600, 3600)
 CSS, DRAG_SCRIPT, VIEWS = editor.CSS, editor.DRAG_SCRIPT, common.VIEWS
 samples, write_image = common.samples, common.write_image
