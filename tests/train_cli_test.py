@@ -75,6 +75,7 @@ def test_distributed_flags_take_both_spellings(tmp_path, sep):
   assert "process 0 of 1, 1 local devices of 1" in result.stderr, result.stderr
   assert result.returncode == 1
   assert _error_lines(result) == ["error: config.batch_size=0 must be a positive integer"]
+  assert not (tmp_path / "run").exists()  # nothing made for a run that never starts
 
 
 @pytest.mark.integration

@@ -10,7 +10,7 @@ from absl import app, flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
 
-from pix2pix_jax import cli, config_lib, distributed, errors
+from pix2pix_jax import cli, config_lib, distributed, errors, parallel
 from pix2pix_jax.train import workdir_lock
 
 FLAGS = flags.FLAGS
@@ -53,7 +53,10 @@ def main(argv):
   if FLAGS["verbosity"].present:  # -v N / --verbosity=N: absl's (and orbax's) log lines too
     absl_logging.set_verbosity(FLAGS.verbosity)
   distributed.initialize_from_flags()
-  # One run per workdir: a second one is refused before TensorFlow and the model load.
+  # A bad config fails before the workdir is made; a second run on a workdir is refused before
+  # TensorFlow and the model load.
+  config_lib.validate(FLAGS.config)
+  parallel.local_batch_size(FLAGS.config.batch_size)
   with workdir_lock.hold(FLAGS.workdir):
     # Imported after jax.distributed is initialised.
     from pix2pix_jax import input_pipeline
