@@ -15,11 +15,7 @@ PIX2PIX_APP_WORKDIR=runs/hints .venv/bin/python -m pytest tests/app_browser_test
 import glob
 import json
 import os
-import re
 import shutil
-import socket
-import subprocess
-import sys
 import time
 import urllib.request
 
@@ -32,7 +28,7 @@ pytest.importorskip("selenium", reason="the app extra is not installed (pip inst
 import io  # noqa: E402
 
 from app_clip_test import two_shot_clip  # noqa: E402
-from helpers import REPO, hint_generator_workdir, subprocess_env  # noqa: E402
+from helpers import REPO, hint_generator_workdir, start_app  # noqa: E402
 from PIL import Image  # noqa: E402
 from selenium import webdriver  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
@@ -59,32 +55,6 @@ def _browser_paths():
       pytest.fail(f"CI is set but {reason}")
     pytest.skip(reason)
   return chromium, driver
-
-
-def start_app(workdir, tmp, timeout=180, **env):
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-  cmd = [sys.executable, "-m", "pix2pix_jax.app.main", "--workdir", str(workdir)]
-  env = subprocess_env(TMPDIR=str(tmp), GRADIO_ANALYTICS_ENABLED="False", **env)
-  proc = subprocess.Popen(
-    [*cmd, "--port", str(port)],
-    cwd=REPO,
-    env=env,
-    stdout=subprocess.PIPE,
-    stderr=subprocess.STDOUT,
-    text=True,
-  )
-  deadline, lines = time.monotonic() + timeout, []
-  while time.monotonic() < deadline:
-    line = proc.stdout.readline()
-    if not line and proc.poll() is not None:
-      break
-    lines.append(line)
-    if found := re.search(r"serving on (http://\S+)", line):
-      return proc, found.group(1)
-  proc.kill()
-  pytest.fail("pix2pix-app did not start:\n" + "".join(lines))
 
 
 def chrome(chromium, driver):

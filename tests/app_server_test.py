@@ -6,8 +6,6 @@ and `pix2pix-benchmark app`."""
 import concurrent.futures
 import json
 import os
-import re
-import socket
 import subprocess
 import sys
 import time
@@ -19,41 +17,12 @@ pytest.importorskip("gradio", reason="the app extra is not installed (pip instal
 
 from app_clip_test import two_shot_clip  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
-from helpers import REPO, gradient_photo, hint_generator_workdir, subprocess_env  # noqa: E402
+from helpers import REPO, gradient_photo, hint_generator_workdir, start_app, subprocess_env  # noqa: E402
 from PIL import Image  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
 W, H = 160, 120
-
-
-def free_port() -> int:
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
-
-
-def start_app(workdir, tmp, *extra, timeout=180):
-  """pix2pix-app in a new process with its temporary files under `tmp`; returns (process,
-  address) once it serves."""
-  cmd = [sys.executable, "-m", "pix2pix_jax.app.main", "--workdir", str(workdir)]
-  cmd += ["--port", str(free_port()), *map(str, extra)]
-  env = subprocess_env(TMPDIR=str(tmp), GRADIO_ANALYTICS_ENABLED="False")
-  proc = subprocess.Popen(
-    cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-  )
-  deadline = time.monotonic() + timeout
-  lines = []
-  while time.monotonic() < deadline:
-    line = proc.stdout.readline()
-    if not line and proc.poll() is not None:
-      break
-    lines.append(line)
-    found = re.search(r"serving on (http://\S+)", line)
-    if found:
-      return proc, found.group(1)
-  proc.kill()
-  pytest.fail("pix2pix-app did not start:\n" + "".join(lines))
 
 
 @pytest.fixture(scope="module")

@@ -4,14 +4,13 @@ import functools
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 
 import numpy as np
 import pytest
-from helpers import main_command, subprocess_env, write_photo_folder
+from helpers import free_port, main_command, subprocess_env, write_photo_folder
 
 from pix2pix_jax import checkpoint
 from pix2pix_jax.train import workdir_lock
@@ -20,12 +19,6 @@ pytestmark = pytest.mark.integration  # every test here starts processes
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(TESTS)
-
-
-def _free_port() -> int:
-  with socket.socket() as s:
-    s.bind(("localhost", 0))
-    return s.getsockname()[1]
 
 
 def _launch(args_for, n, local_devices, logs=None, **kw):
@@ -62,7 +55,7 @@ def test_two_processes_match_one_process(tmp_path):
   codes, outs = _wait(_launch(lambda i: [sys.executable, driver, "--out", str(one)], 1, 4))
   assert codes == [0], outs
   two = tmp_path / "two.npz"
-  port = _free_port()
+  port = free_port()
   codes, outs = _wait(
     _launch(
       lambda i: [
@@ -109,7 +102,7 @@ def test_two_processes_train_as_one_stop_together_and_resume(tmp_path):
   that the suite starts two-process programs, which compile without the cache, once less.)"""
   folder = write_photo_folder(tmp_path / "photos")
   workdir = tmp_path / "run"
-  port = _free_port()
+  port = free_port()
   procs = _launch(
     lambda i: _main_args(workdir, folder, port, 100000, i), 2, 1, logs=tmp_path, cwd=REPO
   )
@@ -143,7 +136,7 @@ def test_two_processes_train_as_one_stop_together_and_resume(tmp_path):
 
   saved = checkpoint.latest_step(str(workdir))
   assert saved is not None and saved >= 2 and saved % 2 == 0
-  port = _free_port()
+  port = free_port()
   codes, outs = _wait(
     _launch(functools.partial(_main_args, workdir, folder, port, saved + 2), 2, 1, cwd=REPO)
   )

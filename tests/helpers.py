@@ -8,8 +8,11 @@ conftest.py sets up the environment before jax initialises, and holds the shared
 """
 
 import os
+import re
+import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -144,6 +147,34 @@ def start_process(cmd, *, merge_stderr=False):
     stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE,
     text=True,
   )
+
+
+def free_port() -> int:
+  """A TCP port on localhost that nothing listens on now."""
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def start_app(workdir, tmp, *extra, timeout=180, **env):
+  """pix2pix-app in a new process with its temporary files under `tmp` (`env`: more
+  environment); returns (process, address) once it serves."""
+  cmd = [sys.executable, "-m", "pix2pix_jax.app.main", "--workdir", str(workdir)]
+  cmd += ["--port", str(free_port()), *map(str, extra)]
+  env = subprocess_env(TMPDIR=str(tmp), GRADIO_ANALYTICS_ENABLED="False", **env)
+  proc = subprocess.Popen(
+    cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+  )
+  deadline, lines = time.monotonic() + timeout, []
+  while time.monotonic() < deadline:
+    line = proc.stdout.readline()
+    if not line and proc.poll() is not None:
+      break
+    lines.append(line)
+    if found := re.search(r"serving on (http://\S+)", line):
+      return proc, found.group(1)
+  proc.kill()
+  pytest.fail("pix2pix-app did not start:\n" + "".join(lines))
 
 
 def start_colorize(workdir, src, out, *extra):

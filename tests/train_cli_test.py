@@ -2,12 +2,11 @@
 dataset that is not prepared, and profiling."""
 
 import os
-import socket
 import subprocess
 import sys
 
 import pytest
-from helpers import REPO, subprocess_env, tiny_config, tiny_flags
+from helpers import REPO, free_port, subprocess_env, tiny_config, tiny_flags
 
 from pix2pix_jax.train import loop as train_loop
 
@@ -60,16 +59,10 @@ def test_digits_for_a_string_field_stay_a_string(tmp_path):
   ]
 
 
-def _free_port() -> int:
-  with socket.socket() as s:
-    s.bind(("localhost", 0))
-    return s.getsockname()[1]
-
-
 @pytest.mark.integration
 @pytest.mark.parametrize("sep", ["-", "_"])
 def test_distributed_flags_take_both_spellings(tmp_path, sep):
-  flags = [f"--coordinator{sep}address=localhost:{_free_port()}", f"--num{sep}processes=1"]
+  flags = [f"--coordinator{sep}address=localhost:{free_port()}", f"--num{sep}processes=1"]
   # A config error stops the run right after jax.distributed started.
   result = _train(tmp_path, *flags, f"--process{sep}id=0", "--config.batch_size=0")
   assert "process 0 of 1, 1 local devices of 1" in result.stderr, result.stderr
