@@ -23,11 +23,12 @@ def frame_metrics(frames: np.ndarray, truth: np.ndarray) -> dict[str, np.ndarray
 
 def _histograms(frames: np.ndarray) -> np.ndarray:
   """Normalised per-channel histograms [T, 3, bins] of uint8 RGB frames."""
-  bins = (frames.astype(np.int32) * _CDC_BINS) // 256  # [T, H, W, 3]
-  t = len(frames)
-  flat = bins.reshape(t, -1, 3) + np.arange(3) * _CDC_BINS  # channel c: bins c*B .. c*B+B-1
-  counts = np.stack([np.bincount(f.ravel(), minlength=3 * _CDC_BINS) for f in flat])
-  counts = counts.reshape(t, 3, _CDC_BINS).astype(np.float64)
+  shift = 8 - int(np.log2(_CDC_BINS))  # a bin is 256 / bins levels wide
+  offsets = (np.arange(3) * _CDC_BINS).astype(np.uint16)  # channel c: bins c*B .. c*B+B-1
+  counts = np.stack(
+    [np.bincount(((frame >> shift) + offsets).ravel(), minlength=3 * _CDC_BINS) for frame in frames]
+  )
+  counts = counts.reshape(len(frames), 3, _CDC_BINS).astype(np.float64)
   return counts / counts.sum(axis=-1, keepdims=True)
 
 
