@@ -60,6 +60,9 @@ def get_config() -> ml_collections.ConfigDict:
   # The probability that an image's colours are first turned by a random hue angle (L kept), so
   # that the generator learns to carry colour from its hints rather than to recall it.
   config.hint_sim.hue_rotation_p = 0.0
+  # The probability that an image's chroma is then scaled by a random factor in [0, 1], so that
+  # dull hints give dull colours rather than the colours of the photos it learnt from.
+  config.hint_sim.chroma_scale_p = 0.0
 
   config.loss = ml_collections.ConfigDict()
   config.loss.gan = "vanilla"  # "vanilla" | "lsgan" | "hinge"

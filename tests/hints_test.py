@@ -229,6 +229,25 @@ def test_hue_rotation_turns_the_colours_and_keeps_the_lightness():
   assert hint_ops.rotate_hue(jax.random.key(0), images, 0.0) is images
 
 
+def test_chroma_scaling_dulls_some_images_by_one_factor_each_and_keeps_lightness_and_hue():
+  images = color.uint8_to_float(_random_images(64, size=8) // 4 + 96)
+  lab = np.asarray(color.rgb_to_lab(images))
+  dull = np.asarray(color.rgb_to_lab(hint_ops.scale_chroma(jax.random.key(0), images, 0.5)))
+  same = np.all(np.abs(dull - lab) < 1e-3, axis=(1, 2, 3))
+  assert 0.25 < same.mean() < 0.75  # about half the images
+  np.testing.assert_allclose(dull[..., 0], lab[..., 0], atol=1e-2)  # scaling stays in gamut
+  strong = np.hypot(lab[..., 1], lab[..., 2]) > 10
+  for i in np.flatnonzero(~same):
+    ratio = (
+      np.hypot(dull[i, ..., 1], dull[i, ..., 2])[strong[i]]
+      / np.hypot(lab[i, ..., 1], lab[i, ..., 2])[strong[i]]
+    )
+    assert ratio.max() < 1 and np.ptp(ratio) < 0.02  # one factor below 1 for the image
+    cross = lab[i, ..., 1] * dull[i, ..., 2] - lab[i, ..., 2] * dull[i, ..., 1]
+    assert np.abs(cross[strong[i]]).max() < 0.05 * np.abs(lab[i, ..., 1:]).max() ** 2  # hue kept
+  assert hint_ops.scale_chroma(jax.random.key(0), images, 0.0) is images
+
+
 @pytest.mark.parametrize("color_space", ["lab", "rgb"])
 def test_the_hint_generator_outputs_its_luminance_fill_plus_a_correction(color_space):
   config = tiny_config(**{"model.hints": True, "color_space": color_space})
@@ -286,6 +305,7 @@ def test_the_quickstart_hints_config_is_the_quickstart_with_hints():
   assert config.model.num_downs == 7 and config.hint_sim.max_patch == 5
   assert config.hint_sim.points_p == 0.05 and config.loss.l1_weight == 1000
   assert config.hint_sim.hue_rotation_p == 0.5 and config.model.hint_luminance_weight == 2.5
+  assert config.hint_sim.chroma_scale_p == 0.5
 
 
 # --- Hint files and their rasterisation ----------------------------------------------------------

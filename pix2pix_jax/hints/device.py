@@ -40,6 +40,19 @@ def rotate_hue(key: jax.Array, rgb: jax.Array, p: float) -> jax.Array:
   return color.lab_to_rgb(jnp.stack([lab[..., 0], cos * a - sin * b_, sin * a + cos * b_], -1))
 
 
+def scale_chroma(key: jax.Array, rgb: jax.Array, p: float) -> jax.Array:
+  """sRGB images [B, H, W, 3] in [0, 1], each with probability p its Lab chroma scaled by a
+  uniform random factor in [0, 1] (L and hue kept): dull and gray photos to learn from."""
+  if p <= 0:
+    return rgb
+  k_scale, k_apply = jax.random.split(key)
+  b = rgb.shape[0]
+  scale = jax.random.uniform(k_scale, (b,))
+  scale = jnp.where(jax.random.uniform(k_apply, (b,)) < p, scale, 1.0)[:, None, None, None]
+  lab = color.rgb_to_lab(rgb)
+  return color.lab_to_rgb(jnp.concatenate([lab[..., :1], lab[..., 1:] * scale], -1))
+
+
 def _reveal(
   ab: jax.Array, y: jax.Array, x: jax.Array, half: jax.Array, active: jax.Array
 ) -> tuple[jax.Array, jax.Array, jax.Array]:

@@ -112,8 +112,11 @@ def _hint_sim(config: ml_collections.ConfigDict) -> tuple[tuple[str, Any], ...] 
     problems.append(f"config.hint_sim.max_points={sim.max_points} must be >= 1")
   if sim.max_patch < 1 or sim.max_patch % 2 == 0:
     problems.append(f"config.hint_sim.max_patch={sim.max_patch} must be an odd number >= 1")
-  if not 0 <= sim.hue_rotation_p <= 1:
-    problems.append(f"config.hint_sim.hue_rotation_p={sim.hue_rotation_p} must be in [0, 1]")
+  # A workdir written before chroma_scale_p existed has none: 0.
+  chroma_scale_p = float(sim.get("chroma_scale_p", 0.0))
+  for field, p in (("hue_rotation_p", sim.hue_rotation_p), ("chroma_scale_p", chroma_scale_p)):
+    if not 0 <= p <= 1:
+      problems.append(f"config.hint_sim.{field}={p} must be in [0, 1]")
   if problems:
     raise config_lib.ConfigError("; ".join(problems))
   return (
@@ -121,6 +124,7 @@ def _hint_sim(config: ml_collections.ConfigDict) -> tuple[tuple[str, Any], ...] 
     ("max_points", int(sim.max_points)),
     ("max_patch", int(sim.max_patch)),
     ("hue_rotation_p", float(sim.hue_rotation_p)),
+    ("chroma_scale_p", chroma_scale_p),
   )
 
 
@@ -128,12 +132,14 @@ def simulated_hints(
   nets: Networks, images: jax.Array, base_key: jax.Array, step: jax.Array
 ) -> tuple[jax.Array, jax.Array]:
   """What training gives a hint generator at `step` for sRGB images [B,H,W,3] in [0, 1]: the
-  images (their colours turned by `hint_ops.rotate_hue` where the config asks) and the hint channels
-  simulated from them. A pure function of (base key, step, images), so resume stays exact."""
+  images (their colours turned by `hint_ops.rotate_hue` and dulled by `hint_ops.scale_chroma`
+  where the config asks) and the hint channels simulated from them. A pure function of (base
+  key, step, images), so resume stays exact."""
   sim = dict(nets.hint_sim)
   key = jax.random.fold_in(jax.random.fold_in(base_key, HINT_STREAM), step)
   hue_key, hint_key = jax.random.split(key)
   images = hint_ops.rotate_hue(hue_key, images, sim.pop("hue_rotation_p"))
+  images = hint_ops.scale_chroma(jax.random.fold_in(hue_key, 1), images, sim.pop("chroma_scale_p"))
   true_ab = color.rgb_to_lab(images)[..., 1:]
   return images, hint_ops.encode(*hint_ops.simulate(hint_key, true_ab, **sim))
 
