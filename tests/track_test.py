@@ -163,6 +163,23 @@ def test_each_frame_takes_the_nearer_keyframe_of_its_shot(moving):
     hint_track.track(luma, keys + [keys[1]], np.zeros(FRAMES, bool))
 
 
+def test_blend_gives_a_frame_between_two_keyframes_both_hint_sets(moving):
+  _, luma = moving
+  keys = [
+    keyframes.Keyframe(10, _grid_hints(ab=(40.0, 5.0))),
+    keyframes.Keyframe(50, _grid_hints(ab=(-40.0, 5.0))),
+  ]
+  nearer = hint_track.track(luma, keys, np.zeros(FRAMES, bool))
+  blend = hint_track.track(luma, keys, np.zeros(FRAMES, bool), blend=True)
+  for t in range(FRAMES):
+    colours = set(np.unique(blend.hints(t).ab[blend.hints(t).mask][:, 0]))
+    # Only each keyframe's own hints on it and beyond it; both between them.
+    assert colours == ({40.0} if t <= 10 else {-40.0} if t >= 50 else {40.0, -40.0}), t
+    # The nearer keyframe's hints are all there, where `nearer` puts them.
+    mine = nearer.hints(t)
+    np.testing.assert_array_equal(blend.hints(t).ab[mine.mask], mine.ab[mine.mask])
+
+
 def test_seeds_group_hint_pixels_by_reduced_pixel_and_a_stroke_moves_pixel_by_pixel():
   luma = np.tile(np.arange(64, dtype=np.uint8)[None, None] * 4, (3, 48, 1))
   mask = np.zeros((96, 128), bool)

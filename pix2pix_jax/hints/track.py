@@ -104,50 +104,59 @@ class _Run:
 
 @dataclasses.dataclass(frozen=True)
 class Track:
-  """The hints carried to each frame of a clip: runs of seed positions, at most one run a
-  frame (`run_of[t]`, -1: no hints), splatted to full-size `Hints` by `hints(t)`."""
+  """The hints carried to each frame of a clip: runs of seed positions, up to two runs a frame
+  (`runs_of[t]`, -1: none), splatted to full-size `Hints` by `hints(t)`."""
 
   runs: tuple[_Run, ...]
-  run_of: np.ndarray  # int32 [frames]
+  runs_of: np.ndarray  # int32 [frames, 2]: the nearer keyframe's run, then the other's (blend)
   frame_size: tuple[int, int]  # (H, W)
   small_size: tuple[int, int]  # (h, w)
 
   def __len__(self) -> int:
-    return len(self.run_of)
+    return len(self.runs_of)
 
-  def _kept(self, t: int) -> tuple[_Run, np.ndarray, np.ndarray] | None:
-    """Frame t's run, its seeds' positions there and which seeds are kept; None: no hints."""
-    if self.run_of[t] < 0:
-      return None
-    run = self.runs[self.run_of[t]]
-    xy = run.xy[t - run.first]
-    kept = ~np.isnan(xy[:, 0])
-    return (run, xy, kept) if kept.any() else None
+  def _kept(self, t: int) -> list[tuple[_Run, np.ndarray, np.ndarray]]:
+    """Frame t's runs (the nearer keyframe's last), their seeds' positions there and which
+    seeds are kept; empty: no hints."""
+    out = []
+    for r in self.runs_of[t][::-1]:
+      if r >= 0:
+        run = self.runs[r]
+        xy = run.xy[t - run.first]
+        kept = ~np.isnan(xy[:, 0])
+        if kept.any():
+          out.append((run, xy, kept))
+    return out
 
   def positions(self, t: int) -> tuple[np.ndarray, np.ndarray] | None:
     """Frame t's kept seeds at the reduced size: (their (x, y) on the keyframe, their (x, y) at
     t), float32 [k, 2] each; None where no hints apply."""
     found = self._kept(t)
-    if found is None:
+    if not found:
       return None
-    run, xy, kept = found
-    return run.start[kept], xy[kept]
+    return tuple(
+      np.concatenate(parts)
+      for parts in zip(*[(run.start[kept], xy[kept]) for run, xy, kept in found], strict=True)
+    )
 
   def points(self, t: int) -> tuple[np.ndarray, np.ndarray] | None:
     """Frame t's hint pixels at full frame size: ((y, x) int64 [k, 2], ab float32 [k, 2]),
     each kept hint pixel of its keyframe moved by its seed's motion (scaled to full size), one
-    pixel each (where two land on one pixel, the later one); None where no hints apply."""
-    found = self._kept(t)
-    if found is None:
-      return None
-    run, xy, kept = found
+    pixel each (where two land on one pixel, the later one: the nearer keyframe's); None where
+    no hints apply."""
     height, width = self.frame_size
     scale = np.array([self.small_size[0] / height, self.small_size[1] / width])
-    moved = (xy - run.start)[:, ::-1] / scale  # per seed, (dy, dx) at full size
-    alive = kept[run.seed_of]
-    yx = np.rint(run.pixels[alive] + moved[run.seed_of[alive]]).astype(np.int64)
+    yxs, abs_ = [], []
+    for run, xy, kept in self._kept(t):
+      moved = (xy - run.start)[:, ::-1] / scale  # per seed, (dy, dx) at full size
+      alive = kept[run.seed_of]
+      yxs.append(np.rint(run.pixels[alive] + moved[run.seed_of[alive]]).astype(np.int64))
+      abs_.append(run.ab[alive])
+    if not yxs:
+      return None
+    yx, ab = np.concatenate(yxs), np.concatenate(abs_)
     inside = (yx >= 0).all(axis=1) & (yx[:, 0] < height) & (yx[:, 1] < width)
-    yx, ab = yx[inside], run.ab[alive][inside]
+    yx, ab = yx[inside], ab[inside]
     if not len(yx):
       return None
     # The last of the pixels that land on one place, as `hints` writes them.
@@ -265,9 +274,15 @@ def _step(
   return out
 
 
-def _serves(key_frames: list[int], shot_start: int, shot_end: int) -> list[tuple[int, int]]:
+def _serves(
+  key_frames: list[int], shot_start: int, shot_end: int, blend: bool = False
+) -> list[tuple[int, int]]:
   """The frames [lo, hi] each of a shot's sorted keyframes gives hints to: the nearer keyframe's
-  (the earlier one on a tie); the first keyframe back to the shot's start, the last to its end."""
+  (the earlier one on a tie), or with `blend` every frame short of the neighbouring keyframes; the
+  first keyframe back to the shot's start, the last to its end."""
+  if blend:
+    los = [shot_start] + [f + 1 for f in key_frames[:-1]]
+    return list(zip(los, [f - 1 for f in key_frames[1:]] + [shot_end], strict=True))
   bounds = [(a + b) // 2 for a, b in zip(key_frames[:-1], key_frames[1:], strict=True)]
   los = [shot_start] + [m + 1 for m in bounds]
   his = bounds + [shot_end]
@@ -322,12 +337,14 @@ def track(
   flow: Flow | None = None,
   options: Options = Options(),
   still: bool = False,
+  blend: bool = False,
 ) -> Track:
   """Carries each keyframe's hints through its shot. `luma`: the clip's luminance at a reduced
   size, uint8 [T, h, w] (`small_luma`; any indexable sequence, e.g. a memmap); `keys`: keyframes
   at full frame size; `cuts[t]`: frame t starts a shot. A frame takes the nearer keyframe of its
-  shot; hints never cross a cut. `flow`: `dis_flow()` unless given; `still`: the hints stay at
-  their keyframe positions (`--hint-motion fixed`)."""
+  shot (`blend`: a frame between two keyframes takes both's hints, the nearer's on top); hints
+  never cross a cut. `flow`: `dis_flow()` unless given; `still`: the hints stay at their
+  keyframe positions (`--hint-motion fixed`)."""
   cuts = np.asarray(cuts, bool)
   if len(cuts) != len(luma):
     raise ValueError(f"{len(cuts)} cut flags for {len(luma)} frames")
@@ -339,7 +356,7 @@ def track(
   shot = np.cumsum(cuts) - cuts[0]  # shot index of each frame
   starts = np.flatnonzero(np.r_[True, cuts[1:]])
   ends = np.r_[starts[1:] - 1, len(cuts) - 1]
-  run_of = np.full(len(cuts), -1, np.int32)
+  runs_of = np.full((len(cuts), 2), -1, np.int32)
   runs = []
   by_shot: dict[int, list[keyframes.Keyframe]] = {}
   for key in sorted(keys, key=lambda k: k.frame):
@@ -349,8 +366,13 @@ def track(
       raise ValueError(f"two keyframes at frame {key.frame}")
     by_shot.setdefault(int(shot[key.frame]), []).append(key)
   for s, shot_keys in by_shot.items():
-    spans = _serves([k.frame for k in shot_keys], starts[s], ends[s])
-    for key, (lo, hi) in zip(shot_keys, spans, strict=True):
-      run_of[lo : hi + 1] = len(runs)
+    frames = [k.frame for k in shot_keys]
+    nearer = _serves(frames, starts[s], ends[s])
+    spans = _serves(frames, starts[s], ends[s], blend)
+    for key, (lo, hi), (near_lo, near_hi) in zip(shot_keys, spans, nearer, strict=True):
+      frames_served = np.arange(lo, hi + 1)
+      is_near = (frames_served >= near_lo) & (frames_served <= near_hi)
+      runs_of[frames_served[is_near], 0] = len(runs)
+      runs_of[frames_served[~is_near], 1] = len(runs)
       runs.append(_run(luma, key, (lo, hi), small_size, flow, options))
-  return Track(tuple(runs), run_of, frame_size, small_size)
+  return Track(tuple(runs), runs_of, frame_size, small_size)
