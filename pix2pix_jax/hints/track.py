@@ -38,6 +38,15 @@ class Options:
   # over a long way is less accurate than the frame-to-frame step).
   anchor_every: int = 30
   anchor_shift: float = 6.0
+  # A point whose 5x5 neighbourhood varies by less than this (mean absolute deviation, levels)
+  # is flat: the flow there is filled in from around it, so the forward-backward and
+  # disagreement checks say little; it is dropped only when the mean luminance around it
+  # changes by over `flat_levels` (covered). On real clips, most points dropped before this
+  # rule were flat ones failing the disagreement check (experiments/hint_motion.py). They still
+  # move with that filled-in flow: a wall's hints drift with an object crossing in front
+  # (moving them by the frame's median flow instead measured worse on every real clip).
+  flat_texture: float = 3.0
+  flat_levels: float = 8.0
 
 
 _PATCH = np.stack(np.meshgrid(np.arange(-2, 3), np.arange(-2, 3)), axis=-1).reshape(-1, 2)
@@ -216,18 +225,22 @@ def _inside(xy: np.ndarray, shape: tuple[int, int], margin: float) -> np.ndarray
   )
 
 
-def _patches(luma: np.ndarray, xy: np.ndarray) -> np.ndarray:
-  """Zero-mean 5x5 luminance patches [n, 25] around points (x, y) [n, 2], bilinear."""
+def _patches(luma: np.ndarray, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """Zero-mean 5x5 luminance patches [n, 25] around points (x, y) [n, 2], bilinear, and their
+  means [n]."""
   points = (xy[:, None, :] + _PATCH[None]).reshape(-1, 2)
   values = _sample(luma.astype(np.float32)[..., None], points)[:, 0].reshape(len(xy), -1)
-  return values - values.mean(axis=1, keepdims=True)
+  means = values.mean(axis=1)
+  return values - means[:, None], means
 
 
-def _changed(a: np.ndarray, p: np.ndarray, b: np.ndarray, q: np.ndarray) -> np.ndarray:
-  """How much the neighbourhood of points p on a changes at q on b, relative to its texture."""
-  pa, pb = _patches(a, p), _patches(b, q)
-  texture = 0.5 * (np.abs(pa).mean(axis=1) + np.abs(pb).mean(axis=1))
-  return np.abs(pa - pb).mean(axis=1) / (texture + _FLAT)
+def _changed(a: np.ndarray, p: np.ndarray, b: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, ...]:
+  """How much the neighbourhood of points p on a changes at q on b, relative to its texture;
+  the change of its mean; its texture on a."""
+  (pa, ma), (pb, mb) = _patches(a, p), _patches(b, q)
+  texture_a = np.abs(pa).mean(axis=1)
+  texture = 0.5 * (texture_a + np.abs(pb).mean(axis=1))
+  return np.abs(pa - pb).mean(axis=1) / (texture + _FLAT), np.abs(ma - mb), texture_a
 
 
 class _Anchor(NamedTuple):
@@ -263,12 +276,16 @@ def _step(
   # Near the edge only points that move are dropped: a still camera keeps them.
   near_edge = ~_inside(matched, a.shape, options.margin)
   near_edge &= np.linalg.norm(matched - home[alive], axis=1) > options.consistency
+  change, mean_change, texture = _changed(anchor.luma, q, b, matched)
+  flat = texture < options.flat_texture
+  flow_ok = (np.linalg.norm(back - p, axis=1) <= options.consistency) & (
+    np.linalg.norm(direct - moved, axis=1) <= options.disagreement
+  )
   ok = (
     _inside(matched, a.shape, 0.0)
     & ~near_edge
-    & (np.linalg.norm(back - p, axis=1) <= options.consistency)
-    & (np.linalg.norm(direct - moved, axis=1) <= options.disagreement)
-    & (_changed(anchor.luma, q, b, matched) <= options.appearance)
+    & (change <= options.appearance)
+    & np.where(flat, mean_change <= options.flat_levels, flow_ok)
   )
   out[np.flatnonzero(alive)[ok]] = matched[ok]
   return out
