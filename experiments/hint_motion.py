@@ -1,8 +1,15 @@
-"""Fixed against tracked keyframe hints on clips made from the embedded photos (docs/video.md,
-"Evaluating clips"): the nearest-hint fill of 20 true points on frame 0, CIEDE2000 over the
-second half of 40 frames, mean over seeds.
+"""How hints should move, measured with the nearest-hint fill (no model) against the true colours:
+20 true points on each keyframe, CIEDE2000 over the frames.
 
-  python experiments/hint_motion.py [--seeds 3] [--work /tmp/hint_motion]
+- fixed against tracked, hints on each shot's first frame: zoompan clips made from an embedded
+  photo (over the second half of 40 frames) and any real clips given (over every frame);
+- between two keyframes (every --keyframe-every frames), the nearer keyframe's hints against a
+  blend of both (`track(..., blend=True)`), on the real clips.
+
+Means over --seeds hint draws.
+
+  python experiments/package_data.py --out data/packages     # the real clips (Debian packages)
+  python experiments/hint_motion.py --clips data/packages/clips/*.{mp4,avi} [--seeds 3]
 """
 
 import argparse
@@ -18,7 +25,7 @@ from pix2pix_jax.evaluate import video_metrics
 from pix2pix_jax.hints import track as track_lib
 
 # ffmpeg zoompan over a 1280-wide photo, 40 frames at 320x180.
-CLIPS = {
+SYNTHETIC = {
   "pan 2 px a frame": "zoompan=z=2:x='100+on*8':y='ih/4':d=1:s=320x180:fps=25",
   "slow pan and zoom": "zoompan=z='1+0.002*on':x='iw/4+on*2':y='ih/4':d=1:s=320x180:fps=25",
 }
@@ -32,33 +39,60 @@ def make_clip(path: str, zoompan: str) -> str:
   return path
 
 
-def fill_errors(clip: str, seeds: int) -> dict[str, float]:
-  truth, _ = video_eval.read_clip(clip)
+def fill_errors(
+  truth: np.ndarray, runs: dict[str, dict], seeds: int, every: int | None, from_frame: int
+) -> dict[str, float]:
+  """Mean CIEDE2000 of the nearest-hint fill from frame `from_frame` on, per named `track`
+  keyword set, hints sampled on each shot's first frame (and every `every` frames)."""
   gray = track_lib.model_gray(truth)
   luma = track_lib.small_luma(gray)
-  cuts = np.r_[True, np.zeros(len(luma) - 1, bool)]
-  out: dict[str, list[float]] = {"fixed": [], "track": []}
+  clip_shots = video_eval.shots(gray, video_eval.Settings().cut_threshold)
+  cuts = np.zeros(len(luma), bool)
+  cuts[[lo for lo, _ in clip_shots]] = True
+  frames = video_eval.keyframe_indices(clip_shots, every)
+  out: dict[str, list[float]] = {name: [] for name in runs}
   for seed in range(seeds):
-    keys = video_eval.sample_keyframes(truth, [0], video_eval.Settings(seed=seed))
-    for motion in out:
-      track = track_lib.track(luma, keys, cuts, still=motion == "fixed")
+    keys = video_eval.sample_keyframes(truth, frames, video_eval.Settings(seed=seed))
+    for name, kwargs in runs.items():
+      track = track_lib.track(luma, keys, cuts, **kwargs)
       fill = np.stack([video_eval.nearest_fill(gray[t], track.points(t)) for t in range(len(gray))])
       errors = video_metrics.frame_metrics(fill, truth)["ciede2000"]
-      out[motion].append(float(errors[len(errors) // 2 :].mean()))
-  return {motion: float(np.mean(values)) for motion, values in out.items()}
+      out[name].append(float(errors[from_frame:].mean()))
+  return {name: float(np.mean(values)) for name, values in out.items()}
 
 
 def main() -> None:
   parser = argparse.ArgumentParser()
+  parser.add_argument("--clips", nargs="*", default=[], help="real colour clips")
   parser.add_argument("--seeds", type=int, default=3)
+  parser.add_argument("--keyframe-every", type=int, default=30)
   parser.add_argument("--work", default="/tmp/hint_motion")
   args = parser.parse_args()
   os.makedirs(args.work, exist_ok=True)
+  clips = {
+    name: (video_eval.read_clip(make_clip(os.path.join(args.work, f"{i}.mp4"), zoompan))[0], 20)
+    for i, (name, zoompan) in enumerate(SYNTHETIC.items())
+  }
+  clips.update({os.path.basename(path): (video_eval.read_clip(path)[0], 0) for path in args.clips})
+
+  motion = {"fixed": {"still": True}, "tracked": {}}
   print("| clip | fixed | tracked | tracked / fixed |\n|---|---:|---:|---:|")
-  for i, (name, zoompan) in enumerate(CLIPS.items()):
-    errors = fill_errors(make_clip(os.path.join(args.work, f"{i}.mp4"), zoompan), args.seeds)
-    ratio = errors["track"] / errors["fixed"]
-    print(f"| {name} | {errors['fixed']:.2f} | {errors['track']:.2f} | {ratio:.2f} |")
+  for name, (truth, from_frame) in clips.items():
+    errors = fill_errors(truth, motion, args.seeds, None, from_frame)
+    ratio = errors["tracked"] / errors["fixed"]
+    print(f"| {name} | {errors['fixed']:.2f} | {errors['tracked']:.2f} | {ratio:.2f} |")
+
+  between = {"nearer": {}, "blend": {"blend": True}}
+  every = args.keyframe_every
+  print(f"\nkeyframes every {every} frames, tracked")
+  print("| clip | nearer | blend | blend / nearer |\n|---|---:|---:|---:|")
+  for path in args.clips:
+    truth, _ = clips[os.path.basename(path)]
+    errors = fill_errors(truth, between, args.seeds, every, 0)
+    ratio = errors["blend"] / errors["nearer"]
+    print(
+      f"| {os.path.basename(path)} | {errors['nearer']:.2f} | {errors['blend']:.2f} | {ratio:.2f} |"
+    )
 
 
 if __name__ == "__main__":
