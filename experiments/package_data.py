@@ -35,7 +35,7 @@ OPENCV_DATA = "usr/share/doc/opencv-doc/examples/data"
 # package -> (licence as the package's copyright file gives it, [paths of photos]).
 HOLDOUT = {
   "plasma-workspace-wallpapers": (
-    "LGPL-3 / CC-BY-SA (debian/copyright)",
+    "GPL-2+ (debian/copyright)",
     [
       PLASMA.format(name)
       for name in (
@@ -45,18 +45,18 @@ HOLDOUT = {
     ],
   ),
   "lomiri-wallpapers-16.04": (
-    "CC-BY-4.0 / CC-BY-SA-4.0 (debian/copyright)",
+    "CC-BY-SA-4.0 (debian/copyright)",
     [
       f"{BACKGROUNDS}/{name}.jpg"
       for name in ("Bridge_by_Sander_Klootwijk Dragonfly_by_Bolly free_by_Peter_Nerlich".split())
     ],
   ),
   "lomiri-wallpapers-20.04": (
-    "CC-BY-SA-4.0 (debian/copyright)",
+    "CC-BY-SA-3.0 (debian/copyright)",
     [f"{BACKGROUNDS}/Kleiber_by_Lukas_Baubkus.jpg"],
   ),
   "mate-backgrounds": (
-    "GPL-2+ / CC-BY-SA (debian/copyright)",
+    "GPL-2+ (debian/copyright)",
     [
       f"{BACKGROUNDS}/mate/nature/{name}.jpg"
       for name in (
