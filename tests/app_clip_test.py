@@ -5,7 +5,6 @@ a model without hints; files that are not clips."""
 
 import json
 import os
-import subprocess
 import sys
 
 import numpy as np
@@ -17,6 +16,7 @@ import cv2  # noqa: E402
 from helpers import (  # noqa: E402
   app_engine,
   decode,
+  encode_ffv1,
   hint_generator_workdir,
   start_process,
   tiny_generator_workdir,
@@ -27,7 +27,6 @@ from pix2pix_jax.app import actions, clip_actions, session  # noqa: E402
 from pix2pix_jax.app import engine as engine_lib  # noqa: E402
 from pix2pix_jax.app.clip_actions import ClipState  # noqa: E402
 from pix2pix_jax.colorize import colorizer as colorizer_lib  # noqa: E402
-from pix2pix_jax.colorize.video import probe  # noqa: E402
 
 W, H, SHOT, FPS = 96, 64, 12, 25  # two shots of SHOT frames
 RED = (220, 20, 20)
@@ -42,10 +41,7 @@ def two_shot_clip(path) -> str:
     shots.append(np.stack([rgb[y : y + H, 10 + t : 10 + t + W] for t in range(SHOT)]))
   gray = np.rint(np.concatenate(shots) @ np.array([0.3, 0.59, 0.11])).astype(np.uint8)
   frames = np.repeat(gray[..., None], 3, -1)
-  cmd = [probe.ffmpeg_exe(), "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24"]
-  cmd += ["-s", f"{W}x{H}", "-r", str(FPS), "-i", "-", "-c:v", "ffv1", "-pix_fmt", "gbrp"]
-  subprocess.run([*cmd, str(path)], input=frames.tobytes(), check=True)
-  return str(path)
+  return encode_ffv1(path, frames, rate=FPS)
 
 
 @pytest.fixture(scope="module")

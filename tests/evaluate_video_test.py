@@ -4,16 +4,14 @@ a real encoded colour clip (a photo panned 2 px a frame, FFV1 RGB)."""
 import csv
 import json
 import os
-import subprocess
 
 import cv2
 import numpy as np
 import pytest
-from helpers import fill_generator_workdir
+from helpers import encode_ffv1, fill_generator_workdir
 from scipy.spatial import distance
 
 from pix2pix_jax import images
-from pix2pix_jax.colorize.video import probe
 from pix2pix_jax.evaluate import main as evaluate
 from pix2pix_jax.evaluate import video as video_eval
 from pix2pix_jax.evaluate import video_metrics
@@ -29,11 +27,7 @@ def _pan(step: int = 2) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory):
-  path = str(tmp_path_factory.mktemp("clip") / "pan.mkv")
-  cmd = [probe.ffmpeg_exe(), "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24"]
-  cmd += ["-s", f"{W}x{H}", "-r", "25", "-i", "-", "-c:v", "ffv1", "-pix_fmt", "bgr0", path]
-  subprocess.run(cmd, input=_pan().tobytes(), check=True)
-  return path
+  return encode_ffv1(tmp_path_factory.mktemp("clip") / "pan.mkv", _pan(), pix_fmt="bgr0")
 
 
 def test_cdc_is_the_mean_jensen_shannon_divergence_of_channel_histograms():

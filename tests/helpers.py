@@ -355,6 +355,17 @@ def ffmpeg(*args):
   subprocess.run(cmd, check=True)
 
 
+def encode_ffv1(path, frames, *, rate=25, pix_fmt="gbrp") -> str:
+  """uint8 RGB frames [T, H, W, 3] as a lossless FFV1 clip at `path`; returns `path` as a str."""
+  from pix2pix_jax.colorize.video import probe
+
+  height, width = frames.shape[1:3]
+  cmd = [probe.ffmpeg_exe(), "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24"]
+  cmd += ["-s", f"{width}x{height}", "-r", str(rate), "-i", "-", "-c:v", "ffv1"]
+  subprocess.run([*cmd, "-pix_fmt", pix_fmt, str(path)], input=frames.tobytes(), check=True)
+  return str(path)
+
+
 def make_clip(path, *, size="64x48", rate=25, seconds=1.0, vcodec="libx264", audio=None, extra=()):
   """A testsrc2 clip at `path` (a 440 Hz sine in `audio`'s codec if given); returns `path`."""
   width, height = size.split("x")

@@ -3,19 +3,17 @@ and the learning check that a hint model uses its hints."""
 
 import json
 import os
-import subprocess
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 import short_training
-from helpers import tiny_config, tiny_generator_workdir, write_photo_folder
+from helpers import encode_ffv1, tiny_config, tiny_generator_workdir, write_photo_folder
 from PIL import Image
 from scipy.spatial import cKDTree
 
 from pix2pix_jax import checkpoint, cli, color, input_pipeline, models, parallel
-from pix2pix_jax.colorize.video import probe
 from pix2pix_jax.evaluate import common
 from pix2pix_jax.evaluate import main as evaluate
 from pix2pix_jax.hints import device as hint_ops
@@ -179,7 +177,4 @@ def _panning_bands(path, width=96, height=64, frames=24) -> str:
   lab = np.stack([lightness, 45 * np.cos(hue), 45 * np.sin(hue)], -1).astype(np.float32)
   rgb = np.asarray(color.float_to_uint8(color.lab_to_rgb(lab)))
   clip = np.stack([rgb[:, 2 * t : 2 * t + width] for t in range(frames)])
-  cmd = [probe.ffmpeg_exe(), "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24"]
-  cmd += ["-s", f"{width}x{height}", "-r", "25", "-i", "-", "-c:v", "ffv1", "-pix_fmt", "bgr0"]
-  subprocess.run([*cmd, str(path)], input=clip.tobytes(), check=True)
-  return str(path)
+  return encode_ffv1(path, clip, pix_fmt="bgr0")

@@ -4,12 +4,11 @@ photo panned 1 px a frame, FFV1, then a cut to another photo), lossless outputs.
 
 import json
 import os
-import subprocess
 
 import cv2
 import numpy as np
 import pytest
-from helpers import decode, fill_generator_workdir, hint_generator_workdir
+from helpers import decode, encode_ffv1, fill_generator_workdir, hint_generator_workdir
 from PIL import Image
 
 from pix2pix_jax import cli, color, images
@@ -38,13 +37,6 @@ def _gray(frames: np.ndarray) -> np.ndarray:
   return np.repeat(gray[..., None], 3, -1)
 
 
-def _encode(path, frames) -> str:
-  cmd = [probe.ffmpeg_exe(), "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24"]
-  cmd += ["-s", f"{W}x{H}", "-r", str(FPS), "-i", "-", "-c:v", "ffv1", "-pix_fmt", "gbrp", path]
-  subprocess.run(cmd, input=frames.tobytes(), check=True)
-  return str(path)
-
-
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory):
   """Two shots, gray: the cat panned, then a temple panned; a keyframe file whose frame 0 has a
@@ -53,7 +45,7 @@ def clip(tmp_path_factory):
   truth = np.concatenate(
     [_panned("skimage_chelsea.jpg", 18), _panned("sklearn_china.jpg", 30)], axis=0
   )
-  path = _encode(folder / "pan.mkv", _gray(truth))
+  path = encode_ffv1(folder / "pan.mkv", _gray(truth), rate=FPS)
   np.save(folder / "truth.npy", truth)
   Image.fromarray(truth[0]).save(folder / "truth0.png")
   (folder / "truth.json").write_text(
