@@ -143,10 +143,8 @@ class Track:
     found = self._kept(t)
     if not found:
       return None
-    return tuple(
-      np.concatenate(parts)
-      for parts in zip(*[(run.start[kept], xy[kept]) for run, xy, kept in found], strict=True)
-    )
+    starts, xys = zip(*[(run.start[kept], xy[kept]) for run, xy, kept in found], strict=True)
+    return np.concatenate(starts), np.concatenate(xys)
 
   def points(self, t: int) -> tuple[np.ndarray, np.ndarray] | None:
     """Frame t's hint pixels at full frame size: ((y, x) int64 [k, 2], ab float32 [k, 2]),
