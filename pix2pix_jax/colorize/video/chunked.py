@@ -95,7 +95,7 @@ def _plan(
     {  # the frame ranges are in the chunks' names; the threads change no pixel
       "encode": dataclasses.astuple(settings.encode),
       "smoothing": settings.smoothing.strength,
-      "cut_threshold": settings.smoothing.cut_threshold,
+      "cuts": (temporal.CUT_MEASURE, settings.smoothing.cut_threshold),
       "compare": settings.compare,
       "head": head,
       "hints": None if stages.hints is None else stages.hints.digest,

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from pix2pix_jax import progress as progress_lib
-from pix2pix_jax.colorize.video import probe, source
+from pix2pix_jax.colorize.video import probe, source, temporal
 from pix2pix_jax.hints import HintsError, files, keyframes
 from pix2pix_jax.hints import track as track_lib
 
@@ -44,7 +44,8 @@ class ClipTrack:
 def digest(keys: Sequence[keyframes.Keyframe], motion: str, cut_threshold: float) -> str:
   """What a track is made from (the keyframes' hints, the motion, the cut threshold and the
   tracking options): part of a chunked run's resume fingerprint."""
-  h = hashlib.sha256(repr((motion, cut_threshold, track_lib.Options())).encode())
+  cuts = (temporal.CUT_MEASURE, cut_threshold)
+  h = hashlib.sha256(repr((motion, cuts, track_lib.Options())).encode())
   for key in keys:
     h.update(str(key.frame).encode())
     h.update(np.ascontiguousarray(key.hints.mask).tobytes())
@@ -109,9 +110,10 @@ def first_frame(window: tuple[float, float], info: probe.VideoInfo) -> int:
 
 
 class CutDetector:
-  """Scene cuts from the luminance histograms of consecutive frames, as the smoothing's: a frame
-  whose histogram is further than `threshold` (total variation) from the previous one's, and the
-  first frame, start a shot."""
+  """Scene cuts as the smoothing's (`temporal.DEFAULT_CUT_THRESHOLD`): a frame whose luminance
+  histogram's total-variation distance from the previous frame's, plus their mean absolute
+  luminance difference (on a [-1, 1] scale), exceeds `threshold` starts a shot, as does the
+  first frame."""
 
   def __init__(self, threshold: float):
     self.threshold, self._previous = threshold, None
@@ -120,8 +122,11 @@ class CutDetector:
     """Whether the frame of (small) luminance uint8 [h, w] starts a shot."""
     bins = np.minimum((luma.astype(np.int32) * _HIST_BINS) // 255, _HIST_BINS - 1)
     hist = np.bincount(bins.ravel(), minlength=_HIST_BINS) / bins.size
-    previous, self._previous = self._previous, hist
-    return previous is None or 0.5 * np.abs(hist - previous).sum() > self.threshold
+    previous, self._previous = self._previous, (hist, luma.astype(np.float32) / 127.5)
+    if previous is None:
+      return True
+    change = 0.5 * np.abs(hist - previous[0]).sum() + np.abs(self._previous[1] - previous[1]).mean()
+    return change > self.threshold
 
 
 class _Shots:

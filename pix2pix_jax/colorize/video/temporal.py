@@ -13,9 +13,12 @@ import numpy as np
 from pix2pix_jax import metrics, parallel
 
 DEFAULT_SMOOTHING = 0.7  # chosen by measurement: most of the steadiness, little lag
-# Total-variation distance between consecutive luminance histograms above which a frame starts
-# a new shot (0: identical histograms, 1: disjoint). Pans and fades stay well below this.
+# A frame starts a new shot where it differs from the previous one by more than this: the
+# total-variation distance of their luminance histograms (0: identical, 1: disjoint) plus the mean
+# absolute difference of their luminance on the model input's scale, [-1, 1]. Pans and fades stay
+# well below it; the histogram alone missed cuts between shots of one tone (docs/video.md).
 DEFAULT_CUT_THRESHOLD = 0.3
+CUT_MEASURE = "histogram total variation + mean absolute difference"  # in resume fingerprints
 _HIST_BINS = 32
 
 
@@ -36,6 +39,7 @@ class SmoothState(NamedTuple):
 
   ab: jax.Array  # [r, r, 2] smoothed ab of the last frame
   hist: jax.Array  # [bins] luminance histogram of the last frame
+  luma: jax.Array  # [s, s] the last frame's `small_luminance`
   started: jax.Array  # bool: whether a previous frame exists
 
 
@@ -44,14 +48,20 @@ def initial_state(render_size: int) -> SmoothState:
   return SmoothState(
     ab=jnp.zeros((render_size, render_size, 2), jnp.float32),
     hist=jnp.zeros((_HIST_BINS,), jnp.float32),
+    luma=jnp.zeros(((render_size + 1) // 2,) * 2, jnp.float32),
     started=jnp.zeros((), bool),
   )
 
 
+def small_luminance(x: jax.Array) -> jax.Array:
+  """Model inputs [B,r,r,1] -> every other pixel's, [B,s,s], in [-1, 1]."""
+  return x[:, ::2, ::2, 0]
+
+
 def luminance_histograms(x: jax.Array) -> jax.Array:
   """Normalised histograms [B, bins] of model inputs [B,r,r,1] in [-1, 1]."""
-  x = x[:, ::2, ::2, 0]
-  bins = jnp.clip(jnp.floor((x + 1.0) * 0.5 * _HIST_BINS), 0, _HIST_BINS - 1).astype(jnp.int32)
+  bins = jnp.floor((small_luminance(x) + 1.0) * 0.5 * _HIST_BINS)
+  bins = jnp.clip(bins, 0, _HIST_BINS - 1).astype(jnp.int32)
   counts = jax.nn.one_hot(bins, _HIST_BINS, dtype=jnp.float32).sum(axis=(1, 2))
   return counts / counts.sum(axis=-1, keepdims=True)
 
@@ -66,8 +76,8 @@ def _smooth(
   *,
   replicated: jax.sharding.NamedSharding,
 ) -> tuple[jax.Array, jax.Array, SmoothState]:
-  """EMA of ab over the batch's frames in order, continuing from `state`; a frame whose
-  histogram is far from the previous one's starts afresh (a cut).
+  """EMA of ab over the batch's frames in order, continuing from `state`; a frame far from the
+  previous one (DEFAULT_CUT_THRESHOLD's measure) starts afresh (a cut).
 
   Returns (smoothed ab, per-frame cut flags, new state); frames at index >= num_valid are
   padding and leave the state unchanged.
@@ -75,21 +85,23 @@ def _smooth(
   # The scan runs along the batch axis, so the (small, render-size) ab is gathered first.
   ab = jax.sharding.reshard(ab, replicated)
   hists = jax.sharding.reshard(luminance_histograms(x), replicated)
+  lumas = jax.sharding.reshard(small_luminance(x), replicated)
   valid = jnp.arange(ab.shape[0]) < num_valid
 
   def step(carry: SmoothState, inputs: tuple[jax.Array, ...]) -> tuple[SmoothState, Any]:
-    ab_t, hist_t, valid_t = inputs
-    distance = 0.5 * jnp.abs(hist_t - carry.hist).sum()
+    ab_t, hist_t, luma_t, valid_t = inputs
+    distance = 0.5 * jnp.abs(hist_t - carry.hist).sum() + jnp.abs(luma_t - carry.luma).mean()
     cut = jnp.logical_not(carry.started) | (distance > cut_threshold)
     smoothed = jnp.where(cut, ab_t, strength * carry.ab + (1.0 - strength) * ab_t)
     new = SmoothState(
       ab=jnp.where(valid_t, smoothed, carry.ab),
       hist=jnp.where(valid_t, hist_t, carry.hist),
+      luma=jnp.where(valid_t, luma_t, carry.luma),
       started=carry.started | valid_t,
     )
     return new, (smoothed, cut & valid_t)
 
-  state, (smoothed, cuts) = jax.lax.scan(step, state, (ab, hists, valid))
+  state, (smoothed, cuts) = jax.lax.scan(step, state, (ab, hists, lumas, valid))
   return smoothed, cuts, state
 
 
