@@ -4,7 +4,7 @@
 - fixed against tracked, hints on each shot's first frame: zoompan clips made from an embedded
   photo (over the second half of 40 frames) and any real clips given (over every frame);
 - between two keyframes (every --keyframe-every frames), the nearer keyframe's hints against a
-  blend of both (`track(..., blend=True)`), on the real clips.
+  blend of both (`Options.blend`, the default), on the real clips.
 
 Means over --seeds hint draws.
 
@@ -82,7 +82,7 @@ def main() -> None:
     ratio = errors["tracked"] / errors["fixed"]
     print(f"| {name} | {errors['fixed']:.2f} | {errors['tracked']:.2f} | {ratio:.2f} |")
 
-  between = {"nearer": {}, "blend": {"blend": True}}
+  between = {"nearer": {"options": track_lib.Options(blend=False)}, "blend": {}}
   every = args.keyframe_every
   print(f"\nkeyframes every {every} frames, tracked")
   print("| clip | nearer | blend | blend / nearer |\n|---|---:|---:|---:|")

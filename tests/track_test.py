@@ -153,7 +153,8 @@ def test_each_frame_takes_the_nearer_keyframe_of_its_shot(moving):
     keyframes.Keyframe(50, _grid_hints(ab=(-40.0, 5.0))),
     keyframes.Keyframe(10, _grid_hints(ab=(40.0, 5.0))),
   ]
-  track = hint_track.track(luma, keys, np.zeros(FRAMES, bool))
+  nearer = hint_track.Options(blend=False)
+  track = hint_track.track(luma, keys, np.zeros(FRAMES, bool), options=nearer)
   for t in range(FRAMES):
     hints = track.hints(t)
     expected = 40.0 if t <= 30 else -40.0  # 30 is as near to 10 as to 50: the earlier wins
@@ -169,8 +170,10 @@ def test_blend_gives_a_frame_between_two_keyframes_both_hint_sets(moving):
     keyframes.Keyframe(10, _grid_hints(ab=(40.0, 5.0))),
     keyframes.Keyframe(50, _grid_hints(ab=(-40.0, 5.0))),
   ]
-  nearer = hint_track.track(luma, keys, np.zeros(FRAMES, bool))
-  blend = hint_track.track(luma, keys, np.zeros(FRAMES, bool), blend=True)
+  nearer = hint_track.track(
+    luma, keys, np.zeros(FRAMES, bool), options=hint_track.Options(blend=False)
+  )
+  blend = hint_track.track(luma, keys, np.zeros(FRAMES, bool))  # the default
   for t in range(FRAMES):
     colours = set(np.unique(blend.hints(t).ab[blend.hints(t).mask][:, 0]))
     # Only each keyframe's own hints on it and beyond it; both between them.
