@@ -128,10 +128,12 @@ def test_an_occluder_drops_the_hints_it_covers():
     ahead &= xy[:, 0] < (left + size) / 2 + 8
     assert np.abs(xy - kept)[~ahead].max() < 1.0, t
     assert np.abs(xy - kept)[ahead].max(initial=0) < 5.0, t
+  # Under the still view, the hints the block has passed come back where they were.
+  behind = swept & (start[:, 0] < lefts[-1] / 2 - 3)
   kept, _ = track.positions(59)
-  is_swept = (np.abs(kept[:, None] - start[swept][None]).sum(-1) < 1e-6).any(axis=1)
-  assert is_swept.sum() < 0.1 * swept.sum(), (is_swept.sum(), swept.sum())
-  assert len(kept) - is_swept.sum() > 0.9 * (len(start) - swept.sum())  # the others stay
+  is_kept = (np.abs(start[:, None] - kept[None]).sum(-1) < 1e-6).any(axis=1)
+  assert is_kept[behind].mean() > 0.8, (is_kept[behind].sum(), behind.sum())
+  assert is_kept[~swept].mean() > 0.9  # the others stay
 
 
 def test_hints_stop_at_a_cut():

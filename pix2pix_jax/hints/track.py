@@ -47,6 +47,13 @@ class Options:
   # (moving them by the frame's median flow instead measured worse on every real clip).
   flat_texture: float = 3.0
   flat_levels: float = 8.0
+  # Under a still camera (the frame's median flow, summed from the keyframe, within `still` px)
+  # a dropped point comes back, at its keyframe position or else where it was last kept, once
+  # the picture there is still (the flow under `consistency`) and looks as around it on the
+  # keyframe again (within half `appearance`, the mean luminance within `flat_levels`):
+  # something passed in front of it. Dropped for good, such points cost a still-camera clip
+  # 10% (vtest, experiments/hint_motion.py); negative: never.
+  still: float = 1.0
   # Between two keyframes of a shot a frame takes both's hints (the nearer's on top), else only
   # the nearer's: more true points gave a lower error on every real clip measured.
   blend: bool = True
@@ -254,22 +261,29 @@ class _Anchor(NamedTuple):
 def _step(
   xy: np.ndarray,
   home: np.ndarray,
-  anchor: _Anchor,
+  anchors: Sequence[_Anchor],
+  which: np.ndarray,
   a: np.ndarray,
   b: np.ndarray,
   flow: Flow,
   options: Options,
-) -> np.ndarray:
-  """Points' positions on luminance a -> on b, matched from the anchor; NaN (dropped) where
-  `Options` says (`home`: their positions on the keyframe)."""
+) -> tuple[np.ndarray, np.ndarray]:
+  """Points' positions on luminance a -> on b, each matched from its anchor (`anchors[which]`);
+  NaN (dropped) where `Options` says (`home`: their positions on the keyframe); and the flow
+  from a to b."""
   out = np.full_like(xy, np.nan)
   alive = ~np.isnan(xy[:, 0])
+  forward = flow(a, b)
   if not alive.any():
-    return out
-  p, q = xy[alive], anchor.xy[alive]
-  moved = p + _sample(flow(a, b), p)
+    return out, forward
+  p, groups = xy[alive], [(anchor, which[alive] == g) for g, anchor in enumerate(anchors)]
+  moved = p + _sample(forward, p)
   back = moved + _sample(flow(b, a), moved)
-  direct = moved if anchor.luma is a else q + _sample(flow(anchor.luma, b), q)
+  direct = moved.copy()
+  for anchor, rows in groups:
+    if rows.any() and anchor.luma is not a:
+      q = anchor.xy[alive][rows]
+      direct[rows] = q + _sample(flow(anchor.luma, b), q)
   # The direct match from the anchor where it agrees with the step (no drift); else the step
   # (where the picture is flat the direct match over a long way is the less reliable one).
   agree = np.linalg.norm(direct - moved, axis=1) <= options.agreement
@@ -277,7 +291,11 @@ def _step(
   # Near the edge only points that move are dropped: a still camera keeps them.
   near_edge = ~_inside(matched, a.shape, options.margin)
   near_edge &= np.linalg.norm(matched - home[alive], axis=1) > options.consistency
-  change, mean_change, texture = _changed(anchor.luma, q, b, matched)
+  change, mean_change, texture = np.zeros((3, len(p)))
+  for anchor, rows in groups:
+    if rows.any():
+      found = _changed(anchor.luma, anchor.xy[alive][rows], b, matched[rows])
+      change[rows], mean_change[rows], texture[rows] = found
   flat = texture < options.flat_texture
   flow_ok = (np.linalg.norm(back - p, axis=1) <= options.consistency) & (
     np.linalg.norm(direct - moved, axis=1) <= options.disagreement
@@ -289,7 +307,30 @@ def _step(
     & np.where(flat, mean_change <= options.flat_levels, flow_ok)
   )
   out[np.flatnonzero(alive)[ok]] = matched[ok]
-  return out
+  return out, forward
+
+
+def _revive(
+  xy: np.ndarray,
+  last: np.ndarray,
+  key: _Anchor,
+  b: np.ndarray,
+  forward: np.ndarray,
+  options: Options,
+) -> np.ndarray:
+  """Brings back, in place, the dropped points of xy where the picture on b is still
+  (`forward`: the flow from the frame before) and looks as on the keyframe again: at their
+  keyframe positions (`key`), else where they were last kept (`last`). Returns the indices of
+  those that came back."""
+  dropped = dead = np.flatnonzero(np.isnan(xy[:, 0]))
+  for q in (key.xy, last):  # the keyframe's first: `last` may be dragged by what covered them
+    if len(dead):
+      still = np.linalg.norm(_sample(forward, q[dead]), axis=1) <= options.consistency
+      change, mean_change, _ = _changed(key.luma, key.xy[dead], b, q[dead])
+      same = (change <= 0.5 * options.appearance) & (mean_change <= options.flat_levels)
+      xy[dead[still & same]] = q[dead[still & same]]
+      dead = dead[~(still & same)]
+  return np.setdiff1d(dropped, dead)
 
 
 def _serves(
@@ -325,14 +366,23 @@ def _run(
   xy = np.full((hi - lo + 1, len(start), 2), np.nan, np.float32)
   k = keyframe.frame
   xy[k - lo] = start
+  key = _Anchor(_luma(luma, k), start.astype(np.float32))
   for step, end in ((1, hi), (-1, lo)):
-    b = _luma(luma, k)
-    anchor = _Anchor(b, xy[k - lo])
+    b, anchor, last = key.luma, key, key.xy.copy()
+    which = np.zeros(len(start), np.int64)  # each point's anchor: 0 `anchor`, 1 the keyframe
+    camera = np.zeros(2)  # the median flow summed from the keyframe
     for t in range(k, end, step):
       a, b = b, _luma(luma, t + step)
       if (t - k) % options.anchor_every == 0 or _far(xy[t - lo], anchor.xy, options):
-        anchor = _Anchor(a, xy[t - lo])
-      xy[t + step - lo] = _step(xy[t - lo], start, anchor, a, b, flow, options)
+        anchor, which[:] = _Anchor(a, xy[t - lo]), 0
+      moved, forward = _step(xy[t - lo], start, (anchor, key), which, a, b, flow, options)
+      camera += np.median(forward.reshape(-1, 2), axis=0)
+      if np.linalg.norm(camera) <= options.still:
+        # Matched from the keyframe: they have no position on the anchor.
+        which[_revive(moved, last, key, b, forward, options)] = 1
+      kept = ~np.isnan(moved[:, 0])
+      last[kept] = moved[kept]
+      xy[t + step - lo] = moved
   return _Run(lo, pixels, ab, seed_of, xy, start.astype(np.float32))
 
 

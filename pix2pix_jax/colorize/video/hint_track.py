@@ -171,7 +171,7 @@ def first_pass(
   source_name: str = "keyframes",
 ) -> ClipTrack:
   """Decodes the clip (or `window`, (start, duration) seconds) once at a reduced size: scene
-  cuts (luminance histograms, as the smoothing's) and each keyframe's hints carried through its
+  cuts (`CutDetector`, as the smoothing finds them) and each keyframe's hints carried through its
   shot (`motion` "fixed": they stay where they are). HintsError naming `source_name` (the
   keyframe file) for a keyframe past the end."""
   if motion not in MOTIONS:
