@@ -26,6 +26,7 @@ from pix2pix_jax.colorize.video import (
   probe,
   sample_clip,
   source,
+  temporal,
   writer,
 )
 from pix2pix_jax.colorize.video import clip as clip_lib
@@ -92,7 +93,9 @@ def _hint_track(clip: str) -> int:
   on frame 0 through its shot); returns the frames it passed over."""
   info = probe.probe(clip)
   keys = [video.scribble_keyframe(info.height, info.width)]
-  return hint_track.first_pass(clip, info, keys, cut_threshold=0.3, progress=False).frames
+  return hint_track.first_pass(
+    clip, info, keys, cut_threshold=temporal.DEFAULT_CUT_THRESHOLD, progress=False
+  ).frames
 
 
 def _free_model_pipeline(clip: str, batch: int, preset: str) -> int:

@@ -242,7 +242,9 @@ def measure_hints(
     run()  # warm-up
     fps[motion] = _median(run, repeats)["fps"]
   start = time.perf_counter()
-  track = hint_track.first_pass(clip, info, keys, cut_threshold=0.3, progress=False)
+  track = hint_track.first_pass(
+    clip, info, keys, cut_threshold=temporal.DEFAULT_CUT_THRESHOLD, progress=False
+  )
   first_pass_ms = 1000 * (time.perf_counter() - start) / max(1, track.frames)
   return {
     "fixed_fps": fps["fixed"],
