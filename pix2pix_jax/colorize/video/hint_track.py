@@ -122,10 +122,11 @@ class CutDetector:
     """Whether the frame of (small) luminance uint8 [h, w] starts a shot."""
     bins = np.minimum((luma.astype(np.int32) * _HIST_BINS) // 255, _HIST_BINS - 1)
     hist = np.bincount(bins.ravel(), minlength=_HIST_BINS) / bins.size
-    previous, self._previous = self._previous, (hist, luma.astype(np.float32) / 127.5)
+    level = luma.astype(np.float32) / 127.5
+    previous, self._previous = self._previous, (hist, level)
     if previous is None:
       return True
-    change = 0.5 * np.abs(hist - previous[0]).sum() + np.abs(self._previous[1] - previous[1]).mean()
+    change = 0.5 * np.abs(hist - previous[0]).sum() + np.abs(level - previous[1]).mean()
     return change > self.threshold
 
 
