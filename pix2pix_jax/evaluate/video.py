@@ -198,14 +198,15 @@ def _write_csv(path: str, rows: list[dict]) -> None:
 
 
 def plot_distance(path: str, frame_rows: list[dict]) -> None:
-  """CIEDE2000 against the distance from the keyframe, one line per mode and method."""
+  """CIEDE2000 against the distance from the keyframe, one line per mode and method (a colour
+  per mode, a style per method); the oracle, whose every frame is a keyframe, as its mean."""
   import matplotlib  # noqa: PLC0415
 
   matplotlib.use("Agg")
   from matplotlib import pyplot as plt  # noqa: PLC0415
 
   fig, ax = plt.subplots(figsize=(6, 4))
-  for mode in MODES:
+  for mode, colour in zip(MODES, ("C0", "C2", "C3"), strict=True):
     for method, style in zip(METHODS, ("-", ":"), strict=True):
       rows = [r for r in frame_rows if r["mode"] == mode and r["method"] == method]
       rows = [r for r in rows if r["distance"] >= 0]
@@ -213,8 +214,12 @@ def plot_distance(path: str, frame_rows: list[dict]) -> None:
         continue
       d = np.array([r["distance"] for r in rows])
       e = np.array([r["ciede2000"] for r in rows])
+      if mode == "oracle":
+        label = f"oracle {method} (fresh hints on every frame)"
+        ax.axhline(float(e.mean()), color=colour, linestyle=style, label=label)
+        continue
       xs = np.unique(d)
-      ax.plot(xs, [e[d == x].mean() for x in xs], style, label=f"{mode} {method}")
+      ax.plot(xs, [e[d == x].mean() for x in xs], style, color=colour, label=f"{mode} {method}")
   ax.set_xlabel("frames from the keyframe")
   ax.set_ylabel("CIEDE2000 (lower is better)")
   ax.legend(fontsize=8)
