@@ -327,9 +327,9 @@ def _revive(
     if len(dead):
       still = np.linalg.norm(_sample(forward, q[dead]), axis=1) <= options.consistency
       change, mean_change, _ = _changed(key.luma, key.xy[dead], b, q[dead])
-      same = (change <= 0.5 * options.appearance) & (mean_change <= options.flat_levels)
-      xy[dead[still & same]] = q[dead[still & same]]
-      dead = dead[~(still & same)]
+      back = still & (change <= 0.5 * options.appearance) & (mean_change <= options.flat_levels)
+      xy[dead[back]] = q[dead[back]]
+      dead = dead[~back]
   return np.setdiff1d(dropped, dead)
 
 

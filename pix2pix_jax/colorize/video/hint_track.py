@@ -17,7 +17,6 @@ from pix2pix_jax.hints import HintsError, files, keyframes
 from pix2pix_jax.hints import track as track_lib
 
 MOTIONS = ("track", "fixed")  # --hint-motion
-_HIST_BINS = 32  # as temporal.py's cut detection
 _BATCH = 16
 
 
@@ -120,8 +119,9 @@ class CutDetector:
 
   def __call__(self, luma: np.ndarray) -> bool:
     """Whether the frame of (small) luminance uint8 [h, w] starts a shot."""
-    bins = np.minimum((luma.astype(np.int32) * _HIST_BINS) // 255, _HIST_BINS - 1)
-    hist = np.bincount(bins.ravel(), minlength=_HIST_BINS) / bins.size
+    n = temporal.CUT_HIST_BINS
+    bins = np.minimum((luma.astype(np.int32) * n) // 255, n - 1)
+    hist = np.bincount(bins.ravel(), minlength=n) / bins.size
     level = luma.astype(np.float32) / 127.5
     previous, self._previous = self._previous, (hist, level)
     if previous is None:

@@ -19,7 +19,7 @@ DEFAULT_SMOOTHING = 0.7  # chosen by measurement: most of the steadiness, little
 # well below it; the histogram alone missed cuts between shots of one tone (docs/video.md).
 DEFAULT_CUT_THRESHOLD = 0.3
 CUT_MEASURE = "histogram total variation + mean absolute difference"  # in resume fingerprints
-_HIST_BINS = 32
+CUT_HIST_BINS = 32  # luminance histogram bins of the cut measure (also hint_track's)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,7 +47,7 @@ def initial_state(render_size: int) -> SmoothState:
   """The state before a clip's first frame."""
   return SmoothState(
     ab=jnp.zeros((render_size, render_size, 2), jnp.float32),
-    hist=jnp.zeros((_HIST_BINS,), jnp.float32),
+    hist=jnp.zeros((CUT_HIST_BINS,), jnp.float32),
     luma=jnp.zeros(((render_size + 1) // 2,) * 2, jnp.float32),
     started=jnp.zeros((), bool),
   )
@@ -60,9 +60,9 @@ def small_luminance(x: jax.Array) -> jax.Array:
 
 def luminance_histograms(x: jax.Array) -> jax.Array:
   """Normalised histograms [B, bins] of model inputs [B,r,r,1] in [-1, 1]."""
-  bins = jnp.floor((small_luminance(x) + 1.0) * 0.5 * _HIST_BINS)
-  bins = jnp.clip(bins, 0, _HIST_BINS - 1).astype(jnp.int32)
-  counts = jax.nn.one_hot(bins, _HIST_BINS, dtype=jnp.float32).sum(axis=(1, 2))
+  bins = jnp.floor((small_luminance(x) + 1.0) * 0.5 * CUT_HIST_BINS)
+  bins = jnp.clip(bins, 0, CUT_HIST_BINS - 1).astype(jnp.int32)
+  counts = jax.nn.one_hot(bins, CUT_HIST_BINS, dtype=jnp.float32).sum(axis=(1, 2))
   return counts / counts.sum(axis=-1, keepdims=True)
 
 
